@@ -1,0 +1,7 @@
+"""``python -m orchestrator``: the same entry point as the ``csbs-orchestrator`` script."""
+
+import sys
+
+from orchestrator.cli import main
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""Plain records shared by every layer: a replication task, its outcome, result statuses.
+
+Frozen, slotted dataclasses: cheap to create by the million, safe to pass between tasks.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "FINAL_SUCCESS",
+    "PROVIDER_ID",
+    "Outcome",
+    "PairKey",
+    "ReplicationTask",
+    "ResultStatus",
+]
+
+#: CSBS has exactly one provider; its id is fixed by the service.
+PROVIDER_ID = "fc4d5750-22e7-4798-8a46-f48f62c4c1da"
+
+#: (source project id, checkpoint item id, destination region): replicated at most once.
+PairKey = tuple[str, str, str]
+
+
+class ResultStatus(enum.StrEnum):
+    """The status of a ``result`` line in the ledger (a public contract)."""
+
+    REPLICATED = "replicated"
+    ALREADY_REPLICATED = "already_replicated"
+    FAILED = "failed"
+    GAVE_UP = "gave_up"
+    REJECTED = "rejected"
+
+
+FINAL_SUCCESS = frozenset({ResultStatus.REPLICATED, ResultStatus.ALREADY_REPLICATED})
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationTask:
+    """One row of work: replicate one checkpoint item to one destination region.
+
+    ``project_id`` is the *source* project, already resolved from the row or the run's default.
+    ``line`` is the manifest line the row came from (0 when discovered from the API).
+    """
+
+    checkpoint_item_id: str
+    project_id: str
+    destination_region: str
+    destination_project_id: str
+    source_region: str | None = None
+    name: str | None = None
+    description: str | None = None
+    enable_acceleration: bool | None = None
+    line: int = 0
+
+    @property
+    def key(self) -> PairKey:
+        return (self.project_id, self.checkpoint_item_id, self.destination_region)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What finally happened to one task, as the ledger records it."""
+
+    status: ResultStatus
+    replication_record_id: str | None = None
+    http_status: int | None = None
+    error_code: str | None = None
+    error_msg: str | None = None
+    attempts: int = 0
