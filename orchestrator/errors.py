@@ -10,6 +10,7 @@
     │   └── LedgerWriteError     a write or fsync failed (disk full, I/O error)
     └── ApiError                 the service (or the road to it) refused a call
         ├── AuthError            credentials rejected for good (401 after a refresh, 403)
+        ├── AlreadyReplicatedError  the item has, or is getting, a replica in that region
         ├── PermanentApiError    4xx that retrying cannot fix
         └── TransientApiError    503, 429, 5xx, 408/425: worth another try
             └── TransportError   no HTTP answer at all (refused, cut, timed out)
@@ -26,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
+    "AlreadyReplicatedError",
     "ApiError",
     "AuthError",
     "Classification",
@@ -96,6 +98,11 @@ class ApiError(OrchestratorError):
 
 class AuthError(ApiError):
     """Credentials were refused and a refresh did not help: stop, do not retry."""
+
+
+class AlreadyReplicatedError(ApiError):
+    """The service refused because the item already has (or is getting) a replica in the
+    destination region. An outcome of its own, not a failure."""
 
 
 class PermanentApiError(ApiError):

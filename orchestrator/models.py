@@ -15,6 +15,7 @@ __all__ = [
     "PairKey",
     "ReplicationTask",
     "ResultStatus",
+    "WorkItem",
 ]
 
 #: CSBS has exactly one provider; its id is fixed by the service.
@@ -70,3 +71,13 @@ class Outcome:
     error_code: str | None = None
     error_msg: str | None = None
     attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """A task as the pool receives it. ``reconcile_first`` is set when the ledger shows the
+    request may already have been sent with no answer recorded: ask the service before
+    sending again."""
+
+    task: ReplicationTask
+    reconcile_first: bool = False
