@@ -1,0 +1,134 @@
+"""Overload control per destination region: an adaptive concurrency limit and a circuit breaker.
+
+The service publishes no capacity, so each region's limit is learned (AIMD, as TCP does):
+
+* every success adds ``1/limit`` (one slot per "window" of successes: additive increase);
+* a 503 or 429 multiplies the limit by ``decrease_factor`` (multiplicative decrease), at most
+  once per window, where a window is ``limit`` completed requests since the last decrease. A
+  burst of 503s that were all in flight together is one congestion signal, not fifty.
+* the limit stays within ``[floor, ceiling]``.
+
+The breaker pauses a region that answers only overload: after ``breaker_threshold`` overload
+answers in a row it opens for ``open_s`` (doubling on each failed probe up to ``max_open_s``),
+then lets exactly one probe through; a success closes it. Other regions are not affected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+
+__all__ = ["GateSettings", "RegionGate"]
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    ceiling: int
+    floor: int = 1
+    initial: int | None = None  # default: the ceiling (or what a state file learned)
+    adaptive: bool = True
+    decrease_factor: float = 0.7
+    breaker_threshold: int = 25
+    open_s: float = 1.0
+    max_open_s: float = 60.0
+
+
+class RegionGate:
+    """Admission to one destination region: breaker first, then the adaptive limiter."""
+
+    def __init__(self, region: str, settings: GateSettings, *, clock: Callable[[], float]) -> None:
+        self.region = region
+        self._settings = settings
+        self._clock = clock
+        start = settings.initial if settings.initial is not None else settings.ceiling
+        self._limit = float(min(settings.ceiling, max(settings.floor, start)))
+        self._limiter = anyio.CapacityLimiter(int(self._limit))
+        self._since_decrease = int(self._limit)  # the first congestion signal acts at once
+        self._overload_streak = 0
+        self._open_until: float | None = None
+        self._open_s = settings.open_s
+        self._probing = False
+        self._changed = anyio.Event()
+        #: (time, limit) at every change of the integer limit; for tests, logs and state files.
+        self.history: list[tuple[float, int]] = [(clock(), int(self._limit))]
+        self.breaker_trips = 0
+
+    @property
+    def limit(self) -> int:
+        return int(self._limit)
+
+    @property
+    def is_open(self) -> bool:
+        return self._open_until is not None
+
+    async def acquire(self) -> None:
+        await self._pass_breaker()
+        await self._limiter.acquire()
+
+    def release(self) -> None:
+        self._limiter.release()
+
+    async def _pass_breaker(self) -> None:
+        while self._open_until is not None:
+            wait = self._open_until - self._clock()
+            if wait > 0:
+                with anyio.move_on_after(wait):
+                    await self._changed.wait()
+                continue
+            if not self._probing:
+                self._probing = True  # this task is the probe; the others wait for its answer
+                return
+            await self._changed.wait()
+
+    def on_success(self) -> None:
+        self._overload_streak = 0
+        self._since_decrease += 1
+        if self._open_until is not None:
+            self._close()
+        if self._settings.adaptive and self._limit < self._settings.ceiling:
+            self._set_limit(min(self._settings.ceiling, self._limit + 1.0 / self._limit))
+
+    def on_overload(self) -> None:
+        self._overload_streak += 1
+        self._since_decrease += 1
+        if self._probing or self._overload_streak >= self._settings.breaker_threshold:
+            self._open()
+        if not self._settings.adaptive or self._since_decrease < self._limit:
+            return
+        self._since_decrease = 0
+        self._set_limit(max(self._settings.floor, self._limit * self._settings.decrease_factor))
+
+    def on_other(self) -> None:
+        """A final answer that says nothing about load (a 400, say): only counts the window."""
+        self._since_decrease += 1
+        if self._open_until is not None:
+            self._close()  # any real answer shows the region is serving again
+
+    def _set_limit(self, value: float) -> None:
+        old = int(self._limit)
+        self._limit = value
+        if int(value) != old:
+            self._limiter.total_tokens = max(1, int(value))
+            self.history.append((self._clock(), int(value)))
+
+    def _open(self) -> None:
+        if self._probing:
+            self._open_s = min(self._settings.max_open_s, self._open_s * 2)
+        elif self._open_until is None:
+            self.breaker_trips += 1
+        self._open_until = self._clock() + self._open_s
+        self._probing = False
+        self._overload_streak = 0
+        self._notify()
+
+    def _close(self) -> None:
+        self._open_until = None
+        self._open_s = self._settings.open_s
+        self._probing = False
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
