@@ -21,8 +21,8 @@ demo: $(STAMP)
 	$(BIN)/python -m orchestrator report demo-ledger.jsonl
 
 lint: $(STAMP)
-	$(BIN)/ruff check orchestrator tests bench
-	$(BIN)/ruff format --check orchestrator tests bench
+	$(BIN)/ruff check orchestrator tests $(wildcard bench)
+	$(BIN)/ruff format --check orchestrator tests $(wildcard bench)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
