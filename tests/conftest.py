@@ -2,9 +2,41 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import pytest
+
+if TYPE_CHECKING:
+    from orchestrator.simulator import Clock, Simulator
+
+#: ``make_simulator(clock=None, **knobs)``: any SimulatorConfig or FaultConfig knob by name.
+MakeSimulator = Callable[..., "Simulator"]
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def make_simulator() -> MakeSimulator:
+    """A factory of unstarted simulators on a :class:`ManualClock` (time moves only when a
+    test says so); ``monotonic`` drives the throttling token buckets::
+
+        async with make_simulator(items=50, p503=0.2) as sim:
+            ...  # sim.base_url, sim.state, sim.counters, sim.advance(s), sim.update_faults()
+    """
+    from orchestrator.simulator import ManualClock, Simulator, SimulatorConfig
+
+    def factory(
+        *,
+        clock: Clock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        **knobs: Any,
+    ) -> Simulator:
+        config = SimulatorConfig.from_knobs(**knobs)
+        return Simulator(config, clock=clock or ManualClock(), monotonic=monotonic)
+
+    return factory

@@ -1,0 +1,156 @@
+"""The :class:`Simulator` resource (an async context manager serving on loopback) and
+:func:`serve`, which runs one until SIGINT/SIGTERM for the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self, TextIO
+
+import orjson
+from aiohttp import web
+
+from orchestrator.simulator.app import SimulatorApp
+from orchestrator.simulator.auth import Authenticator
+from orchestrator.simulator.clock import AdvancingClock, Clock, ScaledClock
+from orchestrator.simulator.config import FaultConfig, SimulatorConfig
+from orchestrator.simulator.counters import Counters
+from orchestrator.simulator.faults import FaultInjector
+from orchestrator.simulator.state import Estate
+
+__all__ = ["Simulator", "serve"]
+
+
+class Simulator:
+    """One simulated CSBS endpoint serving every source region of its estate at one URL.
+
+    ``async with Simulator(config) as sim:`` starts it on ``host:port`` (port 0 picks a free
+    one) in the running event loop; ``sim.base_url`` is where to send requests. A simulator
+    runs once: it cannot be restarted after it is closed.
+    """
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config or SimulatorConfig()
+        self.clock = AdvancingClock(clock or ScaledClock(self.config.time_scale))
+        self.state = Estate(self.config, self.clock)
+        self.counters = Counters()
+        self.auth = Authenticator(self.config, self.state, self.clock, wall=wall)
+        self._faults = FaultInjector(self.config.faults, self.config.seed, monotonic=monotonic)
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._used = False
+
+    @property
+    def faults(self) -> FaultConfig:
+        return self._faults.config
+
+    def update_faults(self, **changes: Any) -> FaultConfig:
+        """Change fault knobs at run time (as ``POST /_sim/faults`` does)."""
+        return self._faults.update(changes)
+
+    def advance(self, seconds: float) -> float:
+        """Move simulated time forward; returns the new simulated now."""
+        self.clock.advance(seconds)
+        return self.clock.now()
+
+    @property
+    def port(self) -> int:
+        if self._runner is None:
+            raise RuntimeError("the simulator is not running")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    def info(self) -> dict[str, Any]:
+        """The start-up document: where it listens, its estate and the credentials it takes."""
+        config = self.config
+        return {
+            "event": "simulator.ready",
+            "base_url": self.base_url,
+            "regions": list(config.regions),
+            "projects": [{"id": p.id, "region": p.region} for p in self.state.projects],
+            "destination_projects": self.state.destination_projects,
+            "capabilities": self.state.capabilities(),
+            "items": config.items,
+            "seed": config.seed,
+            "auth": config.auth,
+            "ak": config.ak,
+            "sk": config.sk,
+            "user": config.user,
+            "password": config.password,
+            "domain": config.domain,
+        }
+
+    async def __aenter__(self) -> Self:
+        if self._used:
+            raise RuntimeError("a Simulator runs once; create a new one")
+        self._used = True
+        app = SimulatorApp(
+            self.state,
+            auth=self.auth,
+            faults=self._faults,
+            counters=self.counters,
+            clock=self.clock,
+            info=self.info,
+        ).build()
+        # No access log: at thousands of requests per second it would cost more than serving.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port, backlog=1024)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+
+async def serve(
+    config: SimulatorConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    out: TextIO,
+) -> None:
+    """Serve until SIGINT or SIGTERM; first write the :meth:`Simulator.info` line to ``out``."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with Simulator(config, host=host, port=port) as sim:
+            info = sim.info()
+            out.write(orjson.dumps(info).decode() + "\n")
+            out.flush()
+            await stop.wait()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
