@@ -1,0 +1,169 @@
+"""When to try a failed call again, and how long to wait first.
+
+* :class:`RetryPolicy`: attempts, elapsed-time limit and backoff bounds (a frozen record).
+* :func:`retrying`: one tenacity controller per request. It retries only
+  :class:`~orchestrator.errors.TransientApiError` (named explicitly, so cancellation and every
+  other error pass straight through), waits full jitter ``U(0, min(cap, base * 2**n))`` but
+  never less than the server's own (capped) ``Retry-After``, and stops at the attempt limit,
+  before a wait would cross the elapsed-time limit, or when the shared budget is spent.
+* :class:`RetryBudget`: the SRE rule that retries stay a small share of first attempts, so a
+  struggling service is not buried under retries from every worker at once.
+
+A :class:`~orchestrator.errors.TransportError` with ``maybe_applied`` is retried too: the
+caller's attempt function must reconcile (ask the service) before it re-sends a POST.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+import tenacity
+
+from orchestrator.errors import ConfigError, TransientApiError
+
+__all__ = ["RetryBudget", "RetryPolicy", "retrying"]
+
+# 2**62 seconds is past any cap; stops the float exponent from growing without bound.
+_MAX_EXPONENT = 62
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounds for retrying one request. ``max_attempts`` counts the first attempt."""
+
+    max_attempts: int = 8
+    max_elapsed_s: float = 600.0
+    base_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+    retry_after_cap_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be at least 1, not {self.max_attempts}")
+        for name in ("max_elapsed_s", "base_delay_s", "max_delay_s", "retry_after_cap_s"):
+            if not getattr(self, name) >= 0:  # also refuses NaN
+                raise ConfigError(f"{name} must be a non-negative number")
+
+    def backoff(self, attempt: int, rng: Callable[[], float]) -> float:
+        """Full jitter after the ``attempt``-th failure (1-based): ``U(0, min(cap, base*2**n))``."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** min(attempt - 1, _MAX_EXPONENT))
+        return ceiling * rng()
+
+
+class RetryBudget:
+    """Retries may be at most ``ratio`` of the first attempts seen in a sliding window of the
+    last ``window`` attempts, but ``min_retries`` are always allowed (so a quiet run can still
+    retry). Shared by all workers of a run; every operation is O(1).
+
+    The caller records each request it really sends (:meth:`record_attempt`), since only it
+    knows whether an attempt reached the wire; :func:`retrying` only asks :meth:`can_retry`.
+    """
+
+    __slots__ = ("_firsts", "_min_retries", "_pos", "_ratio", "_retries", "_ring")
+
+    _EMPTY, _FIRST, _RETRY = 0, 1, 2
+
+    def __init__(self, ratio: float = 0.1, *, min_retries: int = 10, window: int = 1000) -> None:
+        if not ratio >= 0 or window < 1 or min_retries < 0:
+            raise ConfigError("retry budget: ratio and min_retries >= 0, window >= 1")
+        self._ratio = ratio
+        self._min_retries = min_retries
+        self._ring = bytearray(window)  # one slot per attempt: empty, first or retry
+        self._pos = 0
+        self._firsts = 0
+        self._retries = 0
+
+    def record_attempt(self, first: bool) -> None:
+        evicted = self._ring[self._pos]
+        if evicted == self._FIRST:
+            self._firsts -= 1
+        elif evicted == self._RETRY:
+            self._retries -= 1
+        if first:
+            self._ring[self._pos] = self._FIRST
+            self._firsts += 1
+        else:
+            self._ring[self._pos] = self._RETRY
+            self._retries += 1
+        self._pos = (self._pos + 1) % len(self._ring)
+
+    def can_retry(self) -> bool:
+        return self._retries < max(self._min_retries, self._ratio * self._firsts)
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(first attempts, retries) in the window, for progress and logs."""
+        return self._firsts, self._retries
+
+
+class _Controller:
+    """The per-request state behind one tenacity controller: when it started, the budget."""
+
+    __slots__ = ("_budget", "_clock", "_policy", "_rng", "_start")
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        budget: RetryBudget | None,
+        rng: Callable[[], float],
+        clock: Callable[[], float],
+    ) -> None:
+        self._policy = policy
+        self._budget = budget
+        self._rng = rng
+        self._clock = clock
+        self._start = 0.0
+
+    def before(self, state: tenacity.RetryCallState) -> None:
+        if state.attempt_number == 1:
+            self._start = self._clock()
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        delay = self._policy.backoff(state.attempt_number, self._rng)
+        exc = state.outcome.exception() if state.outcome else None
+        hint = getattr(exc, "retry_after", None) if isinstance(exc, TransientApiError) else None
+        if hint is not None:
+            delay = max(delay, min(hint, self._policy.retry_after_cap_s))
+        return delay
+
+    def stop(self, state: tenacity.RetryCallState) -> bool:
+        policy = self._policy
+        if state.attempt_number >= policy.max_attempts:
+            return True
+        if self._clock() - self._start + state.upcoming_sleep >= policy.max_elapsed_s:
+            return True
+        return self._budget is not None and not self._budget.can_retry()
+
+
+def retrying(
+    policy: RetryPolicy,
+    *,
+    budget: RetryBudget | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+    rng: random.Random | None = None,
+    before_sleep: Callable[[tenacity.RetryCallState], Awaitable[None] | None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> tenacity.AsyncRetrying:
+    """A fresh controller for ONE request (never share it between tasks).
+
+    Use as ``async for attempt in retrying(...): with attempt: ...``; the last error is
+    re-raised as itself once retries end. With a ``budget``, no retry starts while
+    ``budget.can_retry()`` is false (the caller records attempts into it). ``sleep`` and
+    ``clock`` are injectable so tests never wait; ``clock`` must advance when ``sleep`` does.
+    """
+    controller = _Controller(
+        policy, budget, rng.random if rng is not None else random.random, clock
+    )
+    return tenacity.AsyncRetrying(
+        sleep=sleep or anyio.sleep,
+        retry=tenacity.retry_if_exception_type(TransientApiError),
+        wait=controller.wait,
+        stop=controller.stop,
+        before=controller.before,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
