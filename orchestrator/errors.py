@@ -8,6 +8,7 @@
     ├── LedgerError              the ledger cannot be opened, read or written
     │   ├── LedgerLockedError    another process holds the ledger
     │   └── LedgerWriteError     a write or fsync failed (disk full, I/O error)
+    ├── ScheduleError            the scheduler's state or lock file cannot be read or written
     └── ApiError                 the service (or the road to it) refused a call
         ├── AuthError            credentials rejected for good (401 after a refresh, 403)
         ├── AlreadyReplicatedError  the item has, or is getting, a replica in that region
@@ -39,6 +40,7 @@ __all__ = [
     "ManifestError",
     "OrchestratorError",
     "PermanentApiError",
+    "ScheduleError",
     "TransientApiError",
     "TransportError",
 ]
@@ -75,6 +77,10 @@ class LedgerLockedError(LedgerError):
 
 class LedgerWriteError(LedgerError):
     """Appending or fsyncing failed; lines after the last durable one may be lost."""
+
+
+class ScheduleError(OrchestratorError):
+    """The scheduler's state file or lock file cannot be read or written."""
 
 
 class ApiError(OrchestratorError):
