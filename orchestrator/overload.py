@@ -11,16 +11,26 @@ The service publishes no capacity, so each region's limit is learned (AIMD, as T
 The breaker pauses a region that answers only overload: after ``breaker_threshold`` overload
 answers in a row it opens for ``open_s`` (doubling on each failed probe up to ``max_open_s``),
 then lets exactly one probe through; a success closes it. Other regions are not affected.
+
+What a run learned can be kept in a small JSON state file (``{"cn-east-2": 12, ...}``) so the
+next night starts each region at its last limit instead of at the ceiling.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
+import orjson
+import structlog
 
-__all__ = ["GateSettings", "RegionGate"]
+__all__ = ["GateSettings", "RegionGate", "load_learned_limits", "save_learned_limits"]
+
+log = structlog.get_logger("orchestrator.overload")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +142,40 @@ class RegionGate:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
+
+
+def load_learned_limits(path: str | None) -> dict[str, int]:
+    """The limits a previous run learned; an absent or unreadable file means none (a warning,
+    not an error: the state is an optimisation, never a reason to skip a night)."""
+    if path is None:
+        return {}
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, orjson.JSONDecodeError) as exc:
+        log.warning("limits.state_unreadable", path=path, error=str(exc))
+        return {}
+    if not isinstance(data, dict):
+        log.warning("limits.state_unreadable", path=path, error="not a JSON object")
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, int) and v > 0}
+
+
+def save_learned_limits(
+    path: str | None, history: Mapping[str, Sequence[tuple[float, int]]]
+) -> None:
+    """Keep each region's last limit, merged into what the file already holds; atomic."""
+    if path is None or not history:
+        return
+    merged = load_learned_limits(path)
+    merged.update({region: points[-1][1] for region, points in history.items() if points})
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(orjson.dumps(merged, option=orjson.OPT_SORT_KEYS))
+        os.replace(tmp, target)
+    except OSError as exc:
+        log.warning("limits.state_unwritable", path=path, error=str(exc))

@@ -90,6 +90,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="count --max-in-flight per destination region or in total (default: %(default)s)",
     )
     parser.add_argument(
+        "--write-manifest",
+        metavar="FILE",
+        default=None,
+        help="write a CSV manifest of this estate's available items and exit (default: serve)",
+    )
+    parser.add_argument(
+        "--manifest-rows",
+        type=int,
+        default=None,
+        help="at most this many rows for --write-manifest (default: all)",
+    )
+    parser.add_argument(
+        "--manifest-destinations",
+        type=int,
+        default=1,
+        help="destination regions per item for --write-manifest (default: %(default)s)",
+    )
+    parser.add_argument(
         "--retry-after",
         type=float,
         default=None,
@@ -131,9 +149,31 @@ def run_from_args(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"csbs-orchestrator simulate: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    if args.write_manifest:
+        return _write_manifest(args, config)
     try:
         asyncio.run(serve(config, host=args.host, port=args.port, out=sys.stdout))
     except OSError as exc:  # the port is taken or the address is not ours
         print(f"csbs-orchestrator simulate: cannot listen: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    return ExitCode.OK
+
+
+def _write_manifest(args: argparse.Namespace, config: SimulatorConfig) -> int:
+    from orchestrator.simulator.clock import ManualClock  # noqa: PLC0415 - lazy on purpose
+    from orchestrator.simulator.sample import write_estate_manifest  # noqa: PLC0415
+    from orchestrator.simulator.state import Estate  # noqa: PLC0415
+
+    estate = Estate(config, ManualClock())
+    try:
+        count = write_estate_manifest(
+            estate,
+            args.write_manifest,
+            limit=args.manifest_rows,
+            destinations=args.manifest_destinations,
+        )
+    except OSError as exc:
+        print(f"csbs-orchestrator simulate: {args.write_manifest}: {exc.strerror}", file=sys.stderr)
+        return ExitCode.USAGE
+    print(f"wrote {count} rows to {args.write_manifest}", file=sys.stderr)
     return ExitCode.OK

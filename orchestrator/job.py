@@ -1,0 +1,249 @@
+"""One replication job end to end: ledger -> history -> plan -> pool -> summary.
+
+Used by ``run``, ``resume`` and the scheduler. It owns the order of things that matter for
+safety: the ledger is locked (and a torn tail repaired) before the history is read; the whole
+manifest is validated and deduplicated before the first request; ``run_finished`` and the final
+flush happen even when the run is cancelled.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from orchestrator import __version__
+from orchestrator.errors import ManifestError
+from orchestrator.exitcodes import ExitCode
+from orchestrator.history import History
+from orchestrator.ledger import LedgerWriter
+from orchestrator.models import ReplicationTask, ResultStatus
+from orchestrator.overload import load_learned_limits, save_learned_limits
+from orchestrator.plan import Plan
+from orchestrator.pool import Pool, PoolSettings, PoolStats, Replicator
+from orchestrator.progress import NullProgress, Progress, run_ticks
+from orchestrator.recorder import LedgerRecorder
+from orchestrator.retry import RetryPolicy
+from orchestrator.settings import RunSettings
+
+__all__ = ["JobResult", "JobSpec", "exit_code_for", "pool_settings", "run_job"]
+
+log = structlog.get_logger("orchestrator.job")
+
+ClientFactory = Callable[[], AbstractAsyncContextManager[Replicator]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    ledger: Path
+    settings: RunSettings
+    manifest: Path | None = None
+    tasks: Sequence[ReplicationTask] | None = None  # discovered work, instead of a manifest
+    strict: bool = False
+    retry_failed: bool = False
+    handle_signals: bool = True
+
+
+@dataclass(slots=True)
+class JobResult:
+    run_id: str
+    exit_code: ExitCode
+    stats: PoolStats
+    plan: Plan
+    duration_s: float
+    rejected: int
+    conflicts: int
+
+
+def pool_settings(settings: RunSettings, initial_limits: Mapping[str, int]) -> PoolSettings:
+    return PoolSettings(
+        concurrency=settings.concurrency,
+        per_region=settings.per_region,
+        per_region_floor=settings.per_region_floor,
+        adaptive=settings.adaptive,
+        rate=settings.rate,
+        retry=RetryPolicy(
+            max_attempts=settings.max_attempts,
+            max_elapsed_s=settings.retry_time,
+            base_delay_s=settings.retry_base,
+            max_delay_s=settings.retry_cap,
+        ),
+        retry_budget_percent=settings.retry_budget,
+        failure_min_results=settings.failure_min_results,
+        failure_percent=settings.failure_percent,
+        grace_period=settings.grace_period,
+        max_duration=settings.max_duration,
+        initial_limits=initial_limits,
+    )
+
+
+def exit_code_for(stats: PoolStats, rejected: int) -> ExitCode:
+    """The documented exit code of a finished run (most severe first)."""
+    by_reason = {
+        "auth": ExitCode.AUTH,
+        "threshold": ExitCode.THRESHOLD,
+        "signal": ExitCode.INTERRUPTED,
+        "deadline": ExitCode.INTERRUPTED,
+    }
+    if stats.stop_reason in by_reason:
+        return by_reason[stats.stop_reason]
+    if stats.counts[ResultStatus.GAVE_UP]:
+        return ExitCode.GAVE_UP
+    if stats.counts[ResultStatus.FAILED] or rejected:
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+def build_plan(spec: JobSpec, history: History) -> Plan:
+    if spec.tasks is not None:
+        return Plan.from_tasks(spec.tasks, history=history, retry_failed=spec.retry_failed)
+    assert spec.manifest is not None  # noqa: S101 - the CLI guarantees one source
+    return Plan.from_manifest(
+        spec.manifest,
+        default_project_id=spec.settings.project_id,
+        history=history,
+        retry_failed=spec.retry_failed,
+    )
+
+
+async def run_job(
+    spec: JobSpec, client_factory: ClientFactory, *, progress: Progress | None = None
+) -> JobResult:
+    """Run one job against the service; the ledger holds every outcome when this returns.
+
+    Raises :class:`ManifestError` before anything is sent or recorded when ``spec.strict``
+    and a manifest row is invalid or conflicting.
+    """
+    started = time.monotonic()
+    run_id = uuid.uuid4().hex
+    shown = progress or NullProgress()
+    async with LedgerWriter(spec.ledger) as ledger:
+        if ledger.repaired_bytes:
+            log.warning("ledger.repaired", path=str(spec.ledger), cut_bytes=ledger.repaired_bytes)
+        history = await anyio.to_thread.run_sync(History.load, spec.ledger)
+        plan = await anyio.to_thread.run_sync(build_plan, spec, history)
+        if spec.strict:
+            _refuse_if_invalid(plan, spec)
+        recorder = LedgerRecorder(ledger, run_id)
+        await recorder.run_started(
+            manifest=str(spec.manifest.resolve()) if spec.manifest else None,
+            source="manifest" if spec.manifest else "discover",
+            settings=spec.settings.public(),
+            version=__version__,
+            retry_failed=spec.retry_failed,
+        )
+        rejected = _record_rejections(recorder, plan, spec) + plan.rejected_dropped
+        shown.start({region: c.to_send for region, c in plan.by_region.items() if c.to_send})
+        limits = load_learned_limits(spec.settings.state_file)
+        async with client_factory() as client:
+            pool = Pool(client, recorder, pool_settings(spec.settings, limits), progress=shown)
+            try:
+                stats = await _run_pool(pool, plan, spec.handle_signals, shown)
+            finally:
+                shown.close()
+        code = exit_code_for(stats, rejected)
+        duration = time.monotonic() - started
+        with anyio.CancelScope(shield=True):
+            await recorder.run_finished(
+                counts={str(status): n for status, n in stats.counts.items()},
+                rejected=rejected,
+                duplicates=plan.totals.duplicates,
+                conflicts=len(plan.conflicts),
+                already_done=plan.totals.already_done,
+                interrupted=stats.stop_reason in {"signal", "deadline"},
+                reason=stats.stop_reason,
+                duration_s=round(duration, 3),
+                exit_code=int(code),
+                requests=stats.requests,
+                retries=stats.retries,
+            )
+    save_learned_limits(spec.settings.state_file, stats.limits)
+    return JobResult(run_id, code, stats, plan, duration, rejected, len(plan.conflicts))
+
+
+def _refuse_if_invalid(plan: Plan, spec: JobSpec) -> None:
+    problems = [str(row) for row in plan.rejected[:5]]
+    problems += [
+        f"lines {', '.join(map(str, c.lines))}: the pair {c.key[1]} -> {c.key[2]} is listed "
+        "with different destination projects"
+        for c in plan.conflicts[:5]
+    ]
+    total = len(plan.rejected) + plan.rejected_dropped + len(plan.conflicts)
+    if total:
+        more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
+        raise ManifestError(
+            str(spec.manifest or "discover"),
+            None,
+            None,
+            f"--strict: {total} invalid or conflicting rows, nothing sent: "
+            + "; ".join(problems)
+            + more,
+        )
+
+
+async def _run_pool(pool: Pool, plan: Plan, handle_signals: bool, progress: Progress) -> PoolStats:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_ticks, progress)
+        if handle_signals:
+            tg.start_soon(_watch_signals, pool)
+        stats = await pool.run(plan.work(), plan.regions)
+        tg.cancel_scope.cancel()
+    return stats
+
+
+async def _watch_signals(pool: Pool) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if pool.stopping:
+                log.warning("run.cancelled", signal=name)
+                pool.cancel()
+                return
+            log.warning("run.signal", signal=name, action="finishing in-flight requests")
+            pool.request_stop("signal")
+
+
+def _record_rejections(recorder: LedgerRecorder, plan: Plan, spec: JobSpec) -> int:
+    manifest = str(spec.manifest) if spec.manifest else "discover"
+    count = 0
+    for row in plan.rejected:
+        recorder.rejected(
+            manifest=manifest, line=row.line, field=row.field, reason=row.reason, ids=_row_ids(row)
+        )
+        count += 1
+    for conflict in plan.conflicts:
+        project_id, item_id, region = conflict.key
+        for line, dest in zip(conflict.lines, conflict.destination_project_ids, strict=False):
+            recorder.rejected(
+                manifest=manifest,
+                line=line,
+                field="destination_project_id",
+                reason="conflict: this pair is listed with different destination projects "
+                f"(lines {', '.join(map(str, conflict.lines))}); none was sent",
+                ids={
+                    "checkpoint_item_id": item_id,
+                    "project_id": project_id,
+                    "destination_region": region,
+                    "destination_project_id": dest,
+                },
+            )
+            count += 1
+    return count
+
+
+def _row_ids(row: Any) -> dict[str, str | None]:
+    names: Iterable[str] = (
+        "checkpoint_item_id",
+        "project_id",
+        "destination_region",
+        "destination_project_id",
+    )
+    return {name: getattr(row, name, None) for name in names}

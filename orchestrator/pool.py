@@ -1,0 +1,425 @@
+"""The worker pool: feeds work items to per-region workers under every limit, retries, stops.
+
+Shape (structured concurrency, no hand-managed tasks)::
+
+    run()
+    └── task group
+        ├── producer: plan's work items -> one bounded stream per destination region
+        ├── deadline watcher (--max-duration), grace watcher (after a stop request)
+        └── per region: `ceiling` workers, each attempt admitted by
+              region gate (breaker + adaptive limit) -> global limiter -> rate limiter
+
+Stopping is two-staged. :meth:`Pool.request_stop` (first signal, deadline, failure threshold,
+revoked credentials) stops feeding and starting pairs; requests already sent finish, bounded
+by the grace period. :meth:`Pool.cancel` (second signal, grace expired) cancels at once: pairs
+then in flight have a durable ``attempt`` and no result, so resume reconciles them.
+
+The pool knows neither HTTP nor the ledger: it talks to a :class:`Replicator` and a
+:class:`Recorder`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from orchestrator.errors import (
+    AlreadyReplicatedError,
+    ApiError,
+    AuthError,
+    PermanentApiError,
+    TransientApiError,
+    TransportError,
+)
+from orchestrator.models import Outcome, ReplicationTask, ResultStatus, WorkItem
+from orchestrator.overload import GateSettings, RegionGate
+from orchestrator.retry import RetryBudget, RetryPolicy, retrying
+
+__all__ = ["Pool", "PoolSettings", "PoolStats", "Progress", "Recorder", "Replicator"]
+
+log = structlog.get_logger("orchestrator.pool")
+
+
+class Replicator(Protocol):
+    """What the pool needs from the CSBS client."""
+
+    async def replicate(self, task: ReplicationTask) -> str: ...
+
+    async def find_replication(self, task: ReplicationTask) -> str | None: ...
+
+
+class Recorder(Protocol):
+    """What the pool needs from the ledger side."""
+
+    async def attempt(self, task: ReplicationTask, number: int) -> None:
+        """Record, durably, that attempt ``number`` is about to be sent."""
+
+    def result(self, task: ReplicationTask, outcome: Outcome, started: float) -> None:
+        """Record the final outcome of a pair (``started`` is a wall-clock timestamp)."""
+
+
+class Progress(Protocol):
+    def advance(self, region: str, status: str) -> None: ...
+
+    def retry(self, region: str) -> None: ...
+
+    def set_limit(self, region: str, limit: int) -> None: ...
+
+
+class _NoProgress:
+    def advance(self, region: str, status: str) -> None:
+        pass
+
+    def retry(self, region: str) -> None:
+        pass
+
+    def set_limit(self, region: str, limit: int) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    concurrency: int = 64
+    per_region: int = 32
+    per_region_floor: int = 2
+    adaptive: bool = True
+    rate: float = 0.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry_budget_percent: float = 20.0
+    failure_min_results: int = 1000
+    failure_percent: float = 50.0
+    grace_period: float = 30.0
+    max_duration: float = 0.0
+    queue_per_region: int = 4096
+    initial_limits: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PoolStats:
+    counts: Counter[str] = field(default_factory=Counter)
+    requests: int = 0
+    retries: int = 0
+    stop_reason: str | None = None
+    limits: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    breaker_trips: dict[str, int] = field(default_factory=dict)
+    auth_error: str | None = None
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.values())
+
+
+class _Stopped(Exception):
+    """Internal: a stop request ended a wait before anything was sent."""
+
+
+class _RateLimiter:
+    """Evenly spaced admissions: no one-second window holds more than ``rate`` + 1 requests."""
+
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._clock = clock
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        if not self._interval:
+            return
+        now = self._clock()
+        slot = max(now, self._next)
+        self._next = slot + self._interval
+        if slot > now:
+            await anyio.sleep(slot - now)
+
+
+class Pool:
+    """Replicate every work item once, under the limits, recording each outcome."""
+
+    def __init__(
+        self,
+        client: Replicator,
+        recorder: Recorder,
+        settings: PoolSettings,
+        *,
+        progress: Progress | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._client = client
+        self._recorder = recorder
+        self._settings = settings
+        self._progress: Progress = progress or _NoProgress()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._global = anyio.CapacityLimiter(settings.concurrency)
+        self._rate = _RateLimiter(settings.rate, anyio.current_time)
+        self._budget = RetryBudget(settings.retry_budget_percent / 100.0)
+        self._gates: dict[str, RegionGate] = {}
+        self._stop = anyio.Event()
+        self._waiting: set[anyio.CancelScope] = set()
+        self._scope: anyio.CancelScope | None = None
+        self.stats = PoolStats()
+
+    # -- control -------------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        """Stop feeding and starting pairs; let requests in flight finish (bounded by grace)."""
+        if self._stop.is_set():
+            return
+        self.stats.stop_reason = reason
+        self._stop.set()
+        for scope in list(self._waiting):
+            scope.cancel()
+        log.warning("run.stopping", reason=reason, grace_s=self._settings.grace_period)
+
+    def cancel(self) -> None:
+        """Cancel everything now; in-flight pairs stay unknown and are reconciled on resume."""
+        self.request_stop(self.stats.stop_reason or "signal")
+        if self._scope is not None:
+            self._scope.cancel()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def run(self, work: Iterable[WorkItem], regions: Iterable[str]) -> PoolStats:
+        streams = {region: self._open_region(region) for region in regions}
+        try:
+            with anyio.CancelScope() as self._scope:
+                async with anyio.create_task_group() as watchers:
+                    watchers.start_soon(self._watch_deadline)
+                    async with anyio.create_task_group() as tg:
+                        for region, (_, receive) in streams.items():
+                            for _ in range(self._settings.per_region):
+                                tg.start_soon(self._worker, region, receive.clone())
+                            receive.close()
+                        tg.start_soon(self._produce, work, {r: s for r, (s, _) in streams.items()})
+                    watchers.cancel_scope.cancel()
+        finally:
+            for region, gate in self._gates.items():
+                self.stats.limits[region] = gate.history
+                self.stats.breaker_trips[region] = gate.breaker_trips
+        return self.stats
+
+    def _open_region(
+        self, region: str
+    ) -> tuple[MemoryObjectSendStream[WorkItem], MemoryObjectReceiveStream[WorkItem]]:
+        s = self._settings
+        gate_settings = GateSettings(
+            ceiling=s.per_region,
+            floor=min(s.per_region_floor, s.per_region),
+            initial=s.initial_limits.get(region),
+            adaptive=s.adaptive,
+        )
+        self._gates[region] = RegionGate(region, gate_settings, clock=anyio.current_time)
+        return anyio.create_memory_object_stream[WorkItem](s.queue_per_region)
+
+    async def _produce(
+        self, work: Iterable[WorkItem], sends: dict[str, MemoryObjectSendStream[WorkItem]]
+    ) -> None:
+        try:
+            for item in work:
+                if self._stop.is_set():
+                    break
+                send = sends[item.task.destination_region]
+                try:
+                    send.send_nowait(item)
+                except anyio.WouldBlock:
+                    await self._wait_or_stop(send.send(item))
+        except _Stopped:
+            pass
+        finally:
+            for send in sends.values():
+                send.close()
+
+    async def _watch_deadline(self) -> None:
+        if self._settings.max_duration > 0:
+            with anyio.move_on_after(self._settings.max_duration):
+                await self._stop.wait()
+            self.request_stop("deadline")
+        await self._stop.wait()
+        await anyio.sleep(self._settings.grace_period)
+        log.warning("run.grace_expired", grace_s=self._settings.grace_period)
+        self.cancel()
+
+    async def _worker(self, region: str, receive: MemoryObjectReceiveStream[WorkItem]) -> None:
+        gate = self._gates[region]
+        with receive:
+            async for item in receive:
+                if self._stop.is_set():
+                    break
+                started = time.time()
+                try:
+                    outcome = await self._replicate(item, gate)
+                except _Stopped:
+                    break
+                self._finish(item.task, outcome, started)
+
+    def _finish(self, task: ReplicationTask, outcome: Outcome, started: float) -> None:
+        self._recorder.result(task, outcome, started)
+        self.stats.counts[outcome.status] += 1
+        self._progress.advance(task.destination_region, outcome.status)
+        self._check_threshold()
+
+    def _check_threshold(self) -> None:
+        s, counts = self._settings, self.stats.counts
+        final = self.stats.finished - counts[ResultStatus.REJECTED]
+        if final < s.failure_min_results:
+            return
+        if counts[ResultStatus.FAILED] * 100.0 > s.failure_percent * final:
+            self.request_stop("threshold")
+
+    # -- one pair --------------------------------------------------------------------------
+
+    async def _replicate(self, item: WorkItem, gate: RegionGate) -> Outcome:
+        attempt = _Attempt(item.task, reconcile=item.reconcile_first)
+        try:
+            return await self._with_retries(attempt, gate)
+        except AlreadyReplicatedError as exc:
+            record_id = await self._lookup_existing(item.task)
+            return _outcome(ResultStatus.ALREADY_REPLICATED, exc, attempt.sent, record_id)
+        except AuthError as exc:
+            # Not this pair's fault: it stays retryable, and the whole run stops.
+            self.stats.auth_error = str(exc)
+            self.request_stop("auth")
+            return _outcome(ResultStatus.GAVE_UP, exc, attempt.sent)
+        except PermanentApiError as exc:
+            return _outcome(ResultStatus.FAILED, exc, attempt.sent)
+        except TransientApiError as exc:
+            return _outcome(ResultStatus.GAVE_UP, exc, attempt.sent)
+
+    async def _with_retries(self, attempt: _Attempt, gate: RegionGate) -> Outcome:
+        controller = retrying(
+            self._settings.retry,
+            sleep=self._backoff_sleep,
+            rng=self._rng,
+            budget=self._budget,
+            before_sleep=lambda _: self._note_retry(gate.region),
+        )
+        async for try_ in controller:
+            with try_:
+                return await self._one_try(attempt, gate)
+        raise AssertionError("unreachable: the retry controller re-raises")  # pragma: no cover
+
+    def _note_retry(self, region: str) -> None:
+        self.stats.retries += 1
+        self._progress.retry(region)
+
+    async def _backoff_sleep(self, seconds: float) -> None:
+        if self._sleep is not None:
+            await self._sleep(seconds)
+        else:
+            with anyio.move_on_after(seconds):
+                await self._stop.wait()
+        if self._stop.is_set():
+            raise _Stopped
+
+    async def _one_try(self, attempt: _Attempt, gate: RegionGate) -> Outcome:
+        await self._admit(gate)
+        try:
+            return await self._send(attempt, gate)
+        finally:
+            self._global.release()
+            gate.release()
+
+    async def _admit(self, gate: RegionGate) -> None:
+        """Take the region gate, the global limiter and a rate slot; a stop ends the wait."""
+        held: list[Callable[[], None]] = []
+        with anyio.CancelScope() as scope:
+            self._waiting.add(scope)
+            if self._stop.is_set():
+                scope.cancel()
+            try:
+                await gate.acquire()
+                held.append(gate.release)
+                await self._global.acquire()
+                held.append(self._global.release)
+                await self._rate.wait()
+                held.clear()
+            finally:
+                self._waiting.discard(scope)
+                for release in reversed(held):
+                    release()
+        if scope.cancelled_caught:
+            raise _Stopped
+
+    async def _send(self, attempt: _Attempt, gate: RegionGate) -> Outcome:
+        task = attempt.task
+        if attempt.reconcile:
+            self.stats.requests += 1
+            record_id = await self._client.find_replication(task)
+            attempt.reconcile = False
+            if record_id is not None:
+                gate.on_other()
+                return Outcome(ResultStatus.REPLICATED, record_id, attempts=attempt.sent)
+        attempt.sent += 1
+        self._budget.record_attempt(first=attempt.sent == 1)
+        await self._recorder.attempt(task, attempt.sent)
+        self.stats.requests += 1
+        try:
+            record_id = await self._client.replicate(task)
+        except TransportError as exc:
+            attempt.reconcile = exc.maybe_applied
+            gate.on_overload()
+            raise
+        except TransientApiError:
+            gate.on_overload()
+            raise
+        except ApiError:
+            gate.on_other()
+            raise
+        gate.on_success()
+        self._progress.set_limit(gate.region, gate.limit)
+        return Outcome(ResultStatus.REPLICATED, record_id, http_status=200, attempts=attempt.sent)
+
+    async def _lookup_existing(self, task: ReplicationTask) -> str | None:
+        """The record id of the replica that made the service refuse; best effort."""
+        try:
+            self.stats.requests += 1
+            return await self._client.find_replication(task)
+        except ApiError as exc:
+            log.info("replicate.lookup_failed", item=task.checkpoint_item_id, error=str(exc))
+            return None
+
+    async def _wait_or_stop(self, waiting: Awaitable[None]) -> None:
+        with anyio.CancelScope() as scope:
+            self._waiting.add(scope)
+            if self._stop.is_set():
+                scope.cancel()
+            try:
+                await waiting
+            finally:
+                self._waiting.discard(scope)
+        if scope.cancelled_caught:
+            raise _Stopped
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """Per-pair state carried across retries."""
+
+    task: ReplicationTask
+    reconcile: bool = False
+    sent: int = 0
+
+
+def _outcome(
+    status: ResultStatus, exc: ApiError, attempts: int, record_id: str | None = None
+) -> Outcome:
+    return Outcome(
+        status,
+        replication_record_id=record_id,
+        http_status=exc.http_status,
+        error_code=exc.error_code,
+        error_msg=exc.error_msg or str(exc),
+        attempts=attempts,
+    )
