@@ -405,6 +405,9 @@ async def test_counters_by_path_and_status(api: Api) -> None:
     assert requests[replicate] == {"200": 1, "400": 1}
     assert requests["GET /v1/{project_id}/checkpoint_items/count"] == {"200": 1}
     assert requests["unknown"] == {"404": 1}
+    arrivals = counters["replicate_arrivals"]
+    assert sum(arrivals["bins"]) == 2  # only replicate calls, refused ones included
+    assert arrivals["max_per_second"] == 2
 
 
 async def test_unknown_path_answers_in_the_error_shape(api: Api) -> None:

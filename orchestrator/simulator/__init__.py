@@ -3,15 +3,24 @@ with seeded state, simulated time and fault injection, for tests, demos and benc
 
 It imports only :mod:`orchestrator.models`, :mod:`orchestrator.errors` and
 :mod:`orchestrator.signing` from the rest of the package, never the client side.
+
+:class:`Simulator` and :func:`serve` (which need aiohttp) are imported on first use, so that
+the CLI can build the ``simulate`` flags from :mod:`orchestrator.simulator.config` without
+paying for aiohttp on every start (``--help`` stays fast).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from orchestrator.simulator.clock import Clock, ManualClock, ScaledClock
 from orchestrator.simulator.config import FaultConfig, SimulatorConfig
 from orchestrator.simulator.counters import Counters
-from orchestrator.simulator.server import Simulator, serve
-from orchestrator.simulator.state import Estate
+
+if TYPE_CHECKING:
+    from orchestrator.simulator.server import Simulator, serve
+    from orchestrator.simulator.state import Estate
 
 __all__ = [
     "Clock",
@@ -24,3 +33,16 @@ __all__ = [
     "SimulatorConfig",
     "serve",
 ]
+
+_LAZY = {
+    "Simulator": "orchestrator.simulator.server",
+    "serve": "orchestrator.simulator.server",
+    "Estate": "orchestrator.simulator.state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -156,6 +156,8 @@ class SimulatorApp:
     def _csbs(self, route: str, handler: _Handler, *, replicate: bool = False) -> _Web:
         async def serve(request: web.Request) -> web.StreamResponse:
             request_id = self._request_id()
+            if replicate:
+                self._counters.arrived()
             faulty = self._faults.applies(replicate)
             if faulty:
                 delay = self._faults.latency()

@@ -6,7 +6,6 @@ Kept import-light (no aiohttp) because the CLI builds every subparser on each st
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
@@ -141,7 +140,9 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; the first stdout line is the JSON start-up document."""
-    # Imported here so that building the CLI parser does not load aiohttp.
+    # Imported here so that building the CLI parser loads neither asyncio nor aiohttp.
+    import asyncio  # noqa: PLC0415 - lazy on purpose
+
     from orchestrator.simulator.server import serve  # noqa: PLC0415 - lazy on purpose
 
     try:

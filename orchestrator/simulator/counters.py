@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Counters"]
@@ -17,17 +19,51 @@ def _pairs(counter: Counter[Pair]) -> list[dict[str, Any]]:
     ]
 
 
+#: Width of one bin of the replicate arrival histogram; ten bins make a sliding second.
+ARRIVAL_BIN_S = 0.1
+_BINS_PER_SECOND = round(1 / ARRIVAL_BIN_S)
+
+
 class Counters:
     """Requests by (route, status); replications and rejected duplicates by (item, region);
-    injected faults by kind. Plain counters: the event loop is the only writer."""
+    injected faults by kind; replicate arrivals per 100 ms (for rate checks). Plain counters:
+    the event loop is the only writer."""
 
-    __slots__ = ("duplicates", "faults", "replications", "requests")
+    __slots__ = ("_clock", "arrivals", "duplicates", "faults", "replications", "requests")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.replications: Counter[Pair] = Counter()
         self.duplicates: Counter[Pair] = Counter()
         self.faults: Counter[str] = Counter()
+        self.arrivals: Counter[int] = Counter()
+        """Replicate requests by arrival bin (``int(clock() / ARRIVAL_BIN_S)``), before any
+        latency, auth or fault: what a client's rate limiter is judged by."""
+        self._clock = clock
+
+    def arrived(self) -> None:
+        """Count one replicate request arriving now (one dict increment: cheap per request)."""
+        self.arrivals[int(self._clock() * _BINS_PER_SECOND)] += 1
+
+    def max_arrivals_per_second(self) -> int:
+        """The most replicate arrivals in any sliding one-second window (ten bins)."""
+        if not self.arrivals:
+            return 0
+        first, last = min(self.arrivals), max(self.arrivals)
+        bins = [self.arrivals.get(b, 0) for b in range(first, last + 1)]
+        window = sum(bins[:_BINS_PER_SECOND])
+        best = window
+        for i in range(_BINS_PER_SECOND, len(bins)):
+            window += bins[i] - bins[i - _BINS_PER_SECOND]
+            best = max(best, window)
+        return best
+
+    def arrival_histogram(self) -> list[int]:
+        """Arrivals per bin, from the first bin with one to the last (empty bins as 0)."""
+        if not self.arrivals:
+            return []
+        first, last = min(self.arrivals), max(self.arrivals)
+        return [self.arrivals.get(b, 0) for b in range(first, last + 1)]
 
     def request(self, route: str, status: int | str) -> None:
         self.requests[(route, str(status))] += 1
@@ -60,4 +96,9 @@ class Counters:
                 "by_pair": _pairs(self.duplicates),
             },
             "faults": dict(sorted(self.faults.items())),
+            "replicate_arrivals": {
+                "bin_s": ARRIVAL_BIN_S,
+                "max_per_second": self.max_arrivals_per_second(),
+                "bins": self.arrival_histogram(),
+            },
         }

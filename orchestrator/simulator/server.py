@@ -45,7 +45,7 @@ class Simulator:
         self.config = config or SimulatorConfig()
         self.clock = AdvancingClock(clock or ScaledClock(self.config.time_scale))
         self.state = Estate(self.config, self.clock)
-        self.counters = Counters()
+        self.counters = Counters(monotonic)
         self.auth = Authenticator(self.config, self.state, self.clock, wall=wall)
         self._faults = FaultInjector(self.config.faults, self.config.seed, monotonic=monotonic)
         self._host = host
