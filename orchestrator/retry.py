@@ -4,10 +4,14 @@
 * :func:`retrying`: one tenacity controller per request. It retries only
   :class:`~orchestrator.errors.TransientApiError` (named explicitly, so cancellation and every
   other error pass straight through), waits full jitter ``U(0, min(cap, base * 2**n))`` but
-  never less than the server's own (capped) ``Retry-After``, and stops at the attempt limit,
-  before a wait would cross the elapsed-time limit, or when the shared budget is spent.
+  never less than the server's own (capped) ``Retry-After``, and stops at the attempt limit or
+  before a wait would cross the elapsed-time limit.
 * :class:`RetryBudget`: the SRE rule that retries stay a small share of first attempts, so a
-  struggling service is not buried under retries from every worker at once.
+  struggling service is not buried under retries from every worker at once. A retry over
+  budget is *slowed*, not dropped: it waits the longest backoff (``max_delay``, jittered
+  between half and all of it). A batch must finish its pairs: dropping them at the budget
+  would turn a storm at the start of a night into thousands of ``gave_up`` pairs within
+  seconds, while slowing them holds workers back, which itself throttles the run.
 
 A :class:`~orchestrator.errors.TransportError` with ``maybe_applied`` is retried too: the
 caller's attempt function must reconcile (ask the service) before it re-sends a POST.
@@ -103,7 +107,7 @@ class RetryBudget:
 class _Controller:
     """The per-request state behind one tenacity controller: when it started, the budget."""
 
-    __slots__ = ("_budget", "_clock", "_policy", "_rng", "_start")
+    __slots__ = ("_budget", "_clock", "_policy", "_rng", "_start", "_started")
 
     def __init__(
         self,
@@ -111,19 +115,24 @@ class _Controller:
         budget: RetryBudget | None,
         rng: Callable[[], float],
         clock: Callable[[], float],
+        started: float | None = None,
     ) -> None:
         self._policy = policy
         self._budget = budget
         self._rng = rng
         self._clock = clock
         self._start = 0.0
+        self._started = started  # set: the caller made the first attempt (see retrying)
 
     def before(self, state: tenacity.RetryCallState) -> None:
         if state.attempt_number == 1:
-            self._start = self._clock()
+            self._start = self._clock() if self._started is None else self._started
 
     def wait(self, state: tenacity.RetryCallState) -> float:
-        delay = self._policy.backoff(state.attempt_number, self._rng)
+        if self._budget is not None and not self._budget.can_retry():
+            delay = self._policy.max_delay_s * (0.5 + 0.5 * self._rng())
+        else:
+            delay = self._policy.backoff(state.attempt_number, self._rng)
         exc = state.outcome.exception() if state.outcome else None
         hint = getattr(exc, "retry_after", None) if isinstance(exc, TransientApiError) else None
         if hint is not None:
@@ -134,9 +143,7 @@ class _Controller:
         policy = self._policy
         if state.attempt_number >= policy.max_attempts:
             return True
-        if self._clock() - self._start + state.upcoming_sleep >= policy.max_elapsed_s:
-            return True
-        return self._budget is not None and not self._budget.can_retry()
+        return self._clock() - self._start + state.upcoming_sleep >= policy.max_elapsed_s
 
 
 def retrying(
@@ -147,16 +154,23 @@ def retrying(
     rng: random.Random | None = None,
     before_sleep: Callable[[tenacity.RetryCallState], Awaitable[None] | None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    started: float | None = None,
 ) -> tenacity.AsyncRetrying:
     """A fresh controller for ONE request (never share it between tasks).
 
     Use as ``async for attempt in retrying(...): with attempt: ...``; the last error is
-    re-raised as itself once retries end. With a ``budget``, no retry starts while
-    ``budget.can_retry()`` is false (the caller records attempts into it). ``sleep`` and
+    re-raised as itself once retries end. With a ``budget``, a retry started while
+    ``budget.can_retry()`` is false waits the longest backoff (the caller records attempts
+    into it). ``sleep`` and
     ``clock`` are injectable so tests never wait; ``clock`` must advance when ``sleep`` does.
+
+    ``started`` (a ``clock`` reading) is for a caller that made the first attempt itself and
+    builds a controller only once it failed (most first attempts succeed, and a controller
+    costs more than the request's own bookkeeping): the elapsed-time limit then counts from
+    that first attempt, as if the controller had made it.
     """
     controller = _Controller(
-        policy, budget, rng.random if rng is not None else random.random, clock
+        policy, budget, rng.random if rng is not None else random.random, clock, started
     )
     return tenacity.AsyncRetrying(
         sleep=sleep or anyio.sleep,

@@ -261,35 +261,35 @@ async def test_a_raised_cancelled_error_passes_straight_through() -> None:
 
 
 @pytest.mark.anyio
-async def test_an_exhausted_budget_stops_retrying() -> None:
+async def test_an_exhausted_budget_slows_retries_to_the_longest_backoff() -> None:
     time = FakeTime()
+    policy = RetryPolicy(max_attempts=4, max_delay_s=30.0, max_elapsed_s=1000.0)
     budget = RetryBudget(0.0, min_retries=0)
     budget.record_attempt(first=True)
     with pytest.raises(TransientApiError):
-        await _run(_controller(time, budget=budget), _failing(lambda n: TransientApiError("x")))
-    assert time.sleeps == []
+        await _run(
+            _controller(time, policy, budget=budget), _failing(lambda n: TransientApiError("x"))
+        )
+    assert len(time.sleeps) == 3  # slowed, never dropped: every attempt still happens
+    assert all(15.0 <= s <= 30.0 for s in time.sleeps)
 
 
 @pytest.mark.anyio
 async def test_the_budget_is_consulted_before_each_retry() -> None:
-    time = FakeTime()
+    policy = RetryPolicy(max_delay_s=30.0, base_delay_s=0.5, max_elapsed_s=10_000.0)
     budget = RetryBudget(0.0, min_retries=2)
-    attempts = 0
 
     async def attempt_fn(n: int) -> str:
-        nonlocal attempts
-        attempts += 1
         budget.record_attempt(first=n == 1)  # the caller records what it really sends
         raise TransientApiError("503")
 
+    time = FakeTime()
     with pytest.raises(TransientApiError):
-        await _run(_controller(time), attempt_fn)  # no budget: all 8 attempts
-    assert attempts == 8
-    attempts = 0
-    budget = RetryBudget(0.0, min_retries=2)
-    with pytest.raises(TransientApiError):
-        await _run(_controller(FakeTime(), budget=budget), attempt_fn)
-    assert attempts == 3  # the first attempt and the two retries the budget allows
+        await _run(_controller(time, policy, budget=budget), attempt_fn)
+    # The two retries the budget allows back off from base_delay; the rest wait the longest.
+    assert len(time.sleeps) == 7
+    assert all(s <= 1.0 for s in time.sleeps[:2])
+    assert all(15.0 <= s <= 30.0 for s in time.sleeps[2:])
 
 
 # -- the budget alone --------------------------------------------------------------------------
