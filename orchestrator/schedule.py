@@ -62,6 +62,7 @@ __all__ = [
     "Scheduler",
     "SkipReason",
     "SleepUntil",
+    "fire_now",
     "ledger_path_for",
     "prune_ledgers",
     "sleep_until_wall",
@@ -696,10 +697,7 @@ class Scheduler:
             return None, f"{type(exc).__name__}: {exc}"
 
     def _prepare_dir(self) -> None:
-        try:
-            self._state_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ScheduleError(f"schedule state dir {self._state_dir}: {exc}") from exc
+        _make_dir(self._state_dir)
 
     def _emit(self, event: ScheduleEvent) -> None:
         match event:
@@ -726,6 +724,45 @@ class Scheduler:
                 )
         if self._on_event is not None:
             self._on_event(event)
+
+
+async def fire_now(
+    job: Job, *, state_dir: Path, clock: Clock = utc_now
+) -> FiringFinished | FiringSkipped:
+    """Fire ``job`` once, now, outside any cron schedule (``schedule --once``: cron, systemd
+    timers, Kubernetes CronJobs and tests).
+
+    It takes the scheduler's lock, so it never overlaps a firing of a scheduler (or another
+    ``--once``) on the same state directory: when the lock is held it returns
+    :class:`FiringSkipped` (``overlap``) without running. It does not touch the state file:
+    the time it fires is not a scheduled time. The firing is stamped with the current
+    minute, which names its ledger. Errors of the job propagate (after the lock is freed).
+    """
+    await anyio.to_thread.run_sync(functools.partial(_make_dir, state_dir))
+    now = clock()
+    firing = Firing(now.astimezone(UTC).replace(second=0, microsecond=0), now)
+    lock_path = state_dir / LOCK_FILE_NAME
+    log = structlog.get_logger("orchestrator.schedule")
+    lock = _FiringLock.try_acquire(lock_path, f"pid {os.getpid()} once {_stamp(now)}\n")
+    if lock is None:
+        detail = f"{lock_path} is held ({_lock_holder(lock_path)})"
+        log.warning("schedule.firing_skipped", reason="overlap", detail=detail)
+        return FiringSkipped(firing.scheduled, SkipReason.OVERLAP, detail)
+    try:
+        log.info("schedule.firing_started", scheduled=firing.scheduled.isoformat(), once=True)
+        code = await job(firing)
+    finally:
+        lock.release()
+    finished = FiringFinished(firing, clock(), code)
+    log.info("schedule.firing_finished", scheduled=firing.scheduled.isoformat(), exit_code=code)
+    return finished
+
+
+def _make_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScheduleError(f"schedule state dir {directory}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- dated ledgers

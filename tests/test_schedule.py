@@ -38,6 +38,8 @@ from orchestrator.schedule import (
     ScheduleEvent,
     Scheduler,
     ScheduleState,
+    SkipReason,
+    fire_now,
     ledger_path_for,
     prune_ledgers,
     sleep_until_wall,
@@ -917,3 +919,50 @@ def test_prune_never_deletes_the_ledger_in_use_or_a_locked_one(tmp_path: Path) -
 def test_prune_rejects_keeping_nothing(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="keep_ledgers 0: must be at least 1"):
         prune_ledgers(tmp_path, keep=0)
+
+
+# --------------------------------------------------------------------------- fire_now (--once)
+
+
+@pytest.mark.anyio
+async def test_fire_now_runs_once_under_the_lock_and_leaves_the_state_alone(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(utc("2026-03-28 14:07:31"))
+    job = Job()
+    event = await fire_now(job, state_dir=tmp_path / "state", clock=clock)
+    assert isinstance(event, FiringFinished)
+    assert event.exit_code == 0
+    assert job.calls == [Firing(utc("2026-03-28 14:07"), utc("2026-03-28 14:07:31"))]
+    assert not (tmp_path / "state" / STATE_FILE_NAME).exists()
+
+
+@pytest.mark.anyio
+async def test_fire_now_skips_while_a_firing_holds_the_lock(tmp_path: Path) -> None:
+    clock = FakeClock(utc("2026-03-27 12:00"))
+    blocked = Job(block_first=True)
+    scheduler, _ = make(tmp_path, clock, blocked)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: scheduler.run(max_firings=1))
+        await until(lambda: bool(clock.sleepers), "sleeping")
+        clock.advance_to(utc("2026-03-28 01:30"))
+        await until(lambda: len(blocked.calls) == 1, "the scheduled firing running")
+        other = Job()
+        event = await fire_now(other, state_dir=tmp_path / "state", clock=clock)
+        blocked.release.set()
+    assert isinstance(event, FiringSkipped)
+    assert event.reason is SkipReason.OVERLAP
+    assert "firing 2026-03-28T01:30Z" in event.detail
+    assert other.calls == []
+
+
+@pytest.mark.anyio
+async def test_fire_now_lets_a_job_error_through_and_frees_the_lock(tmp_path: Path) -> None:
+    clock = FakeClock(utc("2026-03-28 01:30"))
+    with pytest.raises(RuntimeError, match="discovery failed"):
+        await fire_now(Job(fail_on={utc("2026-03-28 01:30")}), state_dir=tmp_path, clock=clock)
+    fd = os.open(tmp_path / LOCK_FILE_NAME, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
