@@ -15,13 +15,15 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     """Bad flags, config, credentials setup or manifest; nothing was sent."""
     FAILED = 3
-    """Some pairs failed permanently (or manifest rows were rejected)."""
+    """Some pairs failed permanently (or manifest rows were rejected); `plan`: some rows
+    would not be sent; `track`: some copies failed or their record is missing."""
     GAVE_UP = 4
     """Some pairs gave up on transient errors; run `resume` later."""
     THRESHOLD = 5
     """The failure threshold tripped; sending stopped early."""
     INTERRUPTED = 6
-    """Interrupted by a signal or stopped by --max-duration; run `resume` to finish."""
+    """Interrupted by a signal or stopped by --max-duration; run `resume` to finish.
+    `track`: --deadline passed with copies still running; run `track` again later."""
     AUTH = 7
     """The service refused the credentials; fix them before re-running."""
     LEDGER = 8

@@ -237,6 +237,25 @@ class Plan:
         """Destination regions with something to send, sorted."""
         return sorted(r for r, c in self.by_region.items() if c.to_send)
 
+    def routes(self) -> dict[tuple[str | None, str], tuple[int, str]]:
+        """Pairs to send per (row's source region or None, destination region), each with
+        one source project of that route: one more pass over the rows.
+
+        For ``plan``, which checks every route against the service's replication
+        capabilities; a run never pays for it.
+        """
+        found: dict[tuple[str | None, str], tuple[int, str]] = {}
+        marks = self._marks
+        for ordinal, row in enumerate(self._rows()):
+            if isinstance(row, RowError):
+                continue
+            position = row[8] if self._by_line else ordinal
+            if position < len(marks) and marks[position]:
+                route = (row[4], row[2])
+                count, project = found.get(route, (0, row[1]))
+                found[route] = (count + 1, project)
+        return found
+
     def work(self) -> Iterator[WorkItem]:
         """Pass 2: the tasks to send, in manifest order, each pair once.
 

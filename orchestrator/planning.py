@@ -1,11 +1,21 @@
 """``plan`` and ``run --dry-run``: what a run would do, per destination region, sending nothing.
 
-The plan is the same two-pass :class:`~orchestrator.plan.Plan` the run uses (so the numbers
-agree by construction), plus two things only a look at the service can tell: destination
-regions the source cannot replicate to (``GET /replication_capabilities``), and an estimate of
-the run's length. The estimate takes one request's latency from that capabilities call and
-applies the configured limits: ``max(pairs / rate, pairs * latency / parallelism,
-busiest region's pairs * latency / per_region)``. It assumes no retries.
+The plan is the same two-pass :class:`~orchestrator.plan.Plan` the run uses, with the same
+ledger and ``--retry-failed`` (so the numbers agree by construction), plus two things only a
+look at the service can tell:
+
+* **unsupported destinations**: every (source region, destination region) route of the pairs
+  to send is checked against ``GET /replication_capabilities``. A row's source region is its
+  ``source_region`` column, else ``--region``; a row with neither is checked against every
+  source region the service lists (it is sent to the configured endpoint, whose region we do
+  not know). A source region missing from the first answer is asked at its own endpoint.
+  Unsupported pairs are still *to send* (a run would send them and record the refusal); they
+  are counted again under ``unsupported``.
+* **an estimate** of the run's length: one request's latency from the capabilities call, and
+  the configured limits: ``max(pairs / rate, pairs * latency / parallelism, busiest region's
+  pairs * latency / per_region)``. It assumes no retries.
+
+Nothing is sent and the ledger is only read.
 """
 
 from __future__ import annotations
@@ -22,7 +32,6 @@ from typing import Any, TextIO
 import anyio
 import orjson
 
-from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.history import History
 from orchestrator.launch import Connection, connect
@@ -41,6 +50,7 @@ class PlanReport:
     regions: dict[str, dict[str, Any]]
     totals: dict[str, int]
     unsupported_regions: list[str] = field(default_factory=list)
+    unsupported_routes: list[dict[str, Any]] = field(default_factory=list)
     capabilities_checked: bool = False
     invalid_rows: list[dict[str, Any]] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
@@ -68,24 +78,33 @@ def estimate_seconds(
     return max(bounds) if bounds else None
 
 
+Route = tuple[str | None, str]  # (source region or None, destination region)
+
+
 def plan_report(
     plan: Plan,
     *,
     manifest: str,
     ledger: str | None,
     settings: RunSettings,
-    supported: set[str] | None,
+    unsupported: Mapping[Route, int] | None,
     latency_s: float | None,
 ) -> PlanReport:
+    """The plan per destination region. ``unsupported``: pairs to send per route the service
+    cannot replicate (None: capabilities not checked)."""
+    refused: dict[str, int] = {}
+    for (_, region), count in (unsupported or {}).items():
+        refused[region] = refused.get(region, 0) + count
     regions: dict[str, dict[str, Any]] = {}
     totals = RegionCounts()
-    unsupported_rows = 0
     for region in sorted(plan.by_region):
         counts = plan.by_region[region]
         totals.add(counts)
-        ok = supported is None or region in supported
-        unsupported_rows += 0 if ok else counts.to_send
-        regions[region] = {**asdict(counts), "supported": ok}
+        regions[region] = {
+            **asdict(counts),
+            "unsupported": refused.get(region, 0),
+            "supported": None if unsupported is None else not refused.get(region),
+        }
     totals.invalid += plan.invalid_unplaced
     sending = {r: c.to_send for r, c in plan.by_region.items() if c.to_send}
     seconds = estimate_seconds(sending, settings, latency_s)
@@ -93,9 +112,15 @@ def plan_report(
         manifest=manifest,
         ledger=ledger,
         regions=regions,
-        totals={**asdict(totals), "unsupported": unsupported_rows},
-        unsupported_regions=sorted(r for r, v in regions.items() if not v["supported"]),
-        capabilities_checked=supported is not None,
+        totals={**asdict(totals), "unsupported": sum(refused.values())},
+        unsupported_regions=sorted(refused),
+        unsupported_routes=[
+            {"source_region": source, "destination_region": dest, "pairs": count}
+            for (source, dest), count in sorted(
+                (unsupported or {}).items(), key=lambda kv: (kv[0][0] or "", kv[0][1])
+            )
+        ],
+        capabilities_checked=unsupported is not None,
         invalid_rows=[_row_problem(row) for row in plan.rejected[:_SHOWN_PROBLEMS]],
         conflicts=[_conflict(c) for c in plan.conflicts[:_SHOWN_PROBLEMS]],
         estimate={
@@ -128,6 +153,7 @@ _COLUMNS = (
     ("duplicates", "duplicates"),
     ("conflicts", "conflicts"),
     ("invalid", "invalid"),
+    ("unsupported", "unsupported"),
 )
 
 
@@ -156,8 +182,8 @@ def render_plan(report: PlanReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _supported(value: bool, report: PlanReport) -> str:
-    if not report.capabilities_checked:
+def _supported(value: bool | None, report: PlanReport) -> str:
+    if value is None or not report.capabilities_checked:
         return "unchecked"
     return "yes" if value else "NO"
 
@@ -172,11 +198,11 @@ def _problem_lines(report: PlanReport) -> list[str]:
         f"{c['destination_region']} with projects {', '.join(c['destination_project_ids'])}"
         for c in report.conflicts
     ]
-    if report.unsupported_regions:
-        lines.append(
-            "unsupported destination regions (rows would be refused): "
-            + ", ".join(report.unsupported_regions)
-        )
+    lines += [
+        f"unsupported: {r['pairs']} pairs from {r['source_region'] or 'any source'} to "
+        f"{r['destination_region']} would be refused (no replication capability)"
+        for r in report.unsupported_routes
+    ]
     return lines
 
 
@@ -200,35 +226,52 @@ def _print(report: PlanReport, as_json: bool, out: TextIO) -> None:
 async def _plan(args: argparse.Namespace, settings: RunSettings, manifest: Path) -> PlanReport:
     ledger = Path(args.ledger) if getattr(args, "ledger", None) else None
     history = History.load(ledger) if ledger is not None and ledger.exists() else None
-    supported: set[str] | None = None
-    latency: float | None = None
-    if not getattr(args, "offline", False):
-        async with connect(args, settings, os.environ) as conn:
-            settings = conn.settings
-            supported, latency = await _capabilities(conn)
-    plan = await anyio.to_thread.run_sync(
-        lambda: Plan.from_manifest(
-            manifest, default_project_id=settings.project_id, history=history
+    retry_failed = bool(getattr(args, "retry_failed", False))
+
+    def build(project_id: str | None) -> Plan:
+        return Plan.from_manifest(
+            manifest, default_project_id=project_id, history=history, retry_failed=retry_failed
         )
-    )
+
+    unsupported: dict[Route, int] | None = None
+    latency: float | None = None
+    if getattr(args, "offline", False):
+        plan = await anyio.to_thread.run_sync(build, settings.project_id)
+    else:
+        async with connect(args, settings, os.environ) as conn:
+            settings = conn.settings  # --simulate fills in the endpoint and a project
+            plan = await anyio.to_thread.run_sync(build, settings.project_id)
+            routes = await anyio.to_thread.run_sync(plan.routes)
+            unsupported, latency = await _check_routes(conn, routes) if routes else ({}, None)
     return plan_report(
         plan,
         manifest=str(manifest),
         ledger=str(ledger) if ledger else None,
         settings=settings,
-        supported=supported,
+        unsupported=unsupported,
         latency_s=latency,
     )
 
 
-async def _capabilities(conn: Connection) -> tuple[set[str], float]:
-    """Destinations reachable from the configured source region (all sources if none)."""
-    project = conn.settings.project_id
-    if not project:
-        raise ConfigError("checking capabilities needs --project-id (or use --offline)")
+async def _check_routes(
+    conn: Connection, routes: Mapping[Route, tuple[int, str]]
+) -> tuple[dict[Route, int], float]:
+    """Pairs to send per route the service cannot replicate, and one call's latency."""
+    default = conn.settings.region
+    project_of = {source or default: project for (source, _), (_, project) in routes.items()}
+    first: str | None = default if default in project_of else next(iter(project_of))
     async with conn.client() as client:
         started = time.monotonic()
-        caps = await client.capabilities(project, region=conn.settings.region)
+        caps = await client.capabilities(project_of[first], region=first)
         latency = time.monotonic() - started
-    sources = [conn.settings.region] if conn.settings.region in caps else list(caps)
-    return {d for s in sources for d in caps.get(s, [])}, latency
+        for region in sorted(r for r in project_of if r is not None and r not in caps):
+            # A regional endpoint may list only its own region: ask the source's own.
+            answer = await client.capabilities(project_of[region], region=region)
+            caps[region] = answer.get(region, [])
+    anywhere = {d for dests in caps.values() for d in dests}
+    unsupported: dict[Route, int] = {}
+    for (source, dest), (count, _) in routes.items():
+        origin = source or default
+        if dest not in (anywhere if origin is None else caps.get(origin, ())):
+            unsupported[origin, dest] = unsupported.get((origin, dest), 0) + count
+    return unsupported, latency
