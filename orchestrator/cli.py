@@ -25,7 +25,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 _EPILOG = """exit codes: 0 ok, 2 usage/config/manifest, 3 some pairs failed, 4 some gave up on
 transient errors (resume later), 5 failure threshold tripped, 6 interrupted or --max-duration
-reached (resume), 7 credentials refused, 8 ledger error, 1 internal error.
+reached (resume) or `track --deadline` passed, 7 credentials refused, 8 ledger error,
+1 internal error.
 precedence: flags > environment > --config file > defaults."""
 
 
@@ -55,7 +56,9 @@ def _add_connection(parser: argparse.ArgumentParser, *, simulate: bool = True) -
     from orchestrator.settings import add_options
 
     group = parser.add_argument_group("connection")
-    group.add_argument("--config", default=None, help="TOML config file (see configs/example.toml)")
+    group.add_argument(
+        "--config", default=None, help="TOML config file, see configs/example.toml (default: none)"
+    )
     add_options(group, "connection")  # type: ignore[arg-type]
     if simulate:
         group.add_argument(
@@ -102,7 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--manifest", required=True, help="CSV or JSON Lines manifest")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", help="CSV or JSON Lines manifest")
+    source.add_argument(
+        "--discover",
+        action="store_true",
+        help="list the estate through the API and apply the [discover] rules of --config "
+        "instead of reading a manifest (see `discover`)",
+    )
     run.add_argument("--ledger", required=True, help="JSON Lines ledger (appended, resumable)")
     run.add_argument(
         "--strict",
@@ -110,8 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse to send anything if any manifest row is invalid "
         "(default: send the valid rows, record the others as rejected)",
     )
-    run.add_argument("--dry-run", action="store_true", help="plan only: send nothing")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plan only, as `plan` does: send nothing (default: off)",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="with --dry-run: the plan as one JSON document (default: a table)",
+    )
     _add_connection(run)
+    _add_discovery(run)
     _add_run_options(run)
     _add_logging(run)
     run.set_defaults(handler=_cmd_run)
@@ -124,15 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("--ledger", required=True, help="the ledger of the run to finish")
     resume.add_argument(
-        "--manifest", default=None, help="manifest to use instead of the one the ledger recorded"
+        "--manifest",
+        default=None,
+        help="manifest to use instead of the one the ledger recorded (default: the recorded one)",
     )
     _add_connection(resume)
     _add_run_options(resume)
     _add_logging(resume)
-    resume.set_defaults(handler=_cmd_resume, strict=False, dry_run=False)
+    resume.set_defaults(handler=_cmd_resume, strict=False, dry_run=False, json=False)
 
     _add_plan(sub)
     _add_report(sub)
+    _add_discover(sub)
+    _add_schedule(sub)
+    _add_track(sub)
 
     simulate = sub.add_parser("simulate", help="serve the embedded CSBS simulator")
     from orchestrator.simulator.cli_args import add_arguments
@@ -151,10 +176,14 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "estimate the run. Exit 0 when every row can be sent, 3 when some would not be.",
     )
     plan.add_argument("--manifest", required=True, help="CSV or JSON Lines manifest")
-    plan.add_argument("--ledger", default=None, help="ledger to count pairs already done in")
+    plan.add_argument(
+        "--ledger", default=None, help="ledger to count pairs already done in (default: none)"
+    )
     plan.add_argument("--json", action="store_true", help="one JSON document (default: a table)")
     plan.add_argument(
-        "--offline", action="store_true", help="do not ask the service for its capabilities"
+        "--offline",
+        action="store_true",
+        help="do not ask the service for its capabilities (default: ask)",
     )
     _add_connection(plan)
     _add_run_options(plan)
@@ -175,7 +204,7 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--failed-manifest",
         default=None,
         metavar="FILE",
-        help="also write the failed and gave-up pairs as a manifest to run again",
+        help="also write the failed and gave-up pairs as a manifest to run again (default: none)",
     )
     report.add_argument(
         "--include",
@@ -184,6 +213,166 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "(default: failed,gave_up)",
     )
     report.set_defaults(handler=_cmd_report)
+
+
+def _add_track(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    track = sub.add_parser(
+        "track",
+        help="follow the copies of replicated pairs until each ends, into the ledger",
+        description="Poll the service for the replication record of every pair whose latest "
+        "result is replicated until its copy is success or fail (or --deadline), appending a "
+        "copy_status line to the ledger at each change. `resume --retry-failed` sends the "
+        "pairs whose copy failed again. Exit 0 when every copy succeeded, 3 when some failed "
+        "or their record is missing, 6 when the deadline passed with copies still running, "
+        "7 credentials refused, 8 ledger locked or unwritable.",
+    )
+    track.add_argument("ledger", metavar="LEDGER", help="the ledger of the runs to follow")
+    track.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between two polls of a running copy (default: 60)",
+    )
+    track.add_argument(
+        "--deadline",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="stop after this long, exit 6 if copies still run (default: 0 = until all end)",
+    )
+    track.add_argument(
+        "--concurrency",
+        dest="poll_concurrency",
+        type=int,
+        default=16,
+        metavar="N",
+        help="status requests in flight (default: 16)",
+    )
+    _add_connection(track, simulate=False)
+    _add_logging(track)
+    track.set_defaults(handler=_cmd_track)
+
+
+def _add_discovery(parser: argparse.ArgumentParser) -> None:
+    """Filters and a catch-all destination on top of the config's ``[discover]`` table."""
+    group = parser.add_argument_group("discovery (over [discover] in --config)")
+    group.add_argument(
+        "--status",
+        dest="filter_status",
+        default=None,
+        metavar="STATUS",
+        help="list items of this status; 'any' for all (default: available)",
+    )
+    group.add_argument(
+        "--resource-type",
+        dest="filter_resource_type",
+        default=None,
+        metavar="TYPE",
+        help="only this resource type, e.g. OS::Nova::Server (default: any)",
+    )
+    group.add_argument(
+        "--name",
+        dest="filter_name",
+        default=None,
+        metavar="TEXT",
+        help="only items whose name contains this (the service's fuzzy match; default: any)",
+    )
+    group.add_argument(
+        "--policy-id",
+        dest="filter_policy_id",
+        default=None,
+        metavar="ID",
+        help="only this backup policy (default: any)",
+    )
+    group.add_argument(
+        "--since",
+        dest="filter_since",
+        default=None,
+        metavar="WHEN",
+        help="only items created since an ISO time (UTC if no zone) or an age: 36h, 7d "
+        "(default: any)",
+    )
+    group.add_argument(
+        "--to",
+        action="append",
+        default=None,
+        metavar="REGION=PROJECT_ID",
+        help="send every listed item there too (repeatable; adds to [[discover.rules]]; "
+        "default: none)",
+    )
+    group.add_argument(
+        "--page-size", type=int, default=None, help="items per listing page (default: 1000)"
+    )
+
+
+def _add_discover(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    discover = sub.add_parser(
+        "discover",
+        help="list backups through the API, apply the destination rules, write a manifest",
+        description="List the checkpoint items of every [[discover.sources]] entry (or of "
+        "--project-id/--region), apply the [[discover.rules]] of --config, skip pairs that "
+        "already have a replica or one in progress, and write the rest as a CSV manifest for "
+        "`run --manifest`. Prints one summary line per source.",
+    )
+    discover.add_argument(
+        "--output", "-o", required=True, metavar="FILE", help="the CSV manifest to write"
+    )
+    _add_connection(discover)
+    _add_discovery(discover)
+    _add_logging(discover)
+    discover.set_defaults(handler=_cmd_discover)
+
+
+def _add_schedule(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schedule = sub.add_parser(
+        "schedule",
+        help="run discover -> run -> report on a cron schedule, one dated ledger per firing",
+        description="Keep running and fire on a cron expression in an explicit time zone "
+        "(no overlap, a missed-run policy); each firing discovers, runs into "
+        "<state-dir>/ledger-YYYYMMDDTHHMMZ.jsonl and prints its summary. With --once: fire "
+        "now, once, and exit with the run's code (for cron, systemd timers, Kubernetes).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    group = schedule.add_argument_group("schedule (over [schedule] in --config)")
+    group.add_argument(
+        "--cron",
+        default=None,
+        help="five-field cron expression or @daily (default: [schedule] cron of --config)",
+    )
+    group.add_argument(
+        "--tz",
+        default=None,
+        help="IANA time zone of --cron, e.g. Europe/Berlin (default: [schedule] timezone)",
+    )
+    group.add_argument(
+        "--state-dir",
+        default=None,
+        help="lock, schedule state and the dated ledgers (default: [schedule] state_dir)",
+    )
+    group.add_argument("--keep", type=int, default=None, help="dated ledgers to keep (default: 14)")
+    group.add_argument(
+        "--missed-runs",
+        choices=("run_once", "skip"),
+        default=None,
+        help="after downtime: one catch-up run, or wait for the next time (default: run_once)",
+    )
+    group.add_argument(
+        "--max-lateness",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run_once does not catch up a firing older than this (default: 43200)",
+    )
+    group.add_argument(
+        "--once", action="store_true", help="fire now, once, then exit (default: keep running)"
+    )
+    _add_connection(schedule)
+    _add_discovery(schedule)
+    _add_run_options(schedule)
+    _add_logging(schedule)
+    schedule.set_defaults(handler=_cmd_schedule)
 
 
 def _settings(args: argparse.Namespace, base: dict[str, object] | None = None) -> RunSettings:
@@ -217,7 +406,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.launch import launch_job
 
     settings = _settings(args)
+    if args.discover:
+        from orchestrator.nightly import launch_discovered_run
+
+        return launch_discovered_run(args, settings)
     return launch_job(args, settings, manifest=Path(args.manifest))
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    from orchestrator.nightly import launch_discover
+
+    return launch_discover(args, _settings(args))
+
+
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from orchestrator.nightly import launch_schedule
+
+    return launch_schedule(args, _settings(args))
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -284,6 +489,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _cmd_track(args: argparse.Namespace) -> int:
+    from orchestrator.launch import open_output, secrets_of
+    from orchestrator.logs import close_logging
+    from orchestrator.tracking import launch_track
+
+    settings = _settings(args)
+    open_output(args, secrets_of(settings, os.environ))
+    try:
+        return launch_track(args, settings)
+    finally:
+        close_logging()
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from orchestrator.simulator.cli_args import run_from_args
 
@@ -314,7 +532,8 @@ def _guarded(handler: Handler, args: argparse.Namespace) -> int:
     )
     try:
         return handler(args)
-    except Exception as exc:
+    except Exception as raised:
+        exc = _ours_inside(raised, errors.OrchestratorError)
         for kind, prefix, code in known:
             if isinstance(exc, kind):
                 return _fail(f"{prefix}{exc}", code)
@@ -326,6 +545,17 @@ def _guarded(handler: Handler, args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         return _fail("interrupted", ExitCode.INTERRUPTED)
+
+
+def _ours_inside(exc: BaseException, ours: type[BaseException]) -> BaseException:
+    """A task group wraps a worker's error in an ExceptionGroup (with the cancellations it
+    caused): report the first of our own errors inside it as if it had been raised alone."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _ours_inside(inner, ours)
+            if isinstance(found, ours):
+                return found
+    return exc
 
 
 def _fail(message: str, code: ExitCode) -> int:

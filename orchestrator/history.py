@@ -170,8 +170,11 @@ class History:
                     digest = self.keys(project, item, region)
                 if code:
                     # A final result replaces everything: status, record id, the unknown
-                    # flag and the copy status of the previous replica.
+                    # flag and the copy status of the previous replica. A result that gave
+                    # up after a request that may have been applied stays unknown.
                     pairs[digest] = code | store_record_id(record.get("replication_record_id"))
+                    if record.get("outcome_unknown") is True:
+                        pairs[digest] |= _UNKNOWN
                 else:
                     pairs[digest] = get(digest, 0) | _UNKNOWN
             else:

@@ -43,7 +43,10 @@ __all__ = [
     "connect",
     "launch_job",
     "open_output",
+    "print_summary",
     "secrets_of",
+    "simulator_secrets",
+    "write_run_metrics",
 ]
 
 _SECRET_ENV = ("HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_AK", "CSBS_AUTH_TOKEN", "CSBS_IAM_PASSWORD")
@@ -148,7 +151,8 @@ class Output:
 def open_output(args: argparse.Namespace, secrets: Iterable[str]) -> Output:
     """Configure logging so that logs and the progress display never share a stream badly."""
     console = Console(stderr=True)
-    live = console.is_terminal and args.log_format != "json"
+    # is_interactive: a terminal that can redraw (not TERM=dumb); a dumb one gets log events.
+    live = console.is_interactive and args.log_format != "json"
     configure_logging(
         fmt=args.log_format,
         level=args.log_level,
@@ -162,13 +166,13 @@ def open_output(args: argparse.Namespace, secrets: Iterable[str]) -> Output:
 def launch_job(args: argparse.Namespace, settings: RunSettings, *, manifest: Path) -> int:
     """``run`` and ``resume``: the whole job, then a summary on stdout."""
     env = os.environ
-    extra = _simulator_secrets(args)
+    extra = simulator_secrets(args)
     output = open_output(args, secrets_of(settings, env, extra))
     try:
         if args.dry_run:
             from orchestrator.planning import launch_plan  # noqa: PLC0415 - it imports us
 
-            return launch_plan(args, settings, manifest=manifest, as_json=False)
+            return launch_plan(args, settings, manifest=manifest, as_json=args.json)
         spec = JobSpec(
             ledger=Path(args.ledger),
             settings=settings,
@@ -178,14 +182,15 @@ def launch_job(args: argparse.Namespace, settings: RunSettings, *, manifest: Pat
         )
         progress = output.progress(not args.no_progress)
         result = anyio.run(_job, args, spec, env, progress)
-        _after_job(result, spec)
+        write_run_metrics(result, spec)
         print_summary(result, spec.ledger, sys.stdout)
         return result.exit_code
     finally:
         close_logging()
 
 
-def _simulator_secrets(args: argparse.Namespace) -> list[str]:
+def simulator_secrets(args: argparse.Namespace) -> list[str]:
+    """The simulator's own credentials (with ``--simulate``), for the log redactor."""
     if not getattr(args, "simulate", False):
         return []
     from orchestrator.simulator import SimulatorConfig  # noqa: PLC0415 - only for --simulate
@@ -202,7 +207,8 @@ async def _job(
         return await run_job(replace(spec, settings=conn.settings), factory, progress=progress)
 
 
-def _after_job(result: JobResult, spec: JobSpec) -> None:
+def write_run_metrics(result: JobResult, spec: JobSpec) -> None:
+    """The Prometheus textfile of the run, when ``metrics_file`` is set."""
     path = spec.settings.metrics_file
     if path is None:
         return

@@ -36,7 +36,10 @@ project, the backup, the region it is copied to. Event-specific fields:
     (``replicated``, ``already_replicated``, ``failed``, ``gave_up`` or ``rejected``),
     ``replication_record_id``, ``http_status``, ``error_code``, ``error_msg``,
     ``attempts``, ``started_at``, ``finished_at`` (ISO-8601 UTC), ``duration_s``,
-    ``manifest_line``. A ``rejected`` line is a manifest row that failed validation; it also
+    ``manifest_line``; and ``outcome_unknown: true`` on a ``gave_up`` whose last request
+    may have been applied (cut after sending, never reconciled): like an attempt without a
+    result, the next run asks the service before it sends that pair again. A ``rejected``
+    line is a manifest row that failed validation; it also
     carries ``manifest`` (path) and ``field`` (the bad field, or null), and its ids may be
     null.
 ``run_finished``

@@ -71,6 +71,9 @@ class Outcome:
     error_code: str | None = None
     error_msg: str | None = None
     attempts: int = 0
+    #: The last request may have been applied (cut after sending) and nothing since has said
+    #: whether it was: the next run must ask the service before sending the pair again.
+    outcome_unknown: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ class RegionGate:
         self._since_decrease = int(self._limit)  # the first congestion signal acts at once
         self._overload_streak = 0
         self._open_until: float | None = None
+        self._open_since: float | None = None
         self._open_s = settings.open_s
         self._probing = False
         self._changed = anyio.Event()
@@ -73,14 +74,39 @@ class RegionGate:
     def is_open(self) -> bool:
         return self._open_until is not None
 
+    @property
+    def open_since(self) -> float | None:
+        """When the breaker opened, if it has not closed since (failed probes keep it open)."""
+        return self._open_since
+
     async def acquire(self) -> None:
-        await self._pass_breaker()
-        await self._limiter.acquire()
+        probe = await self._pass_breaker()
+        try:
+            await self._limiter.acquire()
+        except BaseException:
+            if probe and self._probing:
+                self._probing = False  # cancelled before it went: let another waiter probe
+                self._notify()
+            raise
+
+    def try_acquire(self) -> bool:
+        """Take a slot now if the breaker is closed and one is free, else nothing (False).
+
+        :meth:`acquire` yields to the event loop even when it need not wait; the pool's fast
+        path takes every limit at once with this instead."""
+        if self._open_until is not None:
+            return False
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            return False
+        return True
 
     def release(self) -> None:
         self._limiter.release()
 
-    async def _pass_breaker(self) -> None:
+    async def _pass_breaker(self) -> bool:
+        """Wait while the breaker is open; True if this task is to be the probe."""
         while self._open_until is not None:
             wait = self._open_until - self._clock()
             if wait > 0:
@@ -89,8 +115,9 @@ class RegionGate:
                 continue
             if not self._probing:
                 self._probing = True  # this task is the probe; the others wait for its answer
-                return
+                return True
             await self._changed.wait()
+        return False
 
     def on_success(self) -> None:
         self._overload_streak = 0
@@ -124,6 +151,8 @@ class RegionGate:
             self.history.append((self._clock(), int(value)))
 
     def _open(self) -> None:
+        if self._open_since is None:
+            self._open_since = self._clock()
         if self._probing:
             self._open_s = min(self._settings.max_open_s, self._open_s * 2)
         elif self._open_until is None:
@@ -135,6 +164,7 @@ class RegionGate:
 
     def _close(self) -> None:
         self._open_until = None
+        self._open_since = None
         self._open_s = self._settings.open_s
         self._probing = False
         self._notify()

@@ -9,6 +9,11 @@ Shape (structured concurrency, no hand-managed tasks)::
         └── per region: `ceiling` workers, each attempt admitted by
               region gate (breaker + adaptive limit) -> global limiter -> rate limiter
 
+Until a first answer shows that the credentials work, only a few requests go out (refused
+credentials then cost a few 401s, not one per worker: the service locks an access key after
+five bad signatures). The id lookup after an "already replicated" refusal and the reconcile
+before a re-send are requests too: they take the same limits.
+
 Stopping is two-staged. :meth:`Pool.request_stop` (first signal, deadline, failure threshold,
 revoked credentials) stops feeding and starting pairs; requests already sent finish, bounded
 by the grace period. :meth:`Pool.cancel` (second signal, grace expired) cancels at once: pairs
@@ -25,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import structlog
@@ -42,6 +47,9 @@ from orchestrator.errors import (
 from orchestrator.models import Outcome, ReplicationTask, ResultStatus, WorkItem
 from orchestrator.overload import GateSettings, RegionGate
 from orchestrator.retry import RetryBudget, RetryPolicy, retrying
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 __all__ = ["Pool", "PoolSettings", "PoolStats", "Progress", "Recorder", "Replicator"]
 
@@ -117,8 +125,17 @@ class PoolStats:
         return sum(self.counts.values())
 
 
+#: Requests in flight before any answer has shown that the credentials work. The service locks
+#: an access key after 5 bad signatures in a row, for everyone using it, for 5 minutes.
+_PROBES = 4
+
+
 class _Stopped(Exception):
     """Internal: a stop request ended a wait before anything was sent."""
+
+
+class _RegionDown(Exception):
+    """Internal: the region's breaker stayed open longer than a pair may wait; not sent."""
 
 
 class _RateLimiter:
@@ -128,6 +145,16 @@ class _RateLimiter:
         self._interval = 1.0 / rate if rate > 0 else 0.0
         self._clock = clock
         self._next = 0.0
+
+    def take_now(self) -> bool:
+        """Take a slot if one is due now (what :meth:`wait` would do without sleeping)."""
+        if not self._interval:
+            return True
+        now = self._clock()
+        if self._next > now:
+            return False
+        self._next = now + self._interval
+        return True
 
     async def wait(self) -> None:
         if not self._interval:
@@ -165,6 +192,11 @@ class Pool:
         self._stop = anyio.Event()
         self._waiting: set[anyio.CancelScope] = set()
         self._scope: anyio.CancelScope | None = None
+        # Until an answer shows that the credentials work, at most _PROBES requests are out:
+        # refused credentials then cost a few 401s, not one per worker.
+        self._verified = anyio.Event()
+        self._probes = 0
+        self._probe_freed = anyio.Event()
         self.stats = PoolStats()
 
     # -- control -------------------------------------------------------------------------
@@ -254,7 +286,7 @@ class Pool:
     async def _worker(self, region: str, receive: MemoryObjectReceiveStream[WorkItem]) -> None:
         gate = self._gates[region]
         with receive:
-            async for item in receive:
+            while (item := await _next_item(receive)) is not None:
                 if self._stop.is_set():
                     break
                 started = time.time()
@@ -266,6 +298,16 @@ class Pool:
 
     def _finish(self, task: ReplicationTask, outcome: Outcome, started: float) -> None:
         self._recorder.result(task, outcome, started)
+        if outcome.status in (ResultStatus.FAILED, ResultStatus.GAVE_UP):
+            log.warning(
+                f"replicate.{outcome.status}",
+                item=task.checkpoint_item_id,
+                region=task.destination_region,
+                attempts=outcome.attempts,
+                http_status=outcome.http_status,
+                error_code=outcome.error_code,
+                error=outcome.error_msg,
+            )
         self.stats.counts[outcome.status] += 1
         self._progress.advance(task.destination_region, outcome.status)
         self._check_threshold()
@@ -285,34 +327,71 @@ class Pool:
         try:
             return await self._with_retries(attempt, gate)
         except AlreadyReplicatedError as exc:
-            record_id = await self._lookup_existing(item.task)
+            record_id = await self._lookup_existing(item.task, gate)
             return _outcome(ResultStatus.ALREADY_REPLICATED, exc, attempt.sent, record_id)
         except AuthError as exc:
             # Not this pair's fault: it stays retryable, and the whole run stops.
             self.stats.auth_error = str(exc)
             self.request_stop("auth")
-            return _outcome(ResultStatus.GAVE_UP, exc, attempt.sent)
+            return _outcome(ResultStatus.GAVE_UP, exc, attempt.sent, unknown=attempt.reconcile)
         except PermanentApiError as exc:
             return _outcome(ResultStatus.FAILED, exc, attempt.sent)
         except TransientApiError as exc:
-            return _outcome(ResultStatus.GAVE_UP, exc, attempt.sent)
+            return _outcome(ResultStatus.GAVE_UP, exc, attempt.sent, unknown=attempt.reconcile)
+        except _RegionDown:
+            return Outcome(
+                ResultStatus.GAVE_UP,
+                error_msg=f"{gate.region}: circuit breaker open for more than "
+                f"{self._settings.retry.max_elapsed_s:g} s (the retry time); not sent",
+                attempts=attempt.sent,
+                outcome_unknown=attempt.reconcile,
+            )
 
     async def _with_retries(self, attempt: _Attempt, gate: RegionGate) -> Outcome:
+        # Most first attempts succeed, and a retry controller costs more than the rest of a
+        # request's bookkeeping: the first attempt goes without one. Its transient failure is
+        # handed to a controller as that controller's attempt 1, started when it really was.
+        started = time.monotonic()
+        try:
+            return await self._one_try(attempt, gate)
+        except TransientApiError as exc:
+            return await self._retry(attempt, gate, exc, started)
+
+    async def _retry(
+        self, attempt: _Attempt, gate: RegionGate, first: TransientApiError, started: float
+    ) -> Outcome:
         controller = retrying(
             self._settings.retry,
             sleep=self._backoff_sleep,
             rng=self._rng,
             budget=self._budget,
-            before_sleep=lambda _: self._note_retry(gate.region),
+            before_sleep=lambda state: self._note_retry(attempt.task, state),
+            started=started,
         )
+        replay: TransientApiError | None = first
         async for try_ in controller:
             with try_:
+                if replay is not None:
+                    failed, replay = replay, None
+                    raise failed
                 return await self._one_try(attempt, gate)
         raise AssertionError("unreachable: the retry controller re-raises")  # pragma: no cover
 
-    def _note_retry(self, region: str) -> None:
+    def _note_retry(self, task: ReplicationTask, state: RetryCallState) -> None:
         self.stats.retries += 1
-        self._progress.retry(region)
+        self._progress.retry(task.destination_region)
+        exc = state.outcome.exception() if state.outcome is not None else None
+        # Debug: a storm retries a third of all requests; the progress events count them.
+        log.debug(
+            "replicate.retry",
+            item=task.checkpoint_item_id,
+            region=task.destination_region,
+            attempt=state.attempt_number,
+            wait_s=round(state.upcoming_sleep, 3),
+            http_status=getattr(exc, "http_status", None),
+            error_code=getattr(exc, "error_code", None),
+            error=str(exc),
+        )
 
     async def _backoff_sleep(self, seconds: float) -> None:
         if self._sleep is not None:
@@ -324,25 +403,68 @@ class Pool:
             raise _Stopped
 
     async def _one_try(self, attempt: _Attempt, gate: RegionGate) -> Outcome:
-        await self._admit(gate)
+        probe = await self._take_probe()
+        answered = False
         try:
-            return await self._send(attempt, gate)
-        finally:
-            self._global.release()
-            gate.release()
-
-    async def _admit(self, gate: RegionGate) -> None:
-        """Take the region gate, the global limiter and a rate slot; a stop ends the wait."""
-        held: list[Callable[[], None]] = []
-        with anyio.CancelScope() as scope:
-            self._waiting.add(scope)
-            if self._stop.is_set():
-                scope.cancel()
+            await self._admit(gate)
             try:
-                await gate.acquire()
-                held.append(gate.release)
-                await self._global.acquire()
-                held.append(self._global.release)
+                outcome = await self._send(attempt, gate)
+            finally:
+                self._global.release()
+                gate.release()
+        except AuthError:
+            self.request_stop("auth")  # before the probes waiting behind this one go
+            raise
+        except TransportError:
+            raise  # no answer: it says nothing about the credentials
+        except ApiError:
+            answered = True
+            raise
+        else:
+            answered = True
+            return outcome
+        finally:
+            if probe:
+                self._end_probe(verified=answered)
+
+    async def _take_probe(self) -> bool:
+        """True if this request is one of the few sent before the credentials are verified;
+        False once they are. Waits while ``_PROBES`` are out."""
+        while not self._verified.is_set():
+            if self._probes < _PROBES:
+                self._probes += 1
+                return True
+            await self._wait_or_stop(self._probe_freed.wait())
+        return False
+
+    def _end_probe(self, *, verified: bool) -> None:
+        self._probes -= 1
+        if verified:
+            self._verified.set()
+        self._probe_freed.set()
+        self._probe_freed = anyio.Event()
+
+    async def _admit(self, gate: RegionGate, *, stoppable: bool = True) -> None:
+        """Take the region gate, the global limiter and a rate slot; a stop ends the wait,
+        unless not ``stoppable`` (a follow-up of a request already answered)."""
+        # What is free now is taken without a trip through the event loop (usually all three);
+        # only the rest is waited for, in a cancel scope that a stop cancels.
+        taken = 0 if stoppable and self._stop.is_set() else self._take_free(gate)
+        if taken == 3:
+            return
+        held: list[Callable[[], None]] = [gate.release, self._global.release][:taken]
+        with anyio.CancelScope() as scope:
+            if stoppable:
+                self._waiting.add(scope)
+                if self._stop.is_set():
+                    scope.cancel()
+            try:
+                if taken < 1:
+                    await self._pass_region(gate)
+                    held.append(gate.release)
+                if taken < 2:
+                    await self._global.acquire()
+                    held.append(self._global.release)
                 await self._rate.wait()
                 held.clear()
             finally:
@@ -352,15 +474,43 @@ class Pool:
         if scope.cancelled_caught:
             raise _Stopped
 
+    def _take_free(self, gate: RegionGate) -> int:
+        """How many of the three, in order (region gate, global limiter, rate slot), were free
+        and are now held: each is taken only after the one before it."""
+        if not gate.try_acquire():
+            return 0
+        try:
+            self._global.acquire_nowait()
+        except anyio.WouldBlock:
+            return 1
+        return 3 if self._rate.take_now() else 2
+
+    async def _pass_region(self, gate: RegionGate) -> None:
+        """``gate.acquire()``, waiting at most the retry time for a breaker that stays open.
+
+        Each failed probe doubles the breaker's wait and lets one pair through, so a region
+        that is down would hold the run for hours; instead its pairs give up (resume later)
+        once its breaker has been open longer than a pair may spend retrying."""
+        patience = self._settings.retry.max_elapsed_s
+        while (since := gate.open_since) is not None:
+            left = since + patience - anyio.current_time()
+            if left <= 0:
+                raise _RegionDown
+            with anyio.move_on_after(left):
+                await gate.acquire()
+                return
+        await gate.acquire()
+
     async def _send(self, attempt: _Attempt, gate: RegionGate) -> Outcome:
         task = attempt.task
         if attempt.reconcile:
-            self.stats.requests += 1
-            record_id = await self._client.find_replication(task)
+            record_id = await self._ask(task, gate)
             attempt.reconcile = False
             if record_id is not None:
-                gate.on_other()
                 return Outcome(ResultStatus.REPLICATED, record_id, attempts=attempt.sent)
+        if self._stop.is_set():
+            # Admitted as the stop came (refused credentials, say): not sent, so not in flight.
+            raise _Stopped
         attempt.sent += 1
         self._budget.record_attempt(first=attempt.sent == 1)
         await self._recorder.attempt(task, attempt.sent)
@@ -381,14 +531,39 @@ class Pool:
         self._progress.set_limit(gate.region, gate.limit)
         return Outcome(ResultStatus.REPLICATED, record_id, http_status=200, attempts=attempt.sent)
 
-    async def _lookup_existing(self, task: ReplicationTask) -> str | None:
-        """The record id of the replica that made the service refuse; best effort."""
+    async def _lookup_existing(self, task: ReplicationTask, gate: RegionGate) -> str | None:
+        """The record id of the replica that made the service refuse; best effort.
+
+        A request like any other, under the same limits and rate. It finishes what an answered
+        request started, so a stop does not skip it (the grace period still bounds it).
+        """
         try:
-            self.stats.requests += 1
-            return await self._client.find_replication(task)
+            await self._admit(gate, stoppable=False)
+        except _RegionDown:
+            return None
+        try:
+            return await self._ask(task, gate)
         except ApiError as exc:
             log.info("replicate.lookup_failed", item=task.checkpoint_item_id, error=str(exc))
             return None
+        finally:
+            self._global.release()
+            gate.release()
+
+    async def _ask(self, task: ReplicationTask, gate: RegionGate) -> str | None:
+        """``find_replication``, telling the gate what the answer said: a breaker probe that
+        ends here must still close or reopen the breaker, or the region waits forever."""
+        self.stats.requests += 1
+        try:
+            record_id = await self._client.find_replication(task)
+        except TransientApiError:
+            gate.on_overload()
+            raise
+        except ApiError:
+            gate.on_other()
+            raise
+        gate.on_other()
+        return record_id
 
     async def _wait_or_stop(self, waiting: Awaitable[None]) -> None:
         with anyio.CancelScope() as scope:
@@ -403,6 +578,19 @@ class Pool:
             raise _Stopped
 
 
+async def _next_item(receive: MemoryObjectReceiveStream[WorkItem]) -> WorkItem | None:
+    """The next work item, None at the end; waits (and yields) only when none is queued."""
+    try:
+        return receive.receive_nowait()
+    except anyio.WouldBlock:
+        try:
+            return await receive.receive()
+        except anyio.EndOfStream:
+            return None
+    except anyio.EndOfStream:
+        return None
+
+
 @dataclass(slots=True)
 class _Attempt:
     """Per-pair state carried across retries."""
@@ -413,7 +601,12 @@ class _Attempt:
 
 
 def _outcome(
-    status: ResultStatus, exc: ApiError, attempts: int, record_id: str | None = None
+    status: ResultStatus,
+    exc: ApiError,
+    attempts: int,
+    record_id: str | None = None,
+    *,
+    unknown: bool = False,
 ) -> Outcome:
     return Outcome(
         status,
@@ -422,4 +615,5 @@ def _outcome(
         error_code=exc.error_code,
         error_msg=exc.error_msg or str(exc),
         attempts=attempts,
+        outcome_unknown=unknown,
     )

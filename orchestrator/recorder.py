@@ -8,6 +8,7 @@ crash leaves its durable attempt behind, so resume reconciles that pair with the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from orchestrator.models import Outcome, ReplicationTask, ResultStatus
 __all__ = ["SCHEMA_VERSION", "LedgerRecorder", "LineSink", "timestamp"]
 
 SCHEMA_VERSION = 1
+_UNKNOWN: Mapping[str, bool] = {"outcome_unknown": True}
 
 
 class LineSink(Protocol):
@@ -26,9 +28,37 @@ class LineSink(Protocol):
     async def write_durable(self, record: Mapping[str, Any]) -> None: ...
 
 
-def timestamp(epoch: float | None = None) -> str:
-    moment = datetime.now(UTC) if epoch is None else datetime.fromtimestamp(epoch, UTC)
-    return moment.isoformat(timespec="microseconds")
+class _Timestamps:
+    """``datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds")``, the same
+    string, with the date and time formatted once per second instead of once per call (a run
+    writes four timestamps per pair; formatting a datetime was most of a line's cost)."""
+
+    __slots__ = ("_second",)
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (0, "1970-01-01T00:00:00")  # (second, its text)
+
+    def __call__(self, epoch: float | None = None) -> str:
+        if epoch is None:
+            epoch = time.time()
+        # Rounded to the microsecond half to even, as datetime.fromtimestamp does.
+        fraction, whole = math.modf(epoch)
+        micros = round(fraction * 1e6)
+        second = int(whole)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        elif micros < 0:
+            second, micros = second - 1, micros + 1_000_000
+        cached, text = self._second  # one tuple: a reader in another thread never sees half
+        if second != cached:
+            moment = datetime.fromtimestamp(second, UTC).replace(tzinfo=None)
+            text = moment.isoformat(timespec="seconds")
+            self._second = (second, text)
+        return f"{text}.{micros:06d}+00:00"
+
+
+#: When, as ISO-8601 UTC with microseconds: now, or at the given Unix time.
+timestamp = _Timestamps()
 
 
 class LedgerRecorder:
@@ -50,40 +80,51 @@ class LedgerRecorder:
     async def run_started(self, **fields: Any) -> None:
         await self._sink.write_durable(self._line("run_started", **fields))
 
+    # attempt and result, once per request and per pair, are written as literals: the same
+    # keys in the same order as _line's, without its keyword-argument copies.
+
     async def attempt(self, task: ReplicationTask, number: int) -> None:
         await self._sink.write_durable(
-            self._line(
-                "attempt",
-                project_id=task.project_id,
-                checkpoint_item_id=task.checkpoint_item_id,
-                destination_region=task.destination_region,
-                destination_project_id=task.destination_project_id,
-                attempt=number,
-            )
+            {
+                "v": SCHEMA_VERSION,
+                "event": "attempt",
+                "ts": timestamp(),
+                "run_id": self.run_id,
+                "project_id": task.project_id,
+                "checkpoint_item_id": task.checkpoint_item_id,
+                "destination_region": task.destination_region,
+                "destination_project_id": task.destination_project_id,
+                "attempt": number,
+            }
         )
 
     def result(self, task: ReplicationTask, outcome: Outcome, started: float) -> None:
         finished = time.time()
-        self._sink.write(
-            self._line(
-                "result",
-                checkpoint_item_id=task.checkpoint_item_id,
-                project_id=task.project_id,
-                source_region=task.source_region,
-                destination_region=task.destination_region,
-                destination_project_id=task.destination_project_id,
-                status=str(outcome.status),
-                replication_record_id=outcome.replication_record_id,
-                http_status=outcome.http_status,
-                error_code=outcome.error_code,
-                error_msg=outcome.error_msg,
-                attempts=outcome.attempts,
-                started_at=timestamp(started),
-                finished_at=timestamp(finished),
-                duration_s=round(finished - started, 6),
-                manifest_line=task.line or None,
-            )
-        )
+        finished_at = timestamp(finished)
+        line = {
+            "v": SCHEMA_VERSION,
+            "event": "result",
+            "ts": finished_at,
+            "run_id": self.run_id,
+            "checkpoint_item_id": task.checkpoint_item_id,
+            "project_id": task.project_id,
+            "source_region": task.source_region,
+            "destination_region": task.destination_region,
+            "destination_project_id": task.destination_project_id,
+            "status": str(outcome.status),
+            "replication_record_id": outcome.replication_record_id,
+            "http_status": outcome.http_status,
+            "error_code": outcome.error_code,
+            "error_msg": outcome.error_msg,
+            "attempts": outcome.attempts,
+            "started_at": timestamp(started),
+            "finished_at": finished_at,
+            "duration_s": round(finished - started, 6),
+            "manifest_line": task.line or None,
+        }
+        if outcome.outcome_unknown:
+            line.update(_UNKNOWN)
+        self._sink.write(line)
 
     def rejected(
         self,
@@ -111,6 +152,25 @@ class LedgerRecorder:
                 manifest=manifest,
                 manifest_line=line,
                 field=field,
+            )
+        )
+
+    def copy_status(
+        self,
+        pair: Mapping[str, str | None],
+        *,
+        replication_record_id: str,
+        copy_status: str,
+        progress: int | None,
+    ) -> None:
+        """What ``track`` saw of a pair's copy; ``pair``: its ids and regions."""
+        self._sink.write(
+            self._line(
+                "copy_status",
+                **pair,
+                replication_record_id=replication_record_id,
+                copy_status=copy_status,
+                progress=progress,
             )
         )
 

@@ -109,3 +109,42 @@ async def test_breaker_opens_pauses_probes_and_closes() -> None:
 def _is_open(gate: RegionGate) -> bool:
     # A call, not the property: mypy would otherwise keep the earlier narrowing to True.
     return gate.is_open
+
+
+@pytest.mark.anyio
+async def test_open_since_and_a_probe_cancelled_before_it_went() -> None:
+    """``open_since`` stays at the first opening while probes fail; a probe cancelled while
+    it waits for a slot hands the probe to another waiter instead of stalling the region."""
+    gate, clock = make_gate(ceiling=2, floor=1, initial=1, breaker_threshold=1, open_s=1.0)
+    free_slot = anyio.Event()
+    admitted = anyio.Event()
+
+    async def holder() -> None:
+        await gate.acquire()
+        await free_slot.wait()
+        gate.release()
+
+    async def cancelled_probe() -> None:
+        with anyio.move_on_after(0.02):
+            await gate.acquire()  # becomes the probe, then waits for the slot
+
+    async def other() -> None:
+        await gate.acquire()
+        admitted.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(holder)
+        await anyio.sleep(0.01)
+        gate.on_overload()
+        assert gate.open_since == 100.0
+        clock.now += 1.0
+        gate._notify()
+        await cancelled_probe()
+        tg.start_soon(other)
+        free_slot.set()
+        with anyio.fail_after(1):
+            await admitted.wait()
+    gate.on_overload()  # that probe failed too: still open since the first time
+    assert gate.open_since == 100.0
+    gate.on_success()
+    assert gate.open_since is None

@@ -1,0 +1,697 @@
+"""The worker pool: retries and backoff, outcomes, limits, rate, stopping.
+
+Most cases talk real HTTP to the in-process simulator through :class:`CsbsClient`. Where the
+simulator cannot produce a case on demand (an exact status sequence, in-flight counting,
+slow answers for a deadline) a small fake :class:`Replicator` stands in. Backoff never
+really sleeps: the pool's ``sleep`` is injected and records what it was asked to wait.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import pytest
+
+from orchestrator import pool as pool_module
+from orchestrator.auth import AkSkSigner, Secret
+from orchestrator.client import ClientSettings, CsbsClient, error_for_response
+from orchestrator.errors import (
+    AlreadyReplicatedError,
+    ApiError,
+    AuthError,
+    ErrorTable,
+    PermanentApiError,
+    TransientApiError,
+    TransportError,
+)
+from orchestrator.models import Outcome, PairKey, ReplicationTask, ResultStatus, WorkItem
+from orchestrator.pool import Pool, PoolSettings, PoolStats
+from orchestrator.retry import RetryPolicy
+from orchestrator.simulator import Simulator
+from orchestrator.simulator.app import GET_ITEM, REPLICATE
+from orchestrator.simulator.records import Item
+
+MakeSimulator = Callable[..., Simulator]
+pytestmark = pytest.mark.anyio
+
+BASE, CAP = 0.1, 0.4
+FAST_RETRY = RetryPolicy(max_attempts=5, base_delay_s=BASE, max_delay_s=CAP)
+PROJECT = "0" * 24 + "5ca1ab1e"
+DEST_PROJECT = "d" * 32
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeRecorder:
+    """Keeps what the pool records, in order."""
+
+    attempts: list[tuple[PairKey, int]] = field(default_factory=list)
+    results: dict[PairKey, Outcome] = field(default_factory=dict)
+
+    async def attempt(self, task: ReplicationTask, number: int) -> None:
+        self.attempts.append((task.key, number))
+
+    def result(self, task: ReplicationTask, outcome: Outcome, started: float) -> None:
+        assert task.key not in self.results, f"two results for {task.key}"
+        self.results[task.key] = outcome
+
+    def attempts_of(self, key: PairKey) -> list[int]:
+        return [n for k, n in self.attempts if k == key]
+
+
+@dataclass
+class SleepLog:
+    """The pool's injected backoff sleep: records the request, waits for nothing.
+
+    ``then`` runs after each sleep (e.g. to change the simulator's faults).
+    """
+
+    asked: list[float] = field(default_factory=list)
+    then: Callable[[], object] | None = None
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        if self.then is not None:
+            self.then()
+        await anyio.lowlevel.checkpoint()
+
+
+class ApplyThenDrop(Exception):
+    """Script step: the request is applied, then the answer is lost."""
+
+
+Step = BaseException | type[ApplyThenDrop] | str
+
+
+class FakeReplicator:
+    """A scripted service: per item, a list of steps (an exception to raise, ApplyThenDrop,
+    or a record id); after the script, success. Counts what is in flight, all requests
+    (replicate and find_replication) together, overall and per destination region."""
+
+    def __init__(self, scripts: dict[str, list[Step]] | None = None, *, delay: float = 0.0) -> None:
+        self.scripts = {k: list(v) for k, v in (scripts or {}).items()}
+        self.delay = delay
+        self.applied: dict[PairKey, str] = {}
+        self.sent: Counter[PairKey] = Counter()
+        self.lookups: Counter[PairKey] = Counter()
+        self.in_flight = 0
+        self.in_flight_region: Counter[str] = Counter()
+        self.max_in_flight = 0
+        self.max_in_flight_region: Counter[str] = Counter()
+        self.started_at: list[float] = []
+        #: Called as each replicate request arrives, before it counts as in flight.
+        self.on_replicate: Callable[[ReplicationTask], None] | None = None
+
+    @asynccontextmanager
+    async def _request(self, task: ReplicationTask) -> AsyncIterator[None]:
+        region = task.destination_region
+        self.in_flight += 1
+        self.in_flight_region[region] += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.max_in_flight_region[region] = max(
+            self.max_in_flight_region[region], self.in_flight_region[region]
+        )
+        self.started_at.append(anyio.current_time())
+        try:
+            if self.delay:
+                await anyio.sleep(self.delay)
+            else:
+                await anyio.lowlevel.checkpoint()
+            yield
+        finally:
+            self.in_flight -= 1
+            self.in_flight_region[region] -= 1
+
+    async def replicate(self, task: ReplicationTask) -> str:
+        if self.on_replicate is not None:
+            self.on_replicate(task)
+        async with self._request(task):
+            self.sent[task.key] += 1
+            if task.key in self.applied:
+                raise AlreadyReplicatedError(
+                    "already", http_status=400, error_code="BackupService.1009"
+                )
+            script = self.scripts.get(task.checkpoint_item_id, [])
+            step: Step = script.pop(0) if script else f"rec-{task.checkpoint_item_id}"
+            if step is ApplyThenDrop:
+                self.applied[task.key] = f"rec-{task.checkpoint_item_id}"
+                raise TransportError("cut after apply", maybe_applied=True)
+            if isinstance(step, BaseException):
+                raise step
+            assert isinstance(step, str)
+            self.applied[task.key] = step
+            return step
+
+    async def find_replication(self, task: ReplicationTask) -> str | None:
+        async with self._request(task):
+            self.lookups[task.key] += 1
+            return self.applied.get(task.key)
+
+
+def make_task(n: int, region: str = "cn-east-2") -> ReplicationTask:
+    return ReplicationTask(
+        checkpoint_item_id=f"item-{n:04d}",
+        project_id=PROJECT,
+        destination_region=region,
+        destination_project_id=DEST_PROJECT,
+        line=n + 2,
+    )
+
+
+def http_error(status: int, code: str | None = None, msg: str = "x") -> ApiError:
+    """The exception the client raises for this answer (the real classification)."""
+    body = b'{"error_code": "%s", "error_msg": "%s"}' % ((code or "X.1").encode(), msg.encode())
+    return error_for_response(status, body, {}, table=ErrorTable(), what="POST /replicate")
+
+
+def settings(**changes: object) -> PoolSettings:
+    base: dict[str, object] = {
+        "concurrency": 8,
+        "per_region": 4,
+        "retry": FAST_RETRY,
+        "retry_budget_percent": 100.0,
+        "grace_period": 5.0,
+    }
+    base.update(changes)
+    return PoolSettings(**base)  # type: ignore[arg-type]
+
+
+async def run_pool(
+    client: pool_module.Replicator,
+    tasks: Sequence[ReplicationTask],
+    *,
+    pool_settings: PoolSettings | None = None,
+    sleep: SleepLog | None = None,
+    work: Iterable[WorkItem] | None = None,
+) -> tuple[PoolStats, FakeRecorder, Pool]:
+    recorder = FakeRecorder()
+    pool = Pool(
+        client,
+        recorder,
+        pool_settings or settings(),
+        sleep=sleep or SleepLog(),
+        rng=random.Random(7),
+    )
+    regions = sorted({t.destination_region for t in tasks})
+    stats = await pool.run(work if work is not None else (WorkItem(t) for t in tasks), regions)
+    return stats, recorder, pool
+
+
+@asynccontextmanager
+async def sim_client(sim: Simulator) -> AsyncIterator[CsbsClient]:
+    auth = AkSkSigner(sim.config.ak, Secret(sim.config.sk))
+    async with CsbsClient(ClientSettings(endpoint=sim.base_url), auth) as client:
+        yield client
+
+
+def fresh_items(sim: Simulator, status: str = "available") -> list[Item]:
+    """Items of the first project with this status and no replication history."""
+    project = sim.state.projects[0]
+    return [
+        item
+        for item in sim.state.items_of(project.id)
+        if item.status == status and not sim.state.records_of(item)
+    ]
+
+
+def sim_task(sim: Simulator, item: Item, which: int = 0) -> ReplicationTask:
+    region = sim.state.capabilities()[item.region][which]
+    return ReplicationTask(
+        checkpoint_item_id=item.id,
+        project_id=item.project_id,
+        destination_region=region,
+        destination_project_id=sim.state.destination_projects[region],
+        source_region=item.region,
+    )
+
+
+def assert_full_jitter(asked: Sequence[float]) -> None:
+    """The n-th backoff (0-based) of one pair lies in [0, min(cap, base * 2**n)]."""
+    for n, seconds in enumerate(asked):
+        assert 0.0 <= seconds <= min(CAP, BASE * 2**n) + 1e-12, (n, seconds)
+
+
+# -- retries and backoff ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
+async def test_transient_statuses_are_retried_with_full_jitter(status: int) -> None:
+    fake = FakeReplicator({"item-0000": [http_error(status)] * 3})
+    sleep = SleepLog()
+    stats, recorder, _ = await run_pool(fake, [make_task(0)], sleep=sleep)
+    outcome = recorder.results[make_task(0).key]
+    assert outcome.status is ResultStatus.REPLICATED
+    assert outcome.replication_record_id == "rec-item-0000"
+    assert outcome.attempts == 4
+    assert recorder.attempts_of(make_task(0).key) == [1, 2, 3, 4]
+    assert len(sleep.asked) == 3
+    assert_full_jitter(sleep.asked)
+    assert (stats.requests, stats.retries) == (4, 3)
+
+
+async def test_connection_errors_are_retried() -> None:
+    refused = TransportError("cannot connect", maybe_applied=False)
+    fake = FakeReplicator({"item-0000": [refused, refused]})
+    sleep = SleepLog()
+    _, recorder, _ = await run_pool(fake, [make_task(0)], sleep=sleep)
+    assert recorder.results[make_task(0).key].status is ResultStatus.REPLICATED
+    assert fake.sent[make_task(0).key] == 3
+    # Nothing was sent, so nothing needs reconciling.
+    assert fake.lookups[make_task(0).key] == 0
+    assert_full_jitter(sleep.asked)
+
+
+async def test_backoff_is_jittered_over_the_whole_range() -> None:
+    """Full jitter, not a fixed delay: first backoffs of many pairs spread over [0, base]."""
+    tasks = [make_task(n) for n in range(60)]
+    fake = FakeReplicator({t.checkpoint_item_id: [http_error(503)] for t in tasks})
+    sleep = SleepLog()
+    await run_pool(fake, tasks, sleep=sleep)
+    assert len(sleep.asked) == 60
+    assert max(sleep.asked) <= BASE
+    assert min(sleep.asked) < 0.2 * BASE
+    assert max(sleep.asked) > 0.8 * BASE
+
+
+async def test_retry_after_is_honoured_and_capped() -> None:
+    hinted = TransientApiError("slow down", http_status=429, retry_after=7.0)
+    huge = TransientApiError("slow down", http_status=503, retry_after=100_000.0)
+    fake = FakeReplicator({"item-0000": [hinted], "item-0001": [huge]})
+    sleep = SleepLog()
+    _, recorder, _ = await run_pool(fake, [make_task(0), make_task(1)], sleep=sleep)
+    assert sorted(sleep.asked) == [7.0, RetryPolicy().retry_after_cap_s]
+    assert all(o.status is ResultStatus.REPLICATED for o in recorder.results.values())
+
+
+async def test_simulator_503_with_retry_after_then_success(make_simulator: MakeSimulator) -> None:
+    async with make_simulator(items=40, p503=1.0, retry_after_s=2) as sim, sim_client(sim) as c:
+        item = fresh_items(sim)[0]
+        task = sim_task(sim, item)
+        sleep = SleepLog(then=lambda: sim.update_faults(p503=0.0))
+        _, recorder, _ = await run_pool(c, [task], sleep=sleep)
+        outcome = recorder.results[task.key]
+        assert outcome.status is ResultStatus.REPLICATED
+        record = sim.state.latest_record(item.id, task.destination_region)
+        assert record is not None
+        assert outcome.replication_record_id == record.id
+        assert sleep.asked == [2.0]  # the server's 2 s beat the 0.1 s jittered backoff
+        assert sim.counters.requests_for(REPLICATE, 503) == 1
+        assert sim.counters.requests_for(REPLICATE, 200) == 1
+
+
+@pytest.mark.parametrize(
+    ("knobs", "status"),
+    [({"p500": 1.0}, 500), ({"throttle_rate": 0.001, "throttle_burst": 1}, 429)],
+)
+async def test_simulator_500_and_429_are_retried(
+    make_simulator: MakeSimulator, knobs: dict[str, float], status: int
+) -> None:
+    async with make_simulator(items=40, **knobs) as sim, sim_client(sim) as c:
+        # The throttle's one token is taken by a first pair; the second pair is throttled.
+        tasks = [sim_task(sim, item) for item in fresh_items(sim)[:2]]
+        sleep = SleepLog(then=lambda: sim.update_faults(p500=0.0, throttle_rate=0.0))
+        _, recorder, _ = await run_pool(
+            c, tasks, sleep=sleep, pool_settings=settings(concurrency=1, per_region=1)
+        )
+        assert all(o.status is ResultStatus.REPLICATED for o in recorder.results.values())
+        assert sim.counters.requests_for(REPLICATE, status) == 1
+        assert sim.counters.requests_for(REPLICATE, 200) == 2
+        assert max(sim.counters.replications.values()) == 1
+
+
+async def test_attempts_are_bounded_then_gave_up(make_simulator: MakeSimulator) -> None:
+    async with make_simulator(items=40, p503=1.0) as sim, sim_client(sim) as c:
+        task = sim_task(sim, fresh_items(sim)[0])
+        sleep = SleepLog()
+        policy = RetryPolicy(max_attempts=3, base_delay_s=BASE, max_delay_s=CAP)
+        stats, recorder, _ = await run_pool(
+            c, [task], sleep=sleep, pool_settings=settings(retry=policy)
+        )
+        outcome = recorder.results[task.key]
+        assert outcome.status is ResultStatus.GAVE_UP
+        assert (outcome.http_status, outcome.error_code, outcome.attempts) == (503, "CSBS.9997", 3)
+        assert recorder.attempts_of(task.key) == [1, 2, 3]
+        assert sim.counters.requests_for(REPLICATE, 503) == 3
+        assert len(sleep.asked) == 2
+        assert stats.counts == Counter({ResultStatus.GAVE_UP: 1})
+        assert stats.stop_reason is None
+
+
+async def test_retries_over_the_budget_are_slowed_to_the_longest_backoff() -> None:
+    """With a tiny budget (10 retries are always allowed) later retries still happen, but
+    each waits between half and all of the longest backoff.
+
+    12 pairs failing twice each make 24 overloads: under the 25 in a row that open the
+    region's breaker, whose pauses are real time."""
+    tasks = [make_task(n) for n in range(12)]
+    fake = FakeReplicator({t.checkpoint_item_id: [http_error(503)] * 2 for t in tasks})
+    sleep = SleepLog()
+    stats, _, _ = await run_pool(
+        fake, tasks, pool_settings=settings(retry_budget_percent=1.0), sleep=sleep
+    )
+    assert stats.counts == Counter({ResultStatus.REPLICATED: 12})
+    assert len(sleep.asked) == stats.retries == 24
+    normal = [s for s in sleep.asked if s < CAP / 2]
+    slowed = [s for s in sleep.asked if s >= CAP / 2]
+    assert all(s <= CAP for s in slowed)
+    # Checked before each backoff, counted when sent: pairs backing off together may
+    # overshoot the budget by what is in flight (per_region - 1 here).
+    assert 10 <= len(normal) <= 10 + 3
+
+
+# -- final answers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [
+        ("error item", 400, "CSBS.4000"),
+        ("unknown item", 404, "CSBS.3001"),
+        ("region not capable", 400, "BackupService.1005"),
+    ],
+)
+async def test_final_4xx_is_failed_at_once(
+    make_simulator: MakeSimulator, case: str, status: int, code: str
+) -> None:
+    async with make_simulator(items=80) as sim, sim_client(sim) as c:
+        good = fresh_items(sim)[0]
+        if case == "error item":
+            task = sim_task(sim, fresh_items(sim, status="error")[0])
+        elif case == "unknown item":
+            task = ReplicationTask(
+                "00000000-0000-4000-8000-000000000000",
+                good.project_id,
+                "cn-east-2",
+                sim.state.destination_projects["cn-east-2"],
+            )
+        else:
+            task = ReplicationTask(
+                good.id, good.project_id, "cn-north-4", sim.state.destination_projects["cn-north-4"]
+            )
+        sleep = SleepLog()
+        _, recorder, _ = await run_pool(c, [task], sleep=sleep)
+        outcome = recorder.results[task.key]
+        assert outcome.status is ResultStatus.FAILED
+        assert (outcome.http_status, outcome.error_code, outcome.attempts) == (status, code, 1)
+        assert sleep.asked == []
+        assert sim.counters.requests_for(REPLICATE, status) == 1
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 413, 422])
+async def test_other_4xx_are_not_retried(status: int) -> None:
+    fake = FakeReplicator({"item-0000": [http_error(status)]})
+    sleep = SleepLog()
+    _, recorder, _ = await run_pool(fake, [make_task(0)], sleep=sleep)
+    outcome = recorder.results[make_task(0).key]
+    assert (outcome.status, outcome.http_status, outcome.attempts) == (
+        ResultStatus.FAILED,
+        status,
+        1,
+    )
+    assert sleep.asked == []
+
+
+async def test_already_replicated_looks_up_the_existing_record(
+    make_simulator: MakeSimulator,
+) -> None:
+    async with make_simulator(items=40) as sim, sim_client(sim) as c:
+        task = sim_task(sim, fresh_items(sim)[0])
+        await run_pool(c, [task])
+        first = sim.state.latest_record(task.checkpoint_item_id, task.destination_region)
+        assert first is not None
+        _, recorder, _ = await run_pool(c, [task])
+        outcome = recorder.results[task.key]
+        assert outcome.status is ResultStatus.ALREADY_REPLICATED
+        assert outcome.replication_record_id == first.id
+        assert (outcome.http_status, outcome.error_code) == (400, "BackupService.1009")
+        assert sim.counters.replications[(task.checkpoint_item_id, task.destination_region)] == 1
+        assert sim.counters.duplicates[(task.checkpoint_item_id, task.destination_region)] == 1
+
+
+async def test_already_replicated_lookup_still_happens_after_a_stop() -> None:
+    """The refusal was answered before the stop: finishing it (the id lookup) is not new work."""
+    task = make_task(0)
+    fake = FakeReplicator()
+    fake.applied[task.key] = "rec-earlier"
+    recorder = FakeRecorder()
+    pool = Pool(fake, recorder, settings(), sleep=SleepLog())
+    fake.on_replicate = lambda _: pool.request_stop("signal")
+    stats = await pool.run([WorkItem(task)], [task.destination_region])
+    assert stats.stop_reason == "signal"
+    outcome = recorder.results[task.key]
+    assert (outcome.status, outcome.replication_record_id) == (
+        ResultStatus.ALREADY_REPLICATED,
+        "rec-earlier",
+    )
+
+
+# -- unknown outcomes ---------------------------------------------------------------------------
+
+
+async def test_apply_then_drop_is_reconciled_never_resent(make_simulator: MakeSimulator) -> None:
+    async with make_simulator(items=40, p_apply_drop=1.0) as sim, sim_client(sim) as c:
+        task = sim_task(sim, fresh_items(sim)[0])
+        sleep = SleepLog(then=lambda: sim.update_faults(p_apply_drop=0.0))
+        _, recorder, _ = await run_pool(c, [task], sleep=sleep)
+        outcome = recorder.results[task.key]
+        record = sim.state.latest_record(task.checkpoint_item_id, task.destination_region)
+        assert record is not None
+        assert outcome.status is ResultStatus.REPLICATED
+        assert outcome.replication_record_id == record.id
+        assert outcome.attempts == 1  # the reconcile found it: no second POST
+        assert sim.counters.requests_for(REPLICATE, "dropped") == 1
+        assert sim.counters.requests_for(REPLICATE, 200) == 0
+        assert sim.counters.requests_for(GET_ITEM, 200) == 1
+        assert sim.counters.duplicates.total() == 0
+        assert sim.counters.replications.total() == 1
+
+
+async def test_drop_before_apply_is_reconciled_then_resent(make_simulator: MakeSimulator) -> None:
+    async with make_simulator(items=40, p_drop=1.0) as sim, sim_client(sim) as c:
+        task = sim_task(sim, fresh_items(sim)[0])
+        sleep = SleepLog(then=lambda: sim.update_faults(p_drop=0.0))
+        _, recorder, _ = await run_pool(c, [task], sleep=sleep)
+        outcome = recorder.results[task.key]
+        assert outcome.status is ResultStatus.REPLICATED
+        assert outcome.attempts == 2
+        # Asked first (found nothing), then sent again.
+        assert sim.counters.requests_for(GET_ITEM, 200) == 1
+        assert sim.counters.requests_for(REPLICATE, "dropped") == 1
+        assert sim.counters.requests_for(REPLICATE, 200) == 1
+        assert sim.counters.replications.total() == 1
+
+
+async def test_reconcile_that_fails_is_retried_before_any_resend() -> None:
+    """A lookup that itself fails transiently is asked again; the POST is not re-sent."""
+
+    class FlakyLookup(FakeReplicator):
+        failures = 2
+
+        async def find_replication(self, task: ReplicationTask) -> str | None:
+            if self.failures:
+                self.failures -= 1
+                raise http_error(503)
+            return await super().find_replication(task)
+
+    fake = FlakyLookup({"item-0000": [ApplyThenDrop]})
+    _, recorder, _ = await run_pool(fake, [make_task(0)])
+    outcome = recorder.results[make_task(0).key]
+    assert (outcome.status, outcome.replication_record_id) == (
+        ResultStatus.REPLICATED,
+        "rec-item-0000",
+    )
+    assert fake.sent[make_task(0).key] == 1
+
+
+async def test_work_marked_unknown_is_reconciled_first() -> None:
+    """A pair the ledger left with an attempt and no result is asked about before sending."""
+    done, open_ = make_task(0), make_task(1)
+    fake = FakeReplicator()
+    fake.applied[done.key] = "rec-earlier"
+    work = [WorkItem(done, reconcile_first=True), WorkItem(open_, reconcile_first=True)]
+    _, recorder, _ = await run_pool(fake, [done, open_], work=work)
+    assert recorder.results[done.key].replication_record_id == "rec-earlier"
+    assert fake.sent[done.key] == 0
+    assert recorder.results[open_.key].status is ResultStatus.REPLICATED
+    assert fake.sent[open_.key] == 1
+    assert fake.lookups[open_.key] == 1
+
+
+# -- limits -------------------------------------------------------------------------------------
+
+
+async def test_global_and_per_region_limits_are_never_exceeded() -> None:
+    regions = ("cn-east-2", "cn-south-1", "cn-east-3")
+    tasks = [make_task(n, regions[n % 3]) for n in range(90)]
+    # Some pairs are already replicated: their lookups count as requests in flight too.
+    fake = FakeReplicator(delay=0.005)
+    for t in tasks[::5]:
+        fake.applied[t.key] = "rec-old"
+    stats, recorder, _ = await run_pool(
+        fake, tasks, pool_settings=settings(concurrency=5, per_region=3, adaptive=False)
+    )
+    assert len(recorder.results) == 90
+    assert fake.max_in_flight == 5  # reached, never passed
+    assert max(fake.max_in_flight_region.values()) <= 3
+    assert stats.counts[ResultStatus.ALREADY_REPLICATED] == 18
+
+
+async def test_per_region_limit_when_it_is_the_tighter_one() -> None:
+    tasks = [make_task(n, ("cn-east-2", "cn-south-1")[n % 2]) for n in range(40)]
+    fake = FakeReplicator(delay=0.002)
+    await run_pool(fake, tasks, pool_settings=settings(concurrency=50, per_region=2))
+    assert fake.max_in_flight_region == Counter({"cn-east-2": 2, "cn-south-1": 2})
+    assert fake.max_in_flight <= 4
+
+
+async def test_rate_limit_spaces_requests() -> None:
+    rate, n = 400.0, 30
+    fake = FakeReplicator()
+    tasks = [make_task(i, ("cn-east-2", "cn-south-1")[i % 2]) for i in range(n)]
+    start = anyio.current_time()
+    await run_pool(fake, tasks, pool_settings=settings(concurrency=16, per_region=8, rate=rate))
+    times = sorted(fake.started_at)
+    # The i-th request cannot start before its slot: start + i / rate.
+    for i, at in enumerate(times):
+        assert at >= start + i / rate - 1e-3, (i, at - start)
+
+
+async def test_rate_limiter_slots_on_a_fake_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    asked: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        asked.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(anyio, "sleep", fake_sleep)
+    limiter = pool_module._RateLimiter(10.0, lambda: now[0])
+    admitted = []
+    for _ in range(5):
+        await limiter.wait()
+        admitted.append(now[0])
+    assert admitted == pytest.approx([100.0, 100.1, 100.2, 100.3, 100.4])
+    now[0] += 5.0  # after an idle spell: admitted at once, but no burst is saved up
+    await limiter.wait()
+    idle_end = now[0]
+    await limiter.wait()
+    assert now[0] == pytest.approx(idle_end + 0.1)
+    assert asked == pytest.approx([0.1] * 5)
+
+
+# -- stopping -----------------------------------------------------------------------------------
+
+
+async def test_failure_threshold_stops_the_run() -> None:
+    tasks = [make_task(n) for n in range(200)]
+    fake = FakeReplicator({t.checkpoint_item_id: [http_error(400)] for t in tasks[::3]})
+    fake.scripts.update({t.checkpoint_item_id: [http_error(400)] for t in tasks[1::3]})
+    stats, recorder, _ = await run_pool(
+        fake,
+        tasks,
+        pool_settings=settings(failure_min_results=20, failure_percent=50.0, per_region=1),
+    )
+    assert stats.stop_reason == "threshold"
+    assert 20 <= stats.finished < 200
+    # Pairs not started have no attempt; every attempt has its result.
+    assert {k for k, _ in recorder.attempts} == set(recorder.results)
+
+
+async def test_503_and_429_never_count_toward_the_threshold() -> None:
+    """Two thirds of the pairs give up on 503/429 (a successful pair between them keeps the
+    breaker, whose pauses are real time, closed); that is no reason to stop."""
+    tasks = [make_task(n) for n in range(60)]
+    scripts: dict[str, list[Step]] = {
+        t.checkpoint_item_id: [http_error((503, 429)[n % 3])] * 9
+        for n, t in enumerate(tasks)
+        if n % 3 != 2
+    }
+    fake = FakeReplicator(scripts)
+    policy = RetryPolicy(max_attempts=2, base_delay_s=BASE, max_delay_s=CAP)
+    stats, _, _ = await run_pool(
+        fake,
+        tasks,
+        pool_settings=settings(
+            failure_min_results=10, failure_percent=10.0, retry=policy, per_region=1
+        ),
+    )
+    assert stats.stop_reason is None
+    assert stats.counts == Counter({ResultStatus.GAVE_UP: 40, ResultStatus.REPLICATED: 20})
+
+
+async def test_max_duration_stops_with_reason_deadline() -> None:
+    tasks = [make_task(n) for n in range(2000)]
+    fake = FakeReplicator(delay=0.005)
+    stats, recorder, _ = await run_pool(
+        fake, tasks, pool_settings=settings(per_region=2, max_duration=0.05)
+    )
+    assert stats.stop_reason == "deadline"
+    assert 0 < stats.finished < 2000
+    assert {k for k, _ in recorder.attempts} == set(recorder.results)
+
+
+async def test_refused_credentials_stop_the_run() -> None:
+    tasks = [make_task(n) for n in range(100)]
+    refused = AuthError("credentials refused: HTTP 401", http_status=401)
+    fake = FakeReplicator({t.checkpoint_item_id: [refused] * 3 for t in tasks}, delay=0.001)
+    stats, recorder, _ = await run_pool(fake, tasks, pool_settings=settings(per_region=8))
+    assert stats.stop_reason == "auth"
+    assert stats.auth_error is not None
+    assert "401" in stats.auth_error
+    # Before any answer only 4 requests go out: fewer bad signatures than lock a key (5).
+    assert 1 <= fake.sent.total() <= 4
+    assert {o.status for o in recorder.results.values()} == {ResultStatus.GAVE_UP}
+    assert len(recorder.results) == fake.sent.total()
+
+
+async def test_refused_credentials_later_in_the_run_stop_it_too() -> None:
+    """Revoked mid-run: requests already in flight finish; nothing new is sent."""
+    tasks = [make_task(n) for n in range(100)]
+    refused = AuthError("credentials refused: HTTP 401", http_status=401)
+    fake = FakeReplicator({t.checkpoint_item_id: [refused] for t in tasks[10:]}, delay=0.001)
+    stats, recorder, _ = await run_pool(fake, tasks, pool_settings=settings(per_region=4))
+    assert stats.stop_reason == "auth"
+    refusals = fake.sent.total() - stats.counts[ResultStatus.REPLICATED]
+    assert 1 <= refusals <= 4  # at most what was in flight
+    assert {k for k, _ in recorder.attempts} == set(recorder.results)
+
+
+async def test_few_requests_go_out_before_the_credentials_are_verified() -> None:
+    tasks = [make_task(n, ("cn-east-2", "cn-south-1")[n % 2]) for n in range(24)]
+    fake = FakeReplicator(delay=0.02)  # long enough for every probe to start first
+    before_first_answer: list[int] = []
+
+    def arrived(_: ReplicationTask) -> None:
+        if not fake.applied:
+            before_first_answer.append(fake.in_flight + 1)
+
+    fake.on_replicate = arrived
+    await run_pool(fake, tasks)
+    assert max(before_first_answer) == 4
+    assert fake.max_in_flight == 8  # then the limits are the pool's own
+
+
+async def test_probes_that_get_no_answer_let_others_probe() -> None:
+    """Connections refused say nothing about credentials: the next probes go, then the rest."""
+    refused = TransportError("cannot connect", maybe_applied=False)
+    tasks = [make_task(n) for n in range(12)]
+    fake = FakeReplicator({t.checkpoint_item_id: [refused] for t in tasks[:6]})
+    stats, _, _ = await run_pool(fake, tasks)
+    assert stats.counts == Counter({ResultStatus.REPLICATED: 12})
+
+
+async def test_a_403_stops_the_run_like_a_401() -> None:
+    """A 403 from the service is an AuthError too: it stops, it is not a per-pair failure."""
+    fake = FakeReplicator({"item-0000": [http_error(403, "APIGW.0306")]})
+    stats, _, _ = await run_pool(fake, [make_task(0), make_task(1)])
+    assert stats.stop_reason == "auth"
+    assert isinstance(http_error(403), AuthError)
+    assert not isinstance(http_error(400), AuthError | TransientApiError)
+    assert isinstance(http_error(400), PermanentApiError)
