@@ -275,6 +275,9 @@ class IamPasswordToken:
         self._default_lifetime = timedelta(seconds=default_lifetime_s)
         self._tokens: dict[str, _Token] = {}
         self._locks: dict[str, anyio.Lock] = {}
+        # A refused password stays refused for this run: asking IAM again for each waiting
+        # worker would only bring the user closer to IAM's own lockout.
+        self._refused: AuthError | None = None
 
     def __repr__(self) -> str:
         return f"IamPasswordToken(url={self._url!r}, user={self._user!r}, password=Secret('***'))"
@@ -312,7 +315,13 @@ class IamPasswordToken:
                 and self._clock() < current.refresh_at
             ):
                 return current  # renewed by another worker while this one waited
-            token = await self._fetch(post, project_id)
+            if self._refused is not None:
+                raise self._refused
+            try:
+                token = await self._fetch(post, project_id)
+            except AuthError as exc:
+                self._refused = exc
+                raise
             self._tokens[project_id] = token
             return token
 

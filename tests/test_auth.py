@@ -358,6 +358,22 @@ async def test_a_refused_password_surfaces_as_auth_error() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_refused_password_is_asked_once_however_many_workers_wait() -> None:
+    iam, auth = FakeIam(fail=AuthError("IAM refused the password")), _iam()
+
+    async def one_worker() -> None:
+        with pytest.raises(AuthError):
+            await _apply(auth, iam, "p1")
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(one_worker)
+    with pytest.raises(AuthError):
+        await _apply(auth, iam, "p2")  # another project: the same password, still refused
+    assert len(iam.calls) == 1
+
+
+@pytest.mark.anyio
 async def test_an_answer_without_a_token_is_an_auth_error() -> None:
     async def no_token(url: str, body: bytes) -> tuple[Mapping[str, str], bytes]:
         return {}, b"{}"
