@@ -440,7 +440,11 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         raise ConfigError(f"{ledger}: the ledger has no run_started line to resume")
     manifest = args.manifest or started.get("manifest")
     if not manifest:
-        raise ConfigError(f"{ledger}: the last run was not from a manifest; pass --manifest")
+        raise ConfigError(
+            f"{ledger}: the last run discovered its pairs, so there is no manifest to resume: "
+            "run `run --discover` with this ledger again (pairs already done are skipped), "
+            "or pass --manifest"
+        )
     recorded = started.get("settings") or {}
     settings = _settings(args, recorded if isinstance(recorded, dict) else None)
     return launch_job(args, settings, manifest=Path(str(manifest)))
