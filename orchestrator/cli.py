@@ -429,13 +429,14 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from orchestrator.errors import ConfigError
-    from orchestrator.history import History
     from orchestrator.launch import launch_job
+    from orchestrator.ledger import last_record
 
     ledger = Path(args.ledger)
     if not ledger.exists():
         raise ConfigError(f"{ledger}: no such ledger; start with `run --manifest ... --ledger`")
-    started = History.load(ledger).last_run_started
+    # Only the last run_started: the job folds the whole ledger itself, once.
+    started = last_record(ledger, "run_started")
     if started is None:
         raise ConfigError(f"{ledger}: the ledger has no run_started line to resume")
     manifest = args.manifest or started.get("manifest")

@@ -86,12 +86,14 @@ __all__ = [
     "LedgerEvent",
     "LedgerWriter",
     "iter_records",
+    "last_record",
 ]
 
 SCHEMA_VERSION: Final = 1
 
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _TAIL_CHUNK: Final = 65536
+_SCAN_CHUNK: Final = 1 << 20
 _dumps = orjson.dumps
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 
@@ -447,6 +449,51 @@ def _records(f: BinaryIO, name: str) -> Iterator[dict[str, Any]]:
             yield record
     except OSError as exc:
         raise LedgerError(f"{name}:{lineno}: cannot read the ledger: {exc.strerror}") from exc
+
+
+def last_record(path: str | os.PathLike[str], event: str) -> dict[str, Any] | None:
+    """The last record of the ledger whose ``event`` is ``event``, or None.
+
+    Reads the file backwards in blocks and parses only the lines that mention the event's
+    name, so finding the last ``run_started`` of a million-line ledger reads about the last
+    run's lines instead of parsing every line. A candidate line that does not parse is
+    passed over: this is a look-up, and whoever folds the ledger (:func:`iter_records`)
+    reports it.
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return _last_with(fd, event.encode(), event)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise LedgerError(f"{name}: cannot read the ledger: {exc.strerror or exc}") from exc
+
+
+def _last_with(fd: int, needle: bytes, event: str) -> dict[str, Any] | None:
+    end = os.fstat(fd).st_size
+    carry = b""  # the start of the earliest line read so far; its beginning is not read yet
+    while end > 0:
+        start = max(0, end - _SCAN_CHUNK)
+        block = os.pread(fd, end - start, start) + carry
+        end = start
+        cut = block.find(b"\n") + 1 if start else 0  # whole lines only, unless at the start
+        if start and not cut:
+            carry = block  # one line longer than a block
+            continue
+        carry, stop = block[:cut], len(block)
+        while (pos := block.rfind(needle, cut, stop)) >= 0:
+            first = block.rfind(b"\n", cut, pos) + 1 or cut
+            last = block.find(b"\n", pos)
+            try:
+                record = orjson.loads(block[first : len(block) if last < 0 else last])
+            except orjson.JSONDecodeError:
+                record = None
+            if type(record) is dict and record.get("event") == event:
+                return record
+            stop = first
+    return None
 
 
 def _only_blank_left(f: BinaryIO) -> bool:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -166,6 +166,66 @@ class _RateLimiter:
             await anyio.sleep(slot - now)
 
 
+class _Slots:
+    """The global concurrency limit: a FIFO semaphore whose waits a stop request ends.
+
+    What an anyio ``CapacityLimiter`` waited on in a cancel scope did, for much less: every
+    region has ``per_region`` workers, so with several regions most requests wait here once
+    and this wait is on every request's path. A freed slot goes straight to the first waiter.
+    """
+
+    def __init__(self, total: int) -> None:
+        self._free = total
+        self._waiters: deque[_SlotWaiter] = deque()
+
+    def try_take(self) -> bool:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def take(self, *, stoppable: bool) -> None:
+        """Wait for a slot; :class:`_Stopped` if ``stoppable`` and :meth:`stop_waiting` came
+        first."""
+        if self.try_take():
+            return
+        waiter = _SlotWaiter(stoppable)
+        self._waiters.append(waiter)
+        try:
+            await waiter.woken.wait()
+        except BaseException:
+            if waiter.granted:
+                self.release()  # handed a slot it will not use: pass it on
+            elif not waiter.woken.is_set():  # (set: already out of the queue)
+                self._waiters.remove(waiter)
+            raise
+        if not waiter.granted:
+            raise _Stopped
+
+    def release(self) -> None:
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.granted = True
+            waiter.woken.set()
+        else:
+            self._free += 1
+
+    def stop_waiting(self) -> None:
+        """End every stoppable wait (without a slot)."""
+        for waiter in [w for w in self._waiters if w.stoppable]:
+            self._waiters.remove(waiter)
+            waiter.woken.set()
+
+
+class _SlotWaiter:
+    __slots__ = ("granted", "stoppable", "woken")
+
+    def __init__(self, stoppable: bool) -> None:
+        self.stoppable = stoppable
+        self.granted = False
+        self.woken = anyio.Event()
+
+
 class Pool:
     """Replicate every work item once, under the limits, recording each outcome."""
 
@@ -185,7 +245,7 @@ class Pool:
         self._progress: Progress = progress or _NoProgress()
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._global = anyio.CapacityLimiter(settings.concurrency)
+        self._global = _Slots(settings.concurrency)
         self._rate = _RateLimiter(settings.rate, anyio.current_time)
         self._budget = RetryBudget(settings.retry_budget_percent / 100.0)
         self._gates: dict[str, RegionGate] = {}
@@ -209,6 +269,7 @@ class Pool:
         self._stop.set()
         for scope in list(self._waiting):
             scope.cancel()
+        self._global.stop_waiting()
         log.warning("run.stopping", reason=reason, grace_s=self._settings.grace_period)
 
     def cancel(self) -> None:
@@ -450,6 +511,15 @@ class Pool:
         # What is free now is taken without a trip through the event loop (usually all three);
         # only the rest is waited for, in a cancel scope that a stop cancels.
         taken = 0 if stoppable and self._stop.is_set() else self._take_free(gate)
+        if taken == 1:
+            # The usual wait (more workers than global slots) needs no cancel scope: a stop
+            # ends it through the slots themselves.
+            try:
+                await self._global.take(stoppable=stoppable)
+            except BaseException:
+                gate.release()
+                raise
+            taken = 3 if self._rate.take_now() else 2
         if taken == 3:
             return
         held: list[Callable[[], None]] = [gate.release, self._global.release][:taken]
@@ -463,7 +533,7 @@ class Pool:
                     await self._pass_region(gate)
                     held.append(gate.release)
                 if taken < 2:
-                    await self._global.acquire()
+                    await self._global.take(stoppable=stoppable)
                     held.append(self._global.release)
                 await self._rate.wait()
                 held.clear()
@@ -479,9 +549,7 @@ class Pool:
         and are now held: each is taken only after the one before it."""
         if not gate.try_acquire():
             return 0
-        try:
-            self._global.acquire_nowait()
-        except anyio.WouldBlock:
+        if not self._global.try_take():
             return 1
         return 3 if self._rate.take_now() else 2
 
