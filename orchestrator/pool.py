@@ -585,15 +585,10 @@ class Pool:
         self.stats.requests += 1
         try:
             record_id = await self._client.replicate(task)
-        except TransportError as exc:
-            attempt.reconcile = exc.maybe_applied
-            gate.on_overload()
-            raise
-        except TransientApiError:
-            gate.on_overload()
-            raise
-        except ApiError:
-            gate.on_other()
+        except ApiError as exc:
+            if isinstance(exc, TransportError):
+                attempt.reconcile = exc.maybe_applied
+            _tell_gate(gate, exc)
             raise
         gate.on_success()
         self._progress.set_limit(gate.region, gate.limit)
@@ -624,11 +619,8 @@ class Pool:
         self.stats.requests += 1
         try:
             record_id = await self._client.find_replication(task)
-        except TransientApiError:
-            gate.on_overload()
-            raise
-        except ApiError:
-            gate.on_other()
+        except ApiError as exc:
+            _tell_gate(gate, exc)
             raise
         gate.on_other()
         return record_id
@@ -685,3 +677,11 @@ def _outcome(
         attempts=attempts,
         outcome_unknown=unknown,
     )
+
+
+def _tell_gate(gate: RegionGate, exc: ApiError) -> None:
+    """503, 429, timeouts and cut connections signal overload; any other answer does not."""
+    if isinstance(exc, TransientApiError):
+        gate.on_overload()
+    else:
+        gate.on_other()
