@@ -174,7 +174,22 @@ class NullProgress:
         pass
 
 
-class LogProgress:
+class _Counting:
+    """The hot-path calls, shared by the displays: they only bump the tally's counters."""
+
+    _tally: _Tally
+
+    def advance(self, region: str, status: str) -> None:
+        self._tally.advance(region, status)
+
+    def retry(self, region: str) -> None:
+        self._tally.retry(region)
+
+    def set_limit(self, region: str, limit: int) -> None:
+        self._tally.set_limit(region, limit)
+
+
+class LogProgress(_Counting):
     """``run.progress`` log events every ``interval_s`` seconds of ``clock`` time."""
 
     def __init__(
@@ -194,15 +209,6 @@ class LogProgress:
     def start(self, total_by_region: Mapping[str, int]) -> None:
         self._tally.start(total_by_region)
         self._last_emit = self._tally.started
-
-    def advance(self, region: str, status: str) -> None:
-        self._tally.advance(region, status)
-
-    def retry(self, region: str) -> None:
-        self._tally.retry(region)
-
-    def set_limit(self, region: str, limit: int) -> None:
-        self._tally.set_limit(region, limit)
 
     def tick(self) -> None:
         now = self._tally.clock()
@@ -240,7 +246,7 @@ def _eta_text(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-class RichProgress:
+class RichProgress(_Counting):
     """Live rows on a terminal console, redrawn from :meth:`tick` at most 4 times a second."""
 
     def __init__(
@@ -281,15 +287,6 @@ class RichProgress:
             self._started = True
             self._display.start()
         self._redraw(self._tally.clock())
-
-    def advance(self, region: str, status: str) -> None:
-        self._tally.advance(region, status)
-
-    def retry(self, region: str) -> None:
-        self._tally.retry(region)
-
-    def set_limit(self, region: str, limit: int) -> None:
-        self._tally.set_limit(region, limit)
 
     def tick(self) -> None:
         now = self._tally.clock()
