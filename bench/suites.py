@@ -335,8 +335,8 @@ def scale(work: Path, sizes: Sizes) -> Section:
         }
     section.notes.append(
         "Times are whole processes (interpreter start and imports included); RSS is the "
-        "child's peak (VmHWM, polled every 10 ms). The resume ledger holds attempt+result lines for "
-        "(N-2)/2 pairs, as a finished run leaves them, over a manifest of those pairs."
+        "child's peak (VmHWM, polled every 10 ms). The resume ledger holds attempt+result "
+        "lines for (N-2)/2 pairs, as a finished run leaves them, over a manifest of those pairs."
     )
     if last.get("n") == 1_000_000:
         section.verdict(
