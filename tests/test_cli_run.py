@@ -147,6 +147,18 @@ def assert_nowhere(secrets: list[str], outputs: dict[str, bytes]) -> None:
             assert secret.encode() not in data, f"a secret leaked into {name}"
 
 
+def output_flags(tmp_path: Path) -> list[str]:
+    """Debug logs to a file and a metrics file: every output :func:`artefacts` then scans."""
+    return [
+        "--log-level",
+        "debug",
+        "--log-file",
+        str(tmp_path / "log.jsonl"),
+        "--metrics-file",
+        str(tmp_path / "metrics.prom"),
+    ]
+
+
 def artefacts(tmp_path: Path, out: str, err: str) -> dict[str, bytes]:
     """stdout, stderr and every file the run wrote, as bytes."""
     found = {"stdout": out.encode(), "stderr": err.encode()}
@@ -169,19 +181,7 @@ def test_ak_sk_never_appear_in_any_output(
     cli_env(monkeypatch, sim)
     rows = [*fresh_rows(sim), row_for_status(sim, "error"), invalid_row(sim)]
     manifest = write_rows(tmp_path / "m.csv", rows)
-    code = main(
-        run_argv(
-            sim,
-            tmp_path,
-            manifest,
-            "--log-level",
-            "debug",
-            "--log-file",
-            str(tmp_path / "log.jsonl"),
-            "--metrics-file",
-            str(tmp_path / "metrics.prom"),
-        )
-    )
+    code = main(run_argv(sim, tmp_path, manifest, *output_flags(tmp_path)))
     captured = capfd.readouterr()
     assert code == ExitCode.FAILED, captured.err
     outputs = artefacts(tmp_path, captured.out, captured.err)
@@ -212,12 +212,7 @@ def test_iam_password_and_tokens_never_appear_in_any_output(
         manifest,
         "--iam-endpoint",
         sim.base_url,
-        "--log-level",
-        "debug",
-        "--log-file",
-        str(tmp_path / "log.jsonl"),
-        "--metrics-file",
-        str(tmp_path / "metrics.prom"),
+        *output_flags(tmp_path),
         config=config,
     )
     code = main(argv)
