@@ -85,6 +85,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "LedgerEvent",
     "LedgerWriter",
+    "LineBatch",
     "iter_records",
     "last_record",
 ]
@@ -108,7 +109,7 @@ class LedgerEvent(enum.StrEnum):
     COPY_STATUS = "copy_status"
 
 
-class _Batch:
+class LineBatch:
     """Lines that are committed together, and the news of how that went."""
 
     __slots__ = ("done", "error", "lines")
@@ -117,6 +118,15 @@ class _Batch:
         self.lines: list[bytes] = []
         self.done = anyio.Event()
         self.error: LedgerWriteError | None = None
+
+    async def durable(self) -> None:
+        """Return once the batch is on disk; raise :class:`LedgerWriteError` if it cannot be.
+
+        A batch already committed returns without yielding to the event loop."""
+        if not self.done.is_set():
+            await self.done.wait()
+        if self.error is not None:
+            raise self.error
 
 
 class LedgerWriter:
@@ -157,11 +167,11 @@ class LedgerWriter:
         self._state = "new"  # -> "open" -> "closed"
         self._failure: LedgerWriteError | None = None
         # Set when opened: the batch and its events belong to the event loop that opens it.
-        self._batch: _Batch  # the open batch: lines not yet handed to a commit
+        self._batch: LineBatch  # the open batch: lines not yet handed to a commit
         self._pending: list[bytes]  # the open batch's list, for a cheap write()
         self._wakeup: anyio.Event  # the open batch got its first line
         self._urgent: anyio.Event  # commit now: batch full, or someone flushes
-        self._inflight: _Batch | None = None
+        self._inflight: LineBatch | None = None
         self._tg: TaskGroup | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._lines_written = 0
@@ -184,10 +194,14 @@ class LedgerWriter:
         """The error that failed this writer, if one did."""
         return self._failure
 
-    def write(self, record: Mapping[str, Any]) -> None:
-        """Encode ``record`` as one line and enqueue it; it is committed soon after."""
+    def write(self, record: Mapping[str, Any]) -> LineBatch:
+        """Encode ``record`` as one line and enqueue it; it is committed soon after.
+
+        Returns the line's batch: ``await batch.durable()`` waits until the line is on disk,
+        so a caller can write now and wait later."""
         if self._state != "open" or self._failure is not None:
             self._refuse()
+        batch = self._batch
         pending = self._pending
         pending.append(_dumps(record, option=_NEWLINE))
         size = len(pending)
@@ -195,14 +209,11 @@ class LedgerWriter:
             self._wakeup.set()
         if size >= self._commit_lines:
             self._urgent.set()
+        return batch
 
     async def write_durable(self, record: Mapping[str, Any]) -> None:
         """Enqueue ``record`` and return once it is on disk (fsynced)."""
-        self.write(record)
-        batch = self._batch
-        await batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
+        await self.write(record).durable()
 
     async def flush(self) -> None:
         """Return once every line enqueued so far is on disk."""
@@ -217,9 +228,7 @@ class LedgerWriter:
             if self._failure is not None:
                 raise self._failure
             return
-        await batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
+        await batch.durable()
 
     async def __aenter__(self) -> Self:
         if self._state != "new":
@@ -301,7 +310,7 @@ class LedgerWriter:
             batch.done.set()
 
     def _open_batch(self) -> None:
-        self._batch = _Batch()
+        self._batch = LineBatch()
         self._pending = self._batch.lines
         self._wakeup = anyio.Event()
         self._urgent = anyio.Event()

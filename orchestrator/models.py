@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Protocol
 
 __all__ = [
     "FINAL_SUCCESS",
     "PROVIDER_ID",
+    "Durable",
     "Outcome",
     "PairKey",
     "ReplicationTask",
@@ -74,6 +76,12 @@ class Outcome:
     #: The last request may have been applied (cut after sending) and nothing since has said
     #: whether it was: the next run must ask the service before sending the pair again.
     outcome_unknown: bool = False
+
+
+class Durable(Protocol):
+    """Something written that may not be on disk yet: ``durable()`` returns once it is."""
+
+    async def durable(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

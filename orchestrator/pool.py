@@ -17,7 +17,9 @@ before a re-send are requests too: they take the same limits.
 Stopping is two-staged. :meth:`Pool.request_stop` (first signal, deadline, failure threshold,
 revoked credentials) stops feeding and starting pairs; requests already sent finish, bounded
 by the grace period. :meth:`Pool.cancel` (second signal, grace expired) cancels at once: pairs
-then in flight have a durable ``attempt`` and no result, so resume reconciles them.
+then in flight have a durable ``attempt`` and no result, so resume reconciles them. Either
+way, a pair whose attempt line a worker wrote ahead (see :class:`_Lane`) but never sent gets
+a ``gave_up`` result marked as not sent.
 
 The pool knows neither HTTP nor the ledger: it talks to a :class:`Replicator` and a
 :class:`Recorder`.
@@ -44,7 +46,7 @@ from orchestrator.errors import (
     TransientApiError,
     TransportError,
 )
-from orchestrator.models import Outcome, ReplicationTask, ResultStatus, WorkItem
+from orchestrator.models import Durable, Outcome, ReplicationTask, ResultStatus, WorkItem
 from orchestrator.overload import GateSettings, RegionGate
 from orchestrator.retry import RetryBudget, RetryPolicy, retrying
 
@@ -69,6 +71,9 @@ class Recorder(Protocol):
 
     async def attempt(self, task: ReplicationTask, number: int) -> None:
         """Record, durably, that attempt ``number`` is about to be sent."""
+
+    def attempt_ahead(self, task: ReplicationTask) -> Durable:
+        """Record that attempt 1 will be sent; it may be sent once ``durable()`` returns."""
 
     def result(self, task: ReplicationTask, outcome: Outcome, started: float) -> None:
         """Record the final outcome of a pair (``started`` is a wall-clock timestamp)."""
@@ -128,6 +133,9 @@ class PoolStats:
 #: Requests in flight before any answer has shown that the credentials work. The service locks
 #: an access key after 5 bad signatures in a row, for everyone using it, for 5 minutes.
 _PROBES = 4
+
+
+_NOT_SENT = "not sent: the run stopped before this pair's request went out"
 
 
 class _Stopped(Exception):
@@ -346,20 +354,38 @@ class Pool:
 
     async def _worker(self, region: str, receive: MemoryObjectReceiveStream[WorkItem]) -> None:
         gate = self._gates[region]
+        lane = _Lane(receive, self._recorder)
+        attempt: _Attempt | None = None
         with receive:
-            while (item := await _next_item(receive)) is not None:
-                if self._stop.is_set():
-                    break
-                started = time.time()
-                try:
-                    outcome = await self._replicate(item, gate)
-                except _Stopped:
-                    break
-                self._finish(item.task, outcome, started)
+            try:
+                while (attempt := await lane.next()) is not None:
+                    if self._stop.is_set():
+                        break
+                    started = time.time()
+                    try:
+                        outcome = await self._replicate(attempt, gate)
+                    except _Stopped:
+                        break
+                    self._finish(attempt, outcome, started)
+            finally:
+                self._withdraw(attempt, lane.ahead)
 
-    def _finish(self, task: ReplicationTask, outcome: Outcome, started: float) -> None:
+    def _withdraw(self, *attempts: _Attempt | None) -> None:
+        """Give up, as not sent, the pairs whose attempt line was written ahead but whose
+        request never went out: without a result after it, that line would make the pair
+        look in flight, and resume would ask the service about it before sending it."""
+        for attempt in attempts:
+            if attempt is not None and attempt.ahead is not None:
+                outcome = Outcome(ResultStatus.GAVE_UP, error_msg=_NOT_SENT, attempts=attempt.sent)
+                self._finish(attempt, outcome, time.time(), quiet=True)
+
+    def _finish(
+        self, attempt: _Attempt, outcome: Outcome, started: float, *, quiet: bool = False
+    ) -> None:
+        attempt.ahead = None  # the pair has its result: nothing is left to withdraw
+        task = attempt.task
         self._recorder.result(task, outcome, started)
-        if outcome.status in (ResultStatus.FAILED, ResultStatus.GAVE_UP):
+        if not quiet and outcome.status in (ResultStatus.FAILED, ResultStatus.GAVE_UP):
             log.warning(
                 f"replicate.{outcome.status}",
                 item=task.checkpoint_item_id,
@@ -383,12 +409,11 @@ class Pool:
 
     # -- one pair --------------------------------------------------------------------------
 
-    async def _replicate(self, item: WorkItem, gate: RegionGate) -> Outcome:
-        attempt = _Attempt(item.task, reconcile=item.reconcile_first)
+    async def _replicate(self, attempt: _Attempt, gate: RegionGate) -> Outcome:
         try:
             return await self._with_retries(attempt, gate)
         except AlreadyReplicatedError as exc:
-            record_id = await self._lookup_existing(item.task, gate)
+            record_id = await self._lookup_existing(attempt.task, gate)
             return _outcome(ResultStatus.ALREADY_REPLICATED, exc, attempt.sent, record_id)
         except AuthError as exc:
             # Not this pair's fault: it stays retryable, and the whole run stops.
@@ -579,9 +604,17 @@ class Pool:
         if self._stop.is_set():
             # Admitted as the stop came (refused credentials, say): not sent, so not in flight.
             raise _Stopped
+        if attempt.ahead is None:
+            await self._recorder.attempt(task, attempt.sent + 1)
+        else:
+            await attempt.ahead.durable()  # usually on disk since the last request went out
+        # From here the request counts as sent: nothing to withdraw, nothing awaited before it.
+        attempt.ahead = None
         attempt.sent += 1
         self._budget.record_attempt(first=attempt.sent == 1)
-        await self._recorder.attempt(task, attempt.sent)
+        if attempt.lane is not None:
+            attempt.lane.fetch_ahead()
+            attempt.lane = None
         self.stats.requests += 1
         try:
             record_id = await self._client.replicate(task)
@@ -658,6 +691,43 @@ class _Attempt:
     task: ReplicationTask
     reconcile: bool = False
     sent: int = 0
+    #: The pair's first attempt line, written ahead and maybe not yet durable; None once the
+    #: first request has gone out, or the pair has a result.
+    ahead: Durable | None = None
+    #: The worker's lane, until the pair's first request goes out (it then fetches ahead).
+    lane: _Lane | None = None
+
+
+class _Lane:
+    """One worker's supply of pairs.
+
+    As a pair's first request goes out, the lane takes the worker's next pair and writes
+    that pair's first attempt line: the fsync that must precede the next request then happens
+    during this request's round trip, not between the two."""
+
+    __slots__ = ("_receive", "_recorder", "ahead")
+
+    def __init__(self, receive: MemoryObjectReceiveStream[WorkItem], recorder: Recorder) -> None:
+        self._receive = receive
+        self._recorder = recorder
+        self.ahead: _Attempt | None = None
+
+    async def next(self) -> _Attempt | None:
+        """The pair fetched ahead, else the next one queued (waiting for it); None at the end."""
+        attempt, self.ahead = self.ahead, None
+        if attempt is not None:
+            return attempt
+        item = await _next_item(self._receive)
+        return None if item is None else _Attempt(item.task, item.reconcile_first, lane=self)
+
+    def fetch_ahead(self) -> None:
+        """Take the next pair if one is queued, and write its first attempt line."""
+        try:
+            item = self._receive.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return
+        ahead = self._recorder.attempt_ahead(item.task)
+        self.ahead = _Attempt(item.task, item.reconcile_first, ahead=ahead, lane=self)
 
 
 def _outcome(

@@ -1,9 +1,12 @@
 """A run's events as ledger lines (schema v1): the one place that knows the line shapes.
 
-The pool calls :meth:`LedgerRecorder.attempt` before each replicate request and waits until
-that line is durable: after a crash, a pair with an attempt and no result is exactly a pair
-whose outcome is unknown. Result lines are group-committed without waiting; a result lost in a
-crash leaves its durable attempt behind, so resume reconciles that pair with the service.
+The pool sends no replicate request before that request's ``attempt`` line is durable: after
+a crash, a pair with an attempt and no result is exactly a pair whose outcome is unknown. The
+line is written either just before the request (:meth:`LedgerRecorder.attempt`, waiting for
+its fsync) or, for a pair's first request, while the worker's previous request is in flight
+(:meth:`LedgerRecorder.attempt_ahead`), so that the fsync is hidden behind the network.
+Result lines are group-committed without waiting; a result lost in a crash leaves its durable
+attempt behind, so resume reconciles that pair with the service.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from orchestrator.models import Outcome, ReplicationTask, ResultStatus
+from orchestrator.models import Durable, Outcome, ReplicationTask, ResultStatus
 
 __all__ = ["SCHEMA_VERSION", "LedgerRecorder", "LineSink", "timestamp"]
 
@@ -23,7 +26,7 @@ _UNKNOWN: Mapping[str, bool] = {"outcome_unknown": True}
 
 
 class LineSink(Protocol):
-    def write(self, record: Mapping[str, Any]) -> None: ...
+    def write(self, record: Mapping[str, Any]) -> Durable: ...
 
     async def write_durable(self, record: Mapping[str, Any]) -> None: ...
 
@@ -84,19 +87,25 @@ class LedgerRecorder:
     # keys in the same order as _line's, without its keyword-argument copies.
 
     async def attempt(self, task: ReplicationTask, number: int) -> None:
-        await self._sink.write_durable(
-            {
-                "v": SCHEMA_VERSION,
-                "event": "attempt",
-                "ts": timestamp(),
-                "run_id": self.run_id,
-                "project_id": task.project_id,
-                "checkpoint_item_id": task.checkpoint_item_id,
-                "destination_region": task.destination_region,
-                "destination_project_id": task.destination_project_id,
-                "attempt": number,
-            }
-        )
+        await self._sink.write(self._attempt_line(task, number)).durable()
+
+    def attempt_ahead(self, task: ReplicationTask) -> Durable:
+        """Write the pair's first ``attempt`` line now; the request goes out only after
+        ``durable()`` of the returned handle, which is then usually long on disk."""
+        return self._sink.write(self._attempt_line(task, 1))
+
+    def _attempt_line(self, task: ReplicationTask, number: int) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "event": "attempt",
+            "ts": timestamp(),
+            "run_id": self.run_id,
+            "project_id": task.project_id,
+            "checkpoint_item_id": task.checkpoint_item_id,
+            "destination_region": task.destination_region,
+            "destination_project_id": task.destination_project_id,
+            "attempt": number,
+        }
 
     def result(self, task: ReplicationTask, outcome: Outcome, started: float) -> None:
         finished = time.time()

@@ -8,13 +8,16 @@ really sleeps: the pool's ``sleep`` is injected and records what it was asked to
 
 from __future__ import annotations
 
+import os
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
+import orjson
 import pytest
 
 from orchestrator import pool as pool_module
@@ -29,8 +32,11 @@ from orchestrator.errors import (
     TransientApiError,
     TransportError,
 )
-from orchestrator.models import Outcome, PairKey, ReplicationTask, ResultStatus, WorkItem
+from orchestrator.history import History
+from orchestrator.ledger import LedgerWriter
+from orchestrator.models import Durable, Outcome, PairKey, ReplicationTask, ResultStatus, WorkItem
 from orchestrator.pool import Pool, PoolSettings, PoolStats
+from orchestrator.recorder import LedgerRecorder
 from orchestrator.retry import RetryPolicy
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import GET_ITEM, REPLICATE
@@ -48,6 +54,11 @@ DEST_PROJECT = "d" * 32
 # -- helpers ------------------------------------------------------------------------------------
 
 
+class _OnDisk:
+    async def durable(self) -> None:
+        await anyio.lowlevel.checkpoint()
+
+
 @dataclass
 class FakeRecorder:
     """Keeps what the pool records, in order."""
@@ -57,6 +68,10 @@ class FakeRecorder:
 
     async def attempt(self, task: ReplicationTask, number: int) -> None:
         self.attempts.append((task.key, number))
+
+    def attempt_ahead(self, task: ReplicationTask) -> Durable:
+        self.attempts.append((task.key, 1))
+        return _OnDisk()
 
     def result(self, task: ReplicationTask, outcome: Outcome, started: float) -> None:
         assert task.key not in self.results, f"two results for {task.key}"
@@ -163,6 +178,11 @@ def make_task(n: int, region: str = "cn-east-2") -> ReplicationTask:
         destination_project_id=DEST_PROJECT,
         line=n + 2,
     )
+
+
+def all_not_sent(outcomes: Iterable[Outcome]) -> bool:
+    """Each was given up as never sent: a stop came before its request went out."""
+    return all(o.attempts == 0 and "not sent" in (o.error_msg or "") for o in outcomes)
 
 
 def http_error(status: int, code: str | None = None, msg: str = "x") -> ApiError:
@@ -648,7 +668,11 @@ async def test_refused_credentials_stop_the_run() -> None:
     # Before any answer only 4 requests go out: fewer bad signatures than lock a key (5).
     assert 1 <= fake.sent.total() <= 4
     assert {o.status for o in recorder.results.values()} == {ResultStatus.GAVE_UP}
-    assert len(recorder.results) == fake.sent.total()
+    # The refused ones, and those whose attempt line was written ahead but never sent.
+    refused_pairs = {k for k, o in recorder.results.items() if o.attempts}
+    assert refused_pairs == set(fake.sent)
+    assert {k for k, _ in recorder.attempts} == set(recorder.results)
+    assert all_not_sent(o for k, o in recorder.results.items() if k not in refused_pairs)
 
 
 async def test_refused_credentials_later_in_the_run_stop_it_too() -> None:
@@ -695,3 +719,103 @@ async def test_a_403_stops_the_run_like_a_401() -> None:
     assert isinstance(http_error(403), AuthError)
     assert not isinstance(http_error(400), AuthError | TransientApiError)
     assert isinstance(http_error(400), PermanentApiError)
+
+
+# -- attempt lines written ahead ----------------------------------------------------------------
+
+
+async def run_with_ledger(
+    fake: FakeReplicator, tasks: Sequence[ReplicationTask], path: Path, **changes: object
+) -> tuple[PoolStats, Pool]:
+    """The pool with the real ledger writer and recorder behind it."""
+    async with LedgerWriter(path) as writer:
+        pool = Pool(fake, LedgerRecorder(writer, "run-1"), settings(**changes), sleep=SleepLog())
+        if fake.on_replicate is None:
+            fake.on_replicate = lambda _: None
+        stats = await pool.run((WorkItem(t) for t in tasks), ["cn-east-2"])
+    return stats, pool
+
+
+def events(path: Path) -> list[tuple[str, str]]:
+    """(event, checkpoint item id) of each attempt and result line, in file order."""
+    return events_of(path.read_bytes())
+
+
+def events_of(data: bytes) -> list[tuple[str, str]]:
+    lines = (orjson.loads(raw) for raw in data.splitlines())
+    return [(r["event"], r["checkpoint_item_id"]) for r in lines if "checkpoint_item_id" in r]
+
+
+async def test_each_request_goes_out_after_its_attempt_line_is_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    synced = [0]  # the file's size at the last fsync that returned
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        size = os.fstat(fd).st_size
+        real_fsync(fd)
+        synced[0] = size
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    tasks = [make_task(n) for n in range(120)]
+    fake = FakeReplicator({t.checkpoint_item_id: [TransientApiError("503")] for t in tasks[::7]})
+    not_yet_durable: list[str] = []
+
+    def check(task: ReplicationTask) -> None:
+        durable = path.read_bytes()[: synced[0]]
+        attempts = [r for e, r in events_of(durable) if e == "attempt"]
+        sent_before = fake.sent[task.key]
+        if attempts.count(task.checkpoint_item_id) <= sent_before:
+            not_yet_durable.append(task.checkpoint_item_id)
+
+    fake.on_replicate = check
+    stats, _ = await run_with_ledger(fake, tasks, path, per_region=4, concurrency=4)
+    assert stats.counts[ResultStatus.REPLICATED] == len(tasks)
+    assert fake.sent.total() == len(tasks) + len(tasks[::7])
+    assert not_yet_durable == []
+
+
+async def test_a_worker_writes_its_next_attempt_line_while_its_request_is_out(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    tasks = [make_task(n) for n in range(5)]
+    await run_with_ledger(FakeReplicator(delay=0.001), tasks, path, per_region=1, concurrency=1)
+    ids = [t.checkpoint_item_id for t in tasks]
+    # One worker: pair n+1's attempt line comes before pair n's result, never after it.
+    expected = [("attempt", ids[0])]
+    for this, after in zip(ids, [*ids[1:], None], strict=True):
+        expected += [("attempt", after)] if after else []
+        expected += [("result", this)]
+    assert events(path) == expected
+
+
+async def test_a_stop_gives_up_as_not_sent_the_pairs_whose_attempt_was_written_ahead(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    tasks = [make_task(n) for n in range(40)]
+    fake = FakeReplicator(delay=0.001)
+    holder: list[Pool] = []
+
+    def stop_at_the_ninth(_: ReplicationTask) -> None:
+        if fake.sent.total() == 8:  # counted after this hook
+            holder[0].request_stop("signal")
+
+    fake.on_replicate = stop_at_the_ninth
+    async with LedgerWriter(path) as writer:
+        pool = Pool(fake, LedgerRecorder(writer, "run-1"), settings(per_region=4), sleep=SleepLog())
+        holder.append(pool)
+        stats = await pool.run((WorkItem(t) for t in tasks), ["cn-east-2"])
+    assert stats.stop_reason == "signal"
+    history = History.load(path)
+    # Nothing looks in flight: every attempt line has a result after it.
+    assert history.unknown_outcomes() == 0
+    attempted = {r for e, r in events(path) if e == "attempt"}
+    not_sent = attempted - {item for _, item, _ in fake.sent}
+    assert not_sent  # some lines were written ahead of requests that never went out
+    for task in tasks:
+        if task.checkpoint_item_id in not_sent:
+            assert history.status(task.key) is ResultStatus.GAVE_UP  # resume sends them
