@@ -57,7 +57,8 @@ Durability
 
 :class:`LedgerWriter` appends whole lines with ``os.write`` and fsyncs them in a worker
 thread, one fsync per *batch* (every ``commit_interval`` seconds or ``commit_lines``
-lines, whichever comes first). A line is durable only once its batch is fsynced;
+lines, whichever comes first, and at once when a task waits for a line of it). A line is
+durable only once its batch is fsynced;
 :meth:`LedgerWriter.write_durable` returns at that moment. The file is ``flock``-ed so two
 runs can never write one ledger, and a line torn by a crash (the file does not end in a
 newline) is cut when the ledger is next opened for writing. Readers
@@ -112,18 +113,21 @@ class LedgerEvent(enum.StrEnum):
 class LineBatch:
     """Lines that are committed together, and the news of how that went."""
 
-    __slots__ = ("done", "error", "lines")
+    __slots__ = ("done", "error", "lines", "urgent")
 
     def __init__(self) -> None:
         self.lines: list[bytes] = []
         self.done = anyio.Event()
+        self.urgent = anyio.Event()  # commit it now: it is full, or someone waits for it
         self.error: LedgerWriteError | None = None
 
     async def durable(self) -> None:
         """Return once the batch is on disk; raise :class:`LedgerWriteError` if it cannot be.
 
-        A batch already committed returns without yielding to the event loop."""
+        Waiting makes the batch commit at once rather than at the end of the interval. A
+        batch already committed returns without yielding to the event loop."""
         if not self.done.is_set():
+            self.urgent.set()
             await self.done.wait()
         if self.error is not None:
             raise self.error
@@ -170,7 +174,6 @@ class LedgerWriter:
         self._batch: LineBatch  # the open batch: lines not yet handed to a commit
         self._pending: list[bytes]  # the open batch's list, for a cheap write()
         self._wakeup: anyio.Event  # the open batch got its first line
-        self._urgent: anyio.Event  # commit now: batch full, or someone flushes
         self._inflight: LineBatch | None = None
         self._tg: TaskGroup | None = None
         self._limiter: anyio.CapacityLimiter | None = None
@@ -208,7 +211,7 @@ class LedgerWriter:
         if size == 1:
             self._wakeup.set()
         if size >= self._commit_lines:
-            self._urgent.set()
+            batch.urgent.set()
         return batch
 
     async def write_durable(self, record: Mapping[str, Any]) -> None:
@@ -221,7 +224,6 @@ class LedgerWriter:
             self._refuse()
         if self._pending:
             batch = self._batch
-            self._urgent.set()
         elif self._inflight is not None:
             batch = self._inflight
         else:
@@ -276,9 +278,10 @@ class LedgerWriter:
         """Commit a batch when it is full, someone waits for it, or the interval elapsed."""
         while self._failure is None:
             await self._wakeup.wait()
-            if not self._urgent.is_set() and self._interval > 0:
+            urgent = self._batch.urgent
+            if not urgent.is_set() and self._interval > 0:
                 with anyio.move_on_after(self._interval):
-                    await self._urgent.wait()
+                    await urgent.wait()
             with anyio.CancelScope(shield=True):  # a started commit always completes
                 await self._commit(final=False)
 
@@ -313,7 +316,6 @@ class LedgerWriter:
         self._batch = LineBatch()
         self._pending = self._batch.lines
         self._wakeup = anyio.Event()
-        self._urgent = anyio.Event()
 
     def _write_sync(self, lines: list[bytes]) -> None:
         """Append the batch and fsync it (in a worker thread)."""

@@ -140,6 +140,23 @@ async def test_concurrent_durable_writers_share_one_fsync(tmp_path: Path, fsyncs
     assert len(read_all(path)) == 100
 
 
+async def test_a_waiter_commits_its_batch_at_once_and_others_wait_for_the_interval(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    async with LedgerWriter(path, commit_interval=60) as ledger:
+        batch = ledger.write(rec(1))  # nobody waits: it waits for the (long) interval
+        for _ in range(50):
+            await anyio.lowlevel.checkpoint()
+        assert ledger.commits == 0
+        with anyio.fail_after(5):  # far less than the interval: the wait itself commits
+            await batch.durable()
+        assert ledger.commits == 1
+        # Already on disk: returns without waiting for anything.
+        await batch.durable()
+    assert len(read_all(path)) == 1
+
+
 async def test_group_commit_batches_lines(tmp_path: Path, fsyncs: FsyncSpy) -> None:
     path = tmp_path / "ledger.jsonl"
     async with LedgerWriter(path, commit_interval=60, commit_lines=1000) as ledger:
