@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import defaultdict
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
 
@@ -152,26 +153,31 @@ class SimProcess:
     @classmethod
     @contextmanager
     def start(cls, *args: str) -> Iterator[SimProcess]:
-        proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [_PYTHON, "-m", "orchestrator", "simulate", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=_REPO,
-        )
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"the simulator did not start: {_drain(proc.stderr)}")
-            yield cls(proc, json.loads(line))
-        finally:
-            proc.send_signal(signal.SIGTERM)
+        # stderr goes to a file: a pipe nobody reads fills up (64 KiB of logged errors, say)
+        # and then blocks the simulator mid-write, which looks like a hung service.
+        with tempfile.TemporaryFile("w+") as errors:
+            proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+                [_PYTHON, "-m", "orchestrator", "simulate", "--port", "0", *args],
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+                cwd=_REPO,
+            )
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                assert proc.stdout is not None
+                line = proc.stdout.readline()
+                if not line:
+                    proc.wait(timeout=10)
+                    errors.seek(0)
+                    raise AssertionError(f"the simulator did not start: {errors.read()}")
+                yield cls(proc, json.loads(line))
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
     @property
     def base_url(self) -> str:
@@ -219,10 +225,6 @@ class SimProcess:
         requests = self.counters()["requests"]
         route = next((r for r in requests if r.endswith("/replicate")), None)
         return dict(requests[route]) if route else {}
-
-
-def _drain(stream: IO[str] | None) -> str:
-    return stream.read() if stream is not None else ""
 
 
 def cli_env(sim: SimProcess, **extra: str) -> dict[str, str]:

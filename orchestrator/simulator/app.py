@@ -163,7 +163,12 @@ class SimulatorApp:
                 delay = self._faults.latency()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            body = await request.read()
+            try:
+                body = await request.read()
+            except ConnectionResetError:
+                # The client went away mid-request (killed, say): nothing to answer, and not
+                # an error of the service worth a logged traceback.
+                return web.Response(status=499)
             try:
                 response = self._answer(
                     request, body, handler=handler, request_id=request_id, faulty=faulty
