@@ -107,6 +107,7 @@ class PoolSettings:
     rate: float = 0.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     retry_budget_percent: float = 20.0
+    retry_budget_min_per_s: float = 10.0  # retries a second allowed whatever the budget
     failure_min_results: int = 1000
     failure_percent: float = 50.0
     grace_period: float = 30.0
@@ -255,7 +256,9 @@ class Pool:
         self._rng = rng or random.Random()
         self._global = _Slots(settings.concurrency)
         self._rate = _RateLimiter(settings.rate, anyio.current_time)
-        self._budget = RetryBudget(settings.retry_budget_percent / 100.0)
+        self._budget = RetryBudget(
+            settings.retry_budget_percent / 100.0, min_per_s=settings.retry_budget_min_per_s
+        )
         self._gates: dict[str, RegionGate] = {}
         self._stop = anyio.Event()
         self._waiting: set[anyio.CancelScope] = set()

@@ -59,48 +59,70 @@ class RetryPolicy:
 
 
 class RetryBudget:
-    """Retries may be at most ``ratio`` of the first attempts seen in a sliding window of the
-    last ``window`` attempts, but ``min_retries`` are always allowed (so a quiet run can still
-    retry). Shared by all workers of a run; every operation is O(1).
+    """Retries may be at most ``ratio`` of the first attempts of the last ``window_s``
+    seconds, but ``min_per_s`` retries a second are always allowed. Shared by all workers of
+    a run; every operation is O(1) (amortized over the seconds that pass).
+
+    The window is in seconds, not attempts: at the end of a run no first attempts come any
+    more, and a window of the last N attempts then fills with retries alone, so every pair
+    still retrying would be slowed to the longest backoff, round after round (a 6,000-pair
+    run at 30 % 503s took 99 s instead of about 25). Counted in time, the first attempts of
+    the last seconds still pay for the tail, and the floor keeps a quiet run retrying.
 
     The caller records each request it really sends (:meth:`record_attempt`), since only it
     knows whether an attempt reached the wire; :func:`retrying` only asks :meth:`can_retry`.
     """
 
-    __slots__ = ("_firsts", "_min_retries", "_pos", "_ratio", "_retries", "_ring")
+    __slots__ = ("_clock", "_firsts", "_floor", "_now", "_ratio", "_retries", "_ring")
 
-    _EMPTY, _FIRST, _RETRY = 0, 1, 2
-
-    def __init__(self, ratio: float = 0.1, *, min_retries: int = 10, window: int = 1000) -> None:
-        if not ratio >= 0 or window < 1 or min_retries < 0:
-            raise ConfigError("retry budget: ratio and min_retries >= 0, window >= 1")
+    def __init__(
+        self,
+        ratio: float = 0.1,
+        *,
+        min_per_s: float = 10.0,
+        window_s: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not ratio >= 0 or window_s < 1 or not min_per_s >= 0:
+            raise ConfigError("retry budget: ratio and min_per_s >= 0, window_s >= 1")
         self._ratio = ratio
-        self._min_retries = min_retries
-        self._ring = bytearray(window)  # one slot per attempt: empty, first or retry
-        self._pos = 0
+        self._floor = min_per_s * window_s
+        self._ring = [[0, 0] for _ in range(window_s)]  # per second: [firsts, retries]
+        self._clock = clock
+        self._now = int(clock())
         self._firsts = 0
         self._retries = 0
 
+    def _current(self) -> list[int]:
+        """This second's counts, after dropping the seconds that left the window."""
+        now = int(self._clock())
+        ring = self._ring
+        if now != self._now:
+            for second in range(max(self._now + 1, now - len(ring) + 1), now + 1):
+                stale = ring[second % len(ring)]
+                self._firsts -= stale[0]
+                self._retries -= stale[1]
+                stale[0] = stale[1] = 0
+            self._now = now
+        return ring[now % len(ring)]
+
     def record_attempt(self, first: bool) -> None:
-        evicted = self._ring[self._pos]
-        if evicted == self._FIRST:
-            self._firsts -= 1
-        elif evicted == self._RETRY:
-            self._retries -= 1
+        counts = self._current()
         if first:
-            self._ring[self._pos] = self._FIRST
+            counts[0] += 1
             self._firsts += 1
         else:
-            self._ring[self._pos] = self._RETRY
+            counts[1] += 1
             self._retries += 1
-        self._pos = (self._pos + 1) % len(self._ring)
 
     def can_retry(self) -> bool:
-        return self._retries < max(self._min_retries, self._ratio * self._firsts)
+        self._current()
+        return self._retries < max(self._floor, self._ratio * self._firsts)
 
     @property
     def counts(self) -> tuple[int, int]:
         """(first attempts, retries) in the window, for progress and logs."""
+        self._current()
         return self._firsts, self._retries
 
 

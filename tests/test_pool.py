@@ -365,8 +365,9 @@ async def test_attempts_are_bounded_then_gave_up(make_simulator: MakeSimulator) 
 
 
 async def test_retries_over_the_budget_are_slowed_to_the_longest_backoff() -> None:
-    """With a tiny budget (10 retries are always allowed) later retries still happen, but
-    each waits between half and all of the longest backoff.
+    """With a tiny budget (10 retries in the window are always allowed: 1 a second over
+    10 s; the test runs within one window) later retries still happen, but each waits between
+    half and all of the longest backoff.
 
     12 pairs failing twice each make 24 overloads: under the 25 in a row that open the
     region's breaker, whose pauses are real time."""
@@ -374,7 +375,10 @@ async def test_retries_over_the_budget_are_slowed_to_the_longest_backoff() -> No
     fake = FakeReplicator({t.checkpoint_item_id: [http_error(503)] * 2 for t in tasks})
     sleep = SleepLog()
     stats, _, _ = await run_pool(
-        fake, tasks, pool_settings=settings(retry_budget_percent=1.0), sleep=sleep
+        fake,
+        tasks,
+        pool_settings=settings(retry_budget_percent=1.0, retry_budget_min_per_s=1.0),
+        sleep=sleep,
     )
     assert stats.counts == Counter({ResultStatus.REPLICATED: 12})
     assert len(sleep.asked) == stats.retries == 24

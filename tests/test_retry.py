@@ -264,7 +264,7 @@ async def test_a_raised_cancelled_error_passes_straight_through() -> None:
 async def test_an_exhausted_budget_slows_retries_to_the_longest_backoff() -> None:
     time = FakeTime()
     policy = RetryPolicy(max_attempts=4, max_delay_s=30.0, max_elapsed_s=1000.0)
-    budget = RetryBudget(0.0, min_retries=0)
+    budget = RetryBudget(0.0, min_per_s=0, clock=time.clock)
     budget.record_attempt(first=True)
     with pytest.raises(TransientApiError):
         await _run(
@@ -277,26 +277,28 @@ async def test_an_exhausted_budget_slows_retries_to_the_longest_backoff() -> Non
 @pytest.mark.anyio
 async def test_the_budget_is_consulted_before_each_retry() -> None:
     policy = RetryPolicy(max_delay_s=30.0, base_delay_s=0.5, max_elapsed_s=10_000.0)
-    budget = RetryBudget(0.0, min_retries=2)
+    time = FakeTime()
+    budget = RetryBudget(0.0, min_per_s=0.2, clock=time.clock)  # 2 in the 10 s window
 
     async def attempt_fn(n: int) -> str:
         budget.record_attempt(first=n == 1)  # the caller records what it really sends
         raise TransientApiError("503")
 
-    time = FakeTime()
     with pytest.raises(TransientApiError):
         await _run(_controller(time, policy, budget=budget), attempt_fn)
-    # The two retries the budget allows back off from base_delay; the rest wait the longest.
+    # The two retries the budget allows back off from base_delay; the third waits the
+    # longest, after which the 10 s window has moved on and allows two more.
     assert len(time.sleeps) == 7
     assert all(s <= 1.0 for s in time.sleeps[:2])
-    assert all(15.0 <= s <= 30.0 for s in time.sleeps[2:])
+    assert 15.0 <= time.sleeps[2] <= 30.0
+    assert time.sleeps[3] <= 4.0
 
 
 # -- the budget alone --------------------------------------------------------------------------
 
 
 def test_budget_allows_a_share_of_first_attempts() -> None:
-    budget = RetryBudget(0.1, min_retries=0, window=1000)
+    budget = RetryBudget(0.1, min_per_s=0, clock=FakeTime().clock)
     for _ in range(100):
         budget.record_attempt(first=True)
     allowed = 0
@@ -308,32 +310,51 @@ def test_budget_allows_a_share_of_first_attempts() -> None:
 
 
 def test_budget_minimum_lets_a_quiet_run_retry() -> None:
-    budget = RetryBudget(0.1, min_retries=10)
+    budget = RetryBudget(0.1, min_per_s=1.0, window_s=10, clock=FakeTime().clock)
     budget.record_attempt(first=True)
-    for _ in range(10):
+    for _ in range(10):  # 1 a second over the 10 s window
         assert budget.can_retry()
         budget.record_attempt(first=False)
     assert not budget.can_retry()
 
 
-def test_budget_window_slides() -> None:
-    budget = RetryBudget(0.5, min_retries=0, window=10)
+def test_budget_window_slides_in_time() -> None:
+    time = FakeTime()
+    budget = RetryBudget(0.5, min_per_s=0, window_s=10, clock=time.clock)
     for _ in range(4):
         budget.record_attempt(first=True)
     budget.record_attempt(first=False)
     budget.record_attempt(first=False)
     assert not budget.can_retry()  # 2 retries vs 0.5 * 4 firsts
-    for _ in range(10):  # a calm stretch pushes the old retries out of the window
-        budget.record_attempt(first=True)
-    assert budget.counts == (10, 0)
+    time.now += 5
+    budget.record_attempt(first=True)
+    assert budget.counts == (5, 2)
+    time.now += 5  # the first second has left the window; the later first attempt has not
+    assert budget.counts == (1, 0)
     assert budget.can_retry()
+    time.now += 1000  # a long quiet stretch empties it
+    assert budget.counts == (0, 0)
+
+
+def test_the_first_attempts_of_the_last_seconds_pay_for_a_run_s_tail() -> None:
+    """After the last first attempt, the pairs still retrying keep their normal backoff for
+    as long as the recent first attempts cover them (a window of attempts would refuse)."""
+    time = FakeTime()
+    budget = RetryBudget(0.5, min_per_s=0, window_s=10, clock=time.clock)
+    for _ in range(1000):
+        budget.record_attempt(first=True)
+    time.now += 3
+    for _ in range(400):  # the tail: retries alone
+        assert budget.can_retry()
+        budget.record_attempt(first=False)
+    assert budget.counts == (1000, 400)
 
 
 def test_budget_and_policy_validate_their_settings() -> None:
     with pytest.raises(ConfigError):
         RetryBudget(-0.1)
     with pytest.raises(ConfigError):
-        RetryBudget(0.1, window=0)
+        RetryBudget(0.1, window_s=0)
     with pytest.raises(ConfigError):
         RetryPolicy(max_attempts=0)
     with pytest.raises(ConfigError):
