@@ -43,6 +43,7 @@ from orchestrator.launch import (
     write_run_metrics,
 )
 from orchestrator.logs import close_logging
+from orchestrator.planning import PlanReport, plan_tasks, print_plan
 from orchestrator.pool import Pool
 from orchestrator.progress import NullProgress, Progress
 from orchestrator.retry import RetryPolicy
@@ -213,11 +214,12 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
         config = load_config(args.config)
         progress = output.progress(not args.no_progress and not args.dry_run)
 
-        async def main() -> tuple[Discovery, JobSpec, JobResult | None]:
+        async def main() -> tuple[JobSpec, JobResult | PlanReport]:
             async with connect(args, settings, env) as conn:
                 dconfig = discover_config(args, conn.settings, config, utc_now())
                 discovery = await discover_with(conn, dconfig)
-                _print_discovery(discovery, sys.stdout)
+                # With --json, stdout holds the plan document alone.
+                _print_discovery(discovery, sys.stderr if args.json else sys.stdout)
                 spec = JobSpec(
                     ledger=Path(args.ledger),
                     settings=conn.settings,
@@ -226,13 +228,15 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
                     retry_failed=args.retry_failed,
                 )
                 if args.dry_run:
-                    return discovery, spec, None
-                return discovery, spec, await run_job(spec, conn.client, progress=progress)
+                    plan = await plan_tasks(
+                        conn, discovery.tasks, ledger=spec.ledger, retry_failed=spec.retry_failed
+                    )
+                    return spec, plan
+                return spec, await run_job(spec, conn.client, progress=progress)
 
-        discovery, spec, result = anyio.run(main)
-        if result is None:
-            print(f"dry run: {len(discovery.tasks)} pairs would be sent; nothing sent")
-            return ExitCode.OK
+        spec, result = anyio.run(main)
+        if isinstance(result, PlanReport):
+            return print_plan(result, args.json, sys.stdout)
         write_run_metrics(result, spec)
         print_summary(result, spec.ledger, sys.stdout)
         return result.exit_code

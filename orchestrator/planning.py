@@ -1,5 +1,8 @@
 """``plan`` and ``run --dry-run``: what a run would do, per destination region, sending nothing.
 
+For ``run --discover --dry-run`` the pairs are the discovered ones (:func:`plan_tasks`); the
+report is the same, with ``manifest`` null.
+
 The plan is the same two-pass :class:`~orchestrator.plan.Plan` the run uses, with the same
 ledger and ``--retry-failed`` (so the numbers agree by construction), plus two things only a
 look at the service can tell:
@@ -24,7 +27,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -35,17 +38,26 @@ import orjson
 from orchestrator.exitcodes import ExitCode
 from orchestrator.history import History
 from orchestrator.launch import Connection, connect
+from orchestrator.models import ReplicationTask
 from orchestrator.plan import Plan, RegionCounts
 from orchestrator.settings import RunSettings
 
-__all__ = ["PlanReport", "estimate_seconds", "launch_plan", "plan_report", "render_plan"]
+__all__ = [
+    "PlanReport",
+    "estimate_seconds",
+    "launch_plan",
+    "plan_report",
+    "plan_tasks",
+    "print_plan",
+    "render_plan",
+]
 
 _SHOWN_PROBLEMS = 20
 
 
 @dataclass(slots=True)
 class PlanReport:
-    manifest: str
+    manifest: str | None  # None: the pairs were discovered
     ledger: str | None
     regions: dict[str, dict[str, Any]]
     totals: dict[str, int]
@@ -84,7 +96,7 @@ Route = tuple[str | None, str]  # (source region or None, destination region)
 def plan_report(
     plan: Plan,
     *,
-    manifest: str,
+    manifest: str | None,
     ledger: str | None,
     settings: RunSettings,
     unsupported: Mapping[Route, int] | None,
@@ -211,16 +223,44 @@ def launch_plan(
 ) -> int:
     """Print the plan; exit 0 when every row can be sent, 3 when some would not be."""
     report = anyio.run(_plan, args, settings, manifest)
-    _print(report, as_json, sys.stdout)
-    return ExitCode.OK if report.clean else ExitCode.FAILED
+    return print_plan(report, as_json, sys.stdout)
 
 
-def _print(report: PlanReport, as_json: bool, out: TextIO) -> None:
+def print_plan(report: PlanReport, as_json: bool, out: TextIO) -> int:
+    """Print the plan as a table or JSON; the exit code: 0 when every row can be sent, 3 when
+    some would not be."""
     if as_json:
         out.write(orjson.dumps(asdict(report), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         out.write(render_plan(report))
     out.flush()
+    return ExitCode.OK if report.clean else ExitCode.FAILED
+
+
+async def plan_tasks(
+    conn: Connection,
+    tasks: Sequence[ReplicationTask],
+    *,
+    ledger: Path | None,
+    retry_failed: bool,
+) -> PlanReport:
+    """The plan of discovered pairs, checked against the service like a manifest's."""
+
+    def build() -> Plan:
+        history = History.load(ledger) if ledger is not None and ledger.exists() else None
+        return Plan.from_tasks(tasks, history=history, retry_failed=retry_failed)
+
+    plan = await anyio.to_thread.run_sync(build)
+    routes = await anyio.to_thread.run_sync(plan.routes)
+    unsupported, latency = await _check_routes(conn, routes) if routes else ({}, None)
+    return plan_report(
+        plan,
+        manifest=None,
+        ledger=str(ledger) if ledger else None,
+        settings=conn.settings,
+        unsupported=unsupported,
+        latency_s=latency,
+    )
 
 
 async def _plan(args: argparse.Namespace, settings: RunSettings, manifest: Path) -> PlanReport:

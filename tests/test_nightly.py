@@ -364,16 +364,31 @@ def test_run_discover_records_its_source(
 ) -> None:
     ledger = tmp_path / "run.jsonl"
     argv = ["run", "--discover", "--ledger", str(ledger), "--no-progress", *TO_SOUTH, *SIM]
+    argv += ["--name", "manualbk"]
+    # A dry run plans the discovered pairs like a manifest's: the table, or JSON alone on
+    # stdout (the discovery lines then go to stderr).
     assert main([*argv, "--dry-run"]) == ExitCode.OK
-    assert "pairs would be sent; nothing sent" in capsys.readouterr().out
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("cn-north-1/7d457b1297f4c725144e92e6f36ca20a: listed ")
+    assert any(line.split()[:1] == ["total"] for line in table)
+    assert table[-1].startswith("estimate: ")
+    assert main([*argv, "--dry-run", "--json"]) == ExitCode.OK
+    captured = capsys.readouterr()
+    plan = json.loads(captured.out)
+    assert "listed" in captured.err
+    assert plan["manifest"] is None
+    assert plan["capabilities_checked"] is True
+    assert plan["totals"]["unsupported"] == 0
+    to_send = plan["totals"]["to_send"]
+    assert to_send > 0
     assert not ledger.exists()
-    assert main([*argv, "--name", "manualbk"]) == ExitCode.OK
+    assert main(argv) == ExitCode.OK
     out = capsys.readouterr().out
     assert out.startswith("cn-north-1/7d457b1297f4c725144e92e6f36ca20a: listed ")
     started = next(iter_records(ledger))
     assert (started["source"], started["manifest"]) == ("discover", None)
     finished = last_run_finished(ledger)
-    assert finished["counts"]["replicated"] > 0
+    assert finished["counts"]["replicated"] == to_send  # what the plan said, exactly
     assert finished["exit_code"] == 0
 
 
