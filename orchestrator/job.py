@@ -48,6 +48,9 @@ class JobSpec:
     settings: RunSettings
     manifest: Path | None = None
     tasks: Sequence[ReplicationTask] | None = None  # discovered work, instead of a manifest
+    #: Where the pairs came from, for the ledger: None means "manifest" when there is one.
+    #: ``run --discover`` saves what it found as a manifest (for resume) and says "discover".
+    source: str | None = None
     strict: bool = False
     retry_failed: bool = False
     handle_signals: bool = True
@@ -139,7 +142,7 @@ async def run_job(
         recorder = LedgerRecorder(ledger, run_id)
         await recorder.run_started(
             manifest=str(spec.manifest.resolve()) if spec.manifest else None,
-            source="manifest" if spec.manifest else "discover",
+            source=spec.source or ("manifest" if spec.manifest else "discover"),
             settings=spec.settings.public(),
             version=__version__,
             retry_failed=spec.retry_failed,

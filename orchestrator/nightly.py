@@ -220,18 +220,23 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
                 discovery = await discover_with(conn, dconfig)
                 # With --json, stdout holds the plan document alone.
                 _print_discovery(discovery, sys.stderr if args.json else sys.stdout)
+                ledger = Path(args.ledger)
+                if args.dry_run:
+                    plan = await plan_tasks(
+                        conn, discovery.tasks, ledger=ledger, retry_failed=args.retry_failed
+                    )
+                    return JobSpec(ledger=ledger, settings=conn.settings), plan
+                # Saved as a manifest next to the ledger, so that `resume` can replay it.
+                saved = discovered_manifest(ledger)
+                write_manifest(discovery.tasks, saved)
                 spec = JobSpec(
-                    ledger=Path(args.ledger),
+                    ledger=ledger,
                     settings=conn.settings,
-                    tasks=discovery.tasks,
+                    manifest=saved,
+                    source="discover",
                     strict=args.strict,
                     retry_failed=args.retry_failed,
                 )
-                if args.dry_run:
-                    plan = await plan_tasks(
-                        conn, discovery.tasks, ledger=spec.ledger, retry_failed=spec.retry_failed
-                    )
-                    return spec, plan
                 return spec, await run_job(spec, conn.client, progress=progress)
 
         spec, result = anyio.run(main)
@@ -242,6 +247,11 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
         return result.exit_code
     finally:
         close_logging()
+
+
+def discovered_manifest(ledger: Path) -> Path:
+    """Where ``run --discover`` saves the pairs it found: beside the ledger, named after it."""
+    return ledger.with_name(f"{ledger.stem}.discovered.csv")
 
 
 # --------------------------------------------------------------------------- schedule

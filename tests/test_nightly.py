@@ -386,10 +386,31 @@ def test_run_discover_records_its_source(
     out = capsys.readouterr().out
     assert out.startswith("cn-north-1/7d457b1297f4c725144e92e6f36ca20a: listed ")
     started = next(iter_records(ledger))
-    assert (started["source"], started["manifest"]) == ("discover", None)
+    saved = tmp_path / "run.discovered.csv"  # the pairs found, kept for resume
+    assert (started["source"], started["manifest"]) == ("discover", str(saved.resolve()))
+    assert len(saved.read_text().splitlines()) == 1 + to_send
     finished = last_run_finished(ledger)
     assert finished["counts"]["replicated"] == to_send  # what the plan said, exactly
     assert finished["exit_code"] == 0
+
+
+def test_a_discovered_run_that_stopped_early_resumes_from_the_pairs_it_saved(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], quiet_env: None
+) -> None:
+    ledger = tmp_path / "run.jsonl"
+    argv = ["run", "--discover", "--ledger", str(ledger), "--no-progress", *TO_SOUTH, *SIM]
+    # A deadline that passes at once: the run stops sending right away (exit 6).
+    assert main([*argv, "--max-duration", "0.000001"]) == ExitCode.INTERRUPTED
+    saved = tmp_path / "run.discovered.csv"
+    pairs = len(saved.read_text().splitlines()) - 1
+    first = last_run_finished(ledger)["counts"].get("replicated", 0)
+    assert first < pairs
+    common = ["--ledger", str(ledger), "--no-progress", *SIM]
+    assert main(["resume", *common, "--max-duration", "0"]) == ExitCode.OK  # flags win
+    capsys.readouterr()
+    started = [r for r in iter_records(ledger) if r["event"] == "run_started"]
+    assert started[-1]["manifest"] == str(saved.resolve())
+    assert last_run_finished(ledger)["counts"]["replicated"] == pairs - first
 
 
 def test_schedule_once_from_the_command_line(
