@@ -72,7 +72,8 @@ Clock = Callable[[], float]
 @dataclass(frozen=True, slots=True)
 class PendingCopy:
     """A pair whose replicate request succeeded and whose copy has not ended (as far as the
-    ledger knows). ``last_status``: the latest ``copy_status`` the ledger holds for it."""
+    ledger knows). ``last_status``: the latest copy status known for it: the ledger's, then
+    what this run's polls saw (a status outside the contract's list included)."""
 
     project_id: str
     checkpoint_item_id: str
@@ -313,6 +314,15 @@ def _settle(
             )
             continue
         status, progress = answer
+        if status not in _KNOWN and status != pair.last_status:
+            # Not a status the contract lists: kept open (it may still end), said once.
+            log.warning(
+                "track.unknown_status",
+                checkpoint_item_id=pair.checkpoint_item_id,
+                destination_region=pair.destination_region,
+                copy_status=status,
+                action="polled until it ends or --deadline passes",
+            )
         if status in _KNOWN and status != pair.last_status:
             recorder.copy_status(
                 pair.ids(),
@@ -338,7 +348,7 @@ def _settle(
 
 
 def _with_status(pair: PendingCopy, status: str) -> PendingCopy:
-    if status == pair.last_status or status not in _KNOWN:
+    if status == pair.last_status:
         return pair
     return PendingCopy(
         pair.project_id,

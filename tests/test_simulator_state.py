@@ -232,6 +232,8 @@ def test_invalid_configuration_is_refused() -> None:
         SimulatorConfig.from_knobs(p503=0.7, p500=0.5)
     with pytest.raises(ConfigError):
         SimulatorConfig.from_knobs(regions=("mars-1",))
+    with pytest.raises(ConfigError, match="records_endpoint"):
+        SimulatorConfig.from_knobs(records_endpoint="no")  # a string, however truthy
     with pytest.raises(ConfigError):
         FaultConfig().updated({"p503": "lots"})
     with pytest.raises(ConfigError):

@@ -6,22 +6,32 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
 from conftest import MakeSimulator
 from runkit import estate_manifest, final_results, run_in_process
 from simthread import cli_env, simulator_thread
+from structlog.testing import capture_logs
 
 from orchestrator.auth import AkSkSigner, Secret
 from orchestrator.cli import main
 from orchestrator.client import ClientSettings, CsbsClient
 from orchestrator.exitcodes import ExitCode
 from orchestrator.history import History
-from orchestrator.ledger import iter_records
+from orchestrator.ledger import LedgerWriter, iter_records
 from orchestrator.plan import Plan
+from orchestrator.recorder import LedgerRecorder
 from orchestrator.simulator import Simulator
-from orchestrator.tracking import TrackSettings, pending_copies, track_ledger
+from orchestrator.simulator.app import GET_ITEM, UNKNOWN
+from orchestrator.tracking import (
+    PendingCopy,
+    TrackSettings,
+    pending_copies,
+    track_copies,
+    track_ledger,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -98,6 +108,64 @@ async def test_copies_are_followed_to_success(
     assert all(history.copy_status(key) == "success" for key in final_results(ledger))
     assert again.tracked == 0
     assert again.exit_code == ExitCode.OK
+
+
+async def test_without_the_records_endpoint_copies_are_read_from_the_item(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    """``/replication_records`` is unconfirmed on the real service: where it answers 404,
+    each copy's status comes from its checkpoint item's own ``replication_records``."""
+    async with make_simulator(
+        items=30, copy_wait_s=0, copy_duration_s=10, records_endpoint=False
+    ) as sim:
+        ledger = await _replicated(sim, tmp_path)
+        time = SimTime(sim)
+        result = await track_ledger(
+            ledger,
+            _factory(sim),
+            TrackSettings(interval_s=10, concurrency=4),
+            sleep=time.sleep,
+            clock=time.clock,
+        )
+        refused = sim.counters.requests_for(UNKNOWN, 404)
+        asked_items = sim.counters.requests_for(GET_ITEM, 200)
+    assert (result.success, result.failed, result.running, result.missing) == (6, 0, 0, 0)
+    assert result.exit_code == ExitCode.OK
+    assert refused == asked_items == 6 * result.rounds  # every poll: 404, then the item
+    assert Counter(str(line["copy_status"]) for line in _copy_lines(ledger))["success"] == 6
+
+
+class _OddStatuses:
+    """A client whose records report a status outside the contract, then ``success``."""
+
+    def __init__(self, statuses: list[str]) -> None:
+        self.statuses = statuses
+
+    async def replication_records(self, *_: object, **__: object) -> list[dict[str, object]]:
+        return [{"id": "rec-1", "status": self.statuses.pop(0)}]
+
+
+async def test_a_status_outside_the_contract_is_reported_once_and_polled_on(
+    tmp_path: Path,
+) -> None:
+    pair = PendingCopy("p" * 32, "item-1", "cn-south-1", "d" * 32, "cn-north-1", "rec-1")
+    client = _OddStatuses(["deleting", "deleting", "success"])
+    time = SimTime(None)
+    async with LedgerWriter(tmp_path / "ledger.jsonl") as writer:
+        with capture_logs() as logs:
+            result = await track_copies(
+                cast(CsbsClient, client),
+                [pair],
+                LedgerRecorder(writer, "track-1"),
+                TrackSettings(interval_s=10),
+                sleep=time.sleep,
+                clock=time.clock,
+            )
+    assert (result.rounds, result.success) == (3, 1)
+    warned = [e for e in logs if e["event"] == "track.unknown_status"]
+    assert [e["copy_status"] for e in warned] == ["deleting"]  # once, not every round
+    # Only statuses of the contract become copy_status lines.
+    assert [line["copy_status"] for line in _copy_lines(tmp_path / "ledger.jsonl")] == ["success"]
 
 
 async def test_failed_copies_exit_3_and_are_planned_again_with_retry_failed(

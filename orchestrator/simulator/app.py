@@ -110,8 +110,10 @@ class SimulatorApp:
         counters: Counters,
         clock: AdvancingClock,
         info: Callable[[], dict[str, Any]],
+        records_endpoint: bool = True,
     ) -> None:
         self._estate = estate
+        self._records_endpoint = records_endpoint
         self._auth = auth
         self._faults = faults
         self._counters = counters
@@ -139,7 +141,8 @@ class SimulatorApp:
         # Registered before ``{item_id}`` so that "count" is not taken for an id.
         add("GET", f"{items}/count", self._csbs(COUNT_ITEMS, self._count_items))
         add("GET", f"{items}/{{item_id}}", self._csbs(GET_ITEM, self._get_item))
-        add("GET", f"{_V1}/replication_records", self._csbs(LIST_RECORDS, self._list_records))
+        if self._records_endpoint:
+            add("GET", f"{_V1}/replication_records", self._csbs(LIST_RECORDS, self._list_records))
         add("POST", "/v3/auth/tokens", self._tokens)
         add("GET", "/_sim/counters", self._sim(lambda _: self._counters.snapshot()))
         add("GET", "/_sim/info", self._sim(lambda _: self._info()))

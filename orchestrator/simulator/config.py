@@ -164,6 +164,9 @@ class SimulatorConfig:
     """Simulated seconds per real second for the default clock."""
     duplicate_code: str = "BackupService.1009"
     duplicate_status: int = 400
+    records_endpoint: bool = True
+    """Serve ``GET /v1/{project_id}/replication_records`` (unconfirmed on the real service);
+    False: it answers 404 ``APIGW.0101`` like any unknown path."""
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
@@ -185,6 +188,8 @@ class SimulatorConfig:
             raise ConfigError("time_scale must be > 0")
         if not self.ak or not self.sk:
             raise ConfigError("ak and sk must not be empty")
+        if not isinstance(self.records_endpoint, bool):
+            raise ConfigError("records_endpoint must be true or false")
 
     @classmethod
     def from_knobs(cls, **knobs: Any) -> SimulatorConfig:

@@ -107,6 +107,7 @@ class Simulator:
             counters=self.counters,
             clock=self.clock,
             info=self.info,
+            records_endpoint=self.config.records_endpoint,
         ).build()
         # No access log: at thousands of requests per second it would cost more than serving.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
