@@ -27,6 +27,7 @@ from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import GET_ITEM, UNKNOWN
 from orchestrator.tracking import (
     PendingCopy,
+    TrackResult,
     TrackSettings,
     pending_copies,
     track_copies,
@@ -59,6 +60,13 @@ class SimTime:
         return self.now
 
 
+async def _track(
+    sim: Simulator, ledger: Path, settings: TrackSettings, time: SimTime
+) -> TrackResult:
+    """``track_ledger`` against ``sim`` on simulated time: nothing really waits."""
+    return await track_ledger(ledger, _factory(sim), settings, sleep=time.sleep, clock=time.clock)
+
+
 def _copy_lines(ledger: Path) -> list[dict[str, object]]:
     return [r for r in iter_records(ledger) if r["event"] == "copy_status"]
 
@@ -82,13 +90,7 @@ async def test_copies_are_followed_to_success(
         pairs = len(pending_copies(ledger))
         assert pairs == 6
         time = SimTime(sim)
-        result = await track_ledger(
-            ledger,
-            _factory(sim),
-            TrackSettings(interval_s=10, concurrency=4),
-            sleep=time.sleep,
-            clock=time.clock,
-        )
+        result = await _track(sim, ledger, TrackSettings(interval_s=10, concurrency=4), time)
         again = await track_ledger(ledger, _factory(sim), TrackSettings(), sleep=time.sleep)
 
     assert (result.success, result.failed, result.running, result.missing) == (pairs, 0, 0, 0)
@@ -120,13 +122,7 @@ async def test_without_the_records_endpoint_copies_are_read_from_the_item(
     ) as sim:
         ledger = await _replicated(sim, tmp_path)
         time = SimTime(sim)
-        result = await track_ledger(
-            ledger,
-            _factory(sim),
-            TrackSettings(interval_s=10, concurrency=4),
-            sleep=time.sleep,
-            clock=time.clock,
-        )
+        result = await _track(sim, ledger, TrackSettings(interval_s=10, concurrency=4), time)
         refused = sim.counters.requests_for(UNKNOWN, 404)
         asked_items = sim.counters.requests_for(GET_ITEM, 200)
     assert (result.success, result.failed, result.running, result.missing) == (6, 0, 0, 0)
@@ -176,9 +172,7 @@ async def test_failed_copies_exit_3_and_are_planned_again_with_retry_failed(
     ) as sim:
         ledger = await _replicated(sim, tmp_path, rows=4)
         time = SimTime(sim)
-        result = await track_ledger(
-            ledger, _factory(sim), TrackSettings(interval_s=5), sleep=time.sleep, clock=time.clock
-        )
+        result = await _track(sim, ledger, TrackSettings(interval_s=5), time)
     assert (result.failed, result.success, result.exit_code) == (4, 0, ExitCode.FAILED)
     assert [line["copy_status"] for line in _copy_lines(ledger)] == ["copying"] * 4 + ["fail"] * 4
     history = History.load(ledger)
@@ -198,13 +192,7 @@ async def test_deadline_stops_with_copies_still_running(
     async with make_simulator(items=30, copy_wait_s=0, copy_duration_s=3600) as sim:
         ledger = await _replicated(sim, tmp_path, rows=3)
         time = SimTime(None)  # the copies never progress
-        result = await track_ledger(
-            ledger,
-            _factory(sim),
-            TrackSettings(interval_s=10, deadline_s=25),
-            sleep=time.sleep,
-            clock=time.clock,
-        )
+        result = await _track(sim, ledger, TrackSettings(interval_s=10, deadline_s=25), time)
     assert (result.running, result.exit_code) == (3, ExitCode.INTERRUPTED)
     assert time.sleeps == [10, 10, 5]  # the last wait is cut to the deadline, then one round
     assert result.rounds == 4
