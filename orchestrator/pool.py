@@ -19,7 +19,8 @@ revoked credentials) stops feeding and starting pairs; requests already sent fin
 by the grace period. :meth:`Pool.cancel` (second signal, grace expired) cancels at once: pairs
 then in flight have a durable ``attempt`` and no result, so resume reconciles them. Either
 way, a pair whose attempt line a worker wrote ahead (see :class:`_Lane`) but never sent gets
-a ``gave_up`` result marked as not sent.
+a ``gave_up`` result marked as not sent, and a pair waiting to retry gets ``gave_up`` with its
+last answer.
 
 The pool knows neither HTTP nor the ledger: it talks to a :class:`Replicator` and a
 :class:`Recorder`.
@@ -427,7 +428,13 @@ class Pool:
             return _outcome(ResultStatus.FAILED, exc, attempt.sent)
         except TransientApiError as exc:
             return _outcome(ResultStatus.GAVE_UP, exc, attempt.sent, unknown=attempt.reconcile)
-        except _RegionDown:
+        except (_Stopped, _RegionDown) as exc:
+            return self._unfinished(attempt, gate, exc)
+
+    def _unfinished(self, attempt: _Attempt, gate: RegionGate, exc: Exception) -> Outcome:
+        """The outcome of a pair whose retries were cut short; re-raises :class:`_Stopped`
+        when the pair has no answer to record yet (withdrawn if its line was written ahead)."""
+        if isinstance(exc, _RegionDown):
             return Outcome(
                 ResultStatus.GAVE_UP,
                 error_msg=f"{gate.region}: circuit breaker open for more than "
@@ -435,6 +442,18 @@ class Pool:
                 attempts=attempt.sent,
                 outcome_unknown=attempt.reconcile,
             )
+        err = attempt.last_error
+        if err is None:
+            raise exc
+        # Stopped between retries: the last answer is known, so the pair is not in flight.
+        return Outcome(
+            ResultStatus.GAVE_UP,
+            http_status=err.http_status,
+            error_code=err.error_code,
+            error_msg=f"the run stopped while retrying; last error: {err.error_msg or err}",
+            attempts=attempt.sent,
+            outcome_unknown=attempt.reconcile,
+        )
 
     async def _with_retries(self, attempt: _Attempt, gate: RegionGate) -> Outcome:
         # Most first attempts succeed, and a retry controller costs more than the rest of a
@@ -454,7 +473,7 @@ class Pool:
             sleep=self._backoff_sleep,
             rng=self._rng,
             budget=self._budget,
-            before_sleep=lambda state: self._note_retry(attempt.task, state),
+            before_sleep=lambda state: self._note_retry(attempt, state),
             started=started,
         )
         replay: TransientApiError | None = first
@@ -466,10 +485,13 @@ class Pool:
                 return await self._one_try(attempt, gate)
         raise AssertionError("unreachable: the retry controller re-raises")  # pragma: no cover
 
-    def _note_retry(self, task: ReplicationTask, state: RetryCallState) -> None:
+    def _note_retry(self, attempt: _Attempt, state: RetryCallState) -> None:
+        task = attempt.task
         self.stats.retries += 1
         self._progress.retry(task.destination_region)
         exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, TransientApiError):
+            attempt.last_error = exc
         # Debug: a storm retries a third of all requests; the progress events count them.
         log.debug(
             "replicate.retry",
@@ -699,6 +721,8 @@ class _Attempt:
     ahead: Durable | None = None
     #: The worker's lane, until the pair's first request goes out (it then fetches ahead).
     lane: _Lane | None = None
+    #: The transient error that the pair is waiting to retry (None before any).
+    last_error: TransientApiError | None = None
 
 
 class _Lane:

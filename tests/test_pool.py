@@ -823,3 +823,35 @@ async def test_a_stop_gives_up_as_not_sent_the_pairs_whose_attempt_was_written_a
     for task in tasks:
         if task.checkpoint_item_id in not_sent:
             assert history.status(task.key) is ResultStatus.GAVE_UP  # resume sends them
+
+
+async def test_a_stop_between_retries_records_the_last_answer() -> None:
+    """A pair waiting to retry when the run stops got an answer: it ends gave_up with that
+    answer, not in flight. Unknown only if that answer may have been applied."""
+    refused, cut = make_task(0), make_task(1, "cn-south-1")  # a worker (and queue) each
+    fake = FakeReplicator(
+        {
+            refused.checkpoint_item_id: [http_error(503, "CSBS.9997")] * 3,
+            cut.checkpoint_item_id: [TransportError("cut", maybe_applied=True)] * 3,
+        }
+    )
+    holder: list[Pool] = []
+    sleep = SleepLog(then=lambda: holder[0].request_stop("signal"))
+    recorder = FakeRecorder()
+    pool = Pool(fake, recorder, settings(per_region=2), sleep=sleep)
+    holder.append(pool)
+    stats = await pool.run([WorkItem(refused), WorkItem(cut)], ["cn-east-2", "cn-south-1"])
+    assert stats.stop_reason == "signal"
+    first, second = recorder.results[refused.key], recorder.results[cut.key]
+    assert (first.status, first.http_status, first.error_code) == (
+        ResultStatus.GAVE_UP,
+        503,
+        "CSBS.9997",
+    )
+    assert "stopped while retrying" in (first.error_msg or "")
+    assert (first.attempts, first.outcome_unknown) == (1, False)
+    assert (second.status, second.attempts, second.outcome_unknown) == (
+        ResultStatus.GAVE_UP,
+        1,
+        True,  # the cut request may have been applied: resume asks first
+    )
