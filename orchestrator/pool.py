@@ -138,6 +138,7 @@ _PROBES = 4
 
 
 _NOT_SENT = "not sent: the run stopped before this pair's request went out"
+_FEED_BATCH = 256  # pairs queued between the producer's turns
 
 
 class _Stopped(Exception):
@@ -332,7 +333,7 @@ class Pool:
         self, work: Iterable[WorkItem], sends: dict[str, MemoryObjectSendStream[WorkItem]]
     ) -> None:
         try:
-            for item in work:
+            for count, item in enumerate(work, 1):
                 if self._stop.is_set():
                     break
                 send = sends[item.task.destination_region]
@@ -340,6 +341,12 @@ class Pool:
                     send.send_nowait(item)
                 except anyio.WouldBlock:
                     await self._wait_or_stop(send.send(item))
+                else:
+                    if count % _FEED_BATCH == 0:
+                        # Queues with room never make the producer wait: without this it
+                        # would read the whole manifest (thousands of rows) before the
+                        # workers send their first requests.
+                        await anyio.lowlevel.checkpoint()
         except _Stopped:
             pass
         finally:

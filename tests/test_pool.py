@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -855,3 +855,23 @@ async def test_a_stop_between_retries_records_the_last_answer() -> None:
         1,
         True,  # the cut request may have been applied: resume asks first
     )
+
+
+async def test_the_first_requests_go_out_before_the_whole_plan_is_queued() -> None:
+    """With room in every queue the producer never has to wait; it still lets the workers
+    start after each batch, instead of reading the whole manifest first."""
+    tasks = [make_task(n) for n in range(3000)]
+    fed: list[int] = [0]
+    at_first_request: list[int] = []
+
+    def work() -> Iterator[WorkItem]:
+        for task in tasks:
+            fed[0] += 1
+            yield WorkItem(task)
+
+    fake = FakeReplicator()
+    fake.on_replicate = lambda _: at_first_request.append(fed[0])
+    pool = Pool(fake, FakeRecorder(), settings(queue_per_region=4096), sleep=SleepLog())
+    stats = await pool.run(work(), ["cn-east-2"])
+    assert stats.counts[ResultStatus.REPLICATED] == len(tasks)
+    assert at_first_request[0] <= 2 * pool_module._FEED_BATCH
