@@ -109,6 +109,11 @@ def exit_code_for(stats: PoolStats, rejected: int) -> ExitCode:
     return ExitCode.OK
 
 
+def _plan_history(ledger: Path) -> History:
+    """The ledger folded for planning: statuses only, no record ids."""
+    return History.load(ledger, record_ids=False)
+
+
 def build_plan(spec: JobSpec, history: History) -> Plan:
     if spec.tasks is not None:
         return Plan.from_tasks(spec.tasks, history=history, retry_failed=spec.retry_failed)
@@ -135,7 +140,7 @@ async def run_job(
     async with LedgerWriter(spec.ledger) as ledger:
         if ledger.repaired_bytes:
             log.warning("ledger.repaired", path=str(spec.ledger), cut_bytes=ledger.repaired_bytes)
-        history = await anyio.to_thread.run_sync(History.load, spec.ledger)
+        history = await anyio.to_thread.run_sync(_plan_history, spec.ledger)
         plan = await anyio.to_thread.run_sync(build_plan, spec, history)
         if spec.strict:
             _refuse_if_invalid(plan, spec)

@@ -247,8 +247,7 @@ async def plan_tasks(
     """The plan of discovered pairs, checked against the service like a manifest's."""
 
     def build() -> Plan:
-        history = History.load(ledger) if ledger is not None and ledger.exists() else None
-        return Plan.from_tasks(tasks, history=history, retry_failed=retry_failed)
+        return Plan.from_tasks(tasks, history=_history(ledger), retry_failed=retry_failed)
 
     plan = await anyio.to_thread.run_sync(build)
     routes = await anyio.to_thread.run_sync(plan.routes)
@@ -263,9 +262,16 @@ async def plan_tasks(
     )
 
 
+def _history(ledger: Path | None) -> History | None:
+    """What the ledger says, as far as a plan needs it; None without a ledger."""
+    if ledger is None or not ledger.exists():
+        return None
+    return History.load(ledger, record_ids=False)
+
+
 async def _plan(args: argparse.Namespace, settings: RunSettings, manifest: Path) -> PlanReport:
     ledger = Path(args.ledger) if getattr(args, "ledger", None) else None
-    history = History.load(ledger) if ledger is not None and ledger.exists() else None
+    history = _history(ledger)
     retry_failed = bool(getattr(args, "retry_failed", False))
 
     def build(project_id: str | None) -> Plan:

@@ -202,6 +202,29 @@ def test_copy_status_tracks_the_current_replica(tmp_path: Path) -> None:
     assert history.record_id(key(1)) == RID2
 
 
+def test_a_plan_s_history_keeps_no_record_ids_but_still_matches_copy_statuses(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path / "l.jsonl",
+        result(1, "replicated", RID),
+        copy_status(1, "fail", RID),
+        result(2, "replicated", RID2),
+        copy_status(2, "fail", RID),  # about another replica: ignored
+        result(3, "gave_up"),
+        attempt(3),
+    )
+    full, lean = History.load(path), History.load(path, record_ids=False)
+    for n in (1, 2, 3):
+        k = full.keys(*key(n))
+        assert lean.view(lean.keys(*key(n))) == full.view(k)
+    assert lean.copy_failed(key(1))
+    assert not lean.copy_failed(key(2))
+    assert lean.unknown_outcome(key(3))
+    assert lean.record_id(key(1)) is None
+    assert full.record_id(key(1)) == RID
+
+
 def test_record_ids_round_trip_exactly(tmp_path: Path) -> None:
     ids = [str(uuid.UUID(int=i * 7919 + 1)) for i in range(50)]
     odd = ["REC-UPPER-1", "042CD047-A7C9-4905-A859-402950AC8440", "x"]
