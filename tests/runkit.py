@@ -28,10 +28,11 @@ from orchestrator.auth import AkSkSigner, Authenticator, Secret
 from orchestrator.client import ClientSettings, CsbsClient
 from orchestrator.job import JobResult, JobSpec, run_job
 from orchestrator.ledger import iter_records
-from orchestrator.models import PairKey
+from orchestrator.models import PairKey, ReplicationTask
 from orchestrator.pool import Replicator
 from orchestrator.settings import RunSettings
 from orchestrator.simulator import Simulator
+from orchestrator.simulator.records import Item
 from orchestrator.simulator.sample import write_estate_manifest
 
 __all__ = [
@@ -41,11 +42,13 @@ __all__ = [
     "client_factory",
     "estate_manifest",
     "final_results",
+    "fresh_items",
     "ledger_lines",
     "results_by_pair",
     "run_cli",
     "run_in_process",
     "start_cli",
+    "task_for",
     "until",
     "wait_for",
 ]
@@ -59,6 +62,33 @@ FAST: Mapping[str, Any] = {
 }
 
 # -- in process ------------------------------------------------------------------------------
+
+
+def fresh_items(
+    sim: Simulator, count: int | None = None, *, project: int = 0, status: str = "available"
+) -> list[Item]:
+    """Items of one project with this status and no replication history (the first
+    ``count`` of them, or all)."""
+    project_id = sim.state.projects[project].id
+    found = [
+        item
+        for item in sim.state.items_of(project_id)
+        if item.status == status and not sim.state.records_of(item)
+    ]
+    return found if count is None else found[:count]
+
+
+def task_for(sim: Simulator, item: Item, *, destination: int = 0, **kw: Any) -> ReplicationTask:
+    """The task replicating ``item`` to the ``destination``-th region its region can reach."""
+    region = sim.state.capabilities()[item.region][destination]
+    return ReplicationTask(
+        checkpoint_item_id=item.id,
+        project_id=item.project_id,
+        destination_region=region,
+        destination_project_id=sim.state.destination_projects[region],
+        source_region=item.region,
+        **kw,
+    )
 
 
 def estate_manifest(sim: Simulator, path: Path, *, destinations: int = 1) -> int:

@@ -21,6 +21,7 @@ import anyio
 import orjson
 import pytest
 from aiohttp import web
+from runkit import fresh_items, task_for
 
 from orchestrator.auth import AkSkSigner, IamPasswordToken, Secret, StaticToken
 from orchestrator.client import (
@@ -45,7 +46,6 @@ from orchestrator.errors import (
 from orchestrator.models import ReplicationTask
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import GET_ITEM, LIST_ITEMS, REPLICATE, TOKENS
-from orchestrator.simulator.records import Item
 
 MakeSimulator = Callable[..., Simulator]
 
@@ -68,28 +68,6 @@ def assert_no_secrets(exc: BaseException, *secrets: str) -> None:
 
 def sim_secrets(sim: Simulator) -> tuple[str, str]:
     return sim.config.sk, sim.config.password
-
-
-def fresh_items(sim: Simulator, project: int = 0) -> list[Item]:
-    """Available items of one project with no replication history."""
-    project_id = sim.state.projects[project].id
-    return [
-        item
-        for item in sim.state.items_of(project_id)
-        if item.status == "available" and not sim.state.records_of(item)
-    ]
-
-
-def task_for(sim: Simulator, item: Item, *, destination: int = 0, **kw: Any) -> ReplicationTask:
-    region = sim.state.capabilities()[item.region][destination]
-    return ReplicationTask(
-        checkpoint_item_id=item.id,
-        project_id=item.project_id,
-        destination_region=region,
-        destination_project_id=sim.state.destination_projects[region],
-        source_region=item.region,
-        **kw,
-    )
 
 
 def client_for(sim: Simulator, auth: Any = "aksk", **settings: Any) -> CsbsClient:

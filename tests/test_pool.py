@@ -19,6 +19,7 @@ from pathlib import Path
 import anyio
 import orjson
 import pytest
+from runkit import fresh_items, task_for
 
 from orchestrator import pool as pool_module
 from orchestrator.auth import AkSkSigner, Secret
@@ -40,7 +41,6 @@ from orchestrator.recorder import LedgerRecorder
 from orchestrator.retry import RetryPolicy
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import GET_ITEM, REPLICATE
-from orchestrator.simulator.records import Item
 
 MakeSimulator = Callable[..., Simulator]
 pytestmark = pytest.mark.anyio
@@ -231,27 +231,6 @@ async def sim_client(sim: Simulator) -> AsyncIterator[CsbsClient]:
         yield client
 
 
-def fresh_items(sim: Simulator, status: str = "available") -> list[Item]:
-    """Items of the first project with this status and no replication history."""
-    project = sim.state.projects[0]
-    return [
-        item
-        for item in sim.state.items_of(project.id)
-        if item.status == status and not sim.state.records_of(item)
-    ]
-
-
-def sim_task(sim: Simulator, item: Item, which: int = 0) -> ReplicationTask:
-    region = sim.state.capabilities()[item.region][which]
-    return ReplicationTask(
-        checkpoint_item_id=item.id,
-        project_id=item.project_id,
-        destination_region=region,
-        destination_project_id=sim.state.destination_projects[region],
-        source_region=item.region,
-    )
-
-
 def assert_full_jitter(asked: Sequence[float]) -> None:
     """The n-th backoff (0-based) of one pair lies in [0, min(cap, base * 2**n)]."""
     for n, seconds in enumerate(asked):
@@ -313,7 +292,7 @@ async def test_retry_after_is_honoured_and_capped() -> None:
 async def test_simulator_503_with_retry_after_then_success(make_simulator: MakeSimulator) -> None:
     async with make_simulator(items=40, p503=1.0, retry_after_s=2) as sim, sim_client(sim) as c:
         item = fresh_items(sim)[0]
-        task = sim_task(sim, item)
+        task = task_for(sim, item)
         sleep = SleepLog(then=lambda: sim.update_faults(p503=0.0))
         _, recorder, _ = await run_pool(c, [task], sleep=sleep)
         outcome = recorder.results[task.key]
@@ -335,7 +314,7 @@ async def test_simulator_500_and_429_are_retried(
 ) -> None:
     async with make_simulator(items=40, **knobs) as sim, sim_client(sim) as c:
         # The throttle's one token is taken by a first pair; the second pair is throttled.
-        tasks = [sim_task(sim, item) for item in fresh_items(sim)[:2]]
+        tasks = [task_for(sim, item) for item in fresh_items(sim)[:2]]
         sleep = SleepLog(then=lambda: sim.update_faults(p500=0.0, throttle_rate=0.0))
         _, recorder, _ = await run_pool(
             c, tasks, sleep=sleep, pool_settings=settings(concurrency=1, per_region=1)
@@ -348,7 +327,7 @@ async def test_simulator_500_and_429_are_retried(
 
 async def test_attempts_are_bounded_then_gave_up(make_simulator: MakeSimulator) -> None:
     async with make_simulator(items=40, p503=1.0) as sim, sim_client(sim) as c:
-        task = sim_task(sim, fresh_items(sim)[0])
+        task = task_for(sim, fresh_items(sim)[0])
         sleep = SleepLog()
         policy = RetryPolicy(max_attempts=3, base_delay_s=BASE, max_delay_s=CAP)
         stats, recorder, _ = await run_pool(
@@ -407,7 +386,7 @@ async def test_final_4xx_is_failed_at_once(
     async with make_simulator(items=80) as sim, sim_client(sim) as c:
         good = fresh_items(sim)[0]
         if case == "error item":
-            task = sim_task(sim, fresh_items(sim, status="error")[0])
+            task = task_for(sim, fresh_items(sim, status="error")[0])
         elif case == "unknown item":
             task = ReplicationTask(
                 "00000000-0000-4000-8000-000000000000",
@@ -446,7 +425,7 @@ async def test_already_replicated_looks_up_the_existing_record(
     make_simulator: MakeSimulator,
 ) -> None:
     async with make_simulator(items=40) as sim, sim_client(sim) as c:
-        task = sim_task(sim, fresh_items(sim)[0])
+        task = task_for(sim, fresh_items(sim)[0])
         await run_pool(c, [task])
         first = sim.state.latest_record(task.checkpoint_item_id, task.destination_region)
         assert first is not None
@@ -481,7 +460,7 @@ async def test_already_replicated_lookup_still_happens_after_a_stop() -> None:
 
 async def test_apply_then_drop_is_reconciled_never_resent(make_simulator: MakeSimulator) -> None:
     async with make_simulator(items=40, p_apply_drop=1.0) as sim, sim_client(sim) as c:
-        task = sim_task(sim, fresh_items(sim)[0])
+        task = task_for(sim, fresh_items(sim)[0])
         sleep = SleepLog(then=lambda: sim.update_faults(p_apply_drop=0.0))
         _, recorder, _ = await run_pool(c, [task], sleep=sleep)
         outcome = recorder.results[task.key]
@@ -499,7 +478,7 @@ async def test_apply_then_drop_is_reconciled_never_resent(make_simulator: MakeSi
 
 async def test_drop_before_apply_is_reconciled_then_resent(make_simulator: MakeSimulator) -> None:
     async with make_simulator(items=40, p_drop=1.0) as sim, sim_client(sim) as c:
-        task = sim_task(sim, fresh_items(sim)[0])
+        task = task_for(sim, fresh_items(sim)[0])
         sleep = SleepLog(then=lambda: sim.update_faults(p_drop=0.0))
         _, recorder, _ = await run_pool(c, [task], sleep=sleep)
         outcome = recorder.results[task.key]

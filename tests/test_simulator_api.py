@@ -9,6 +9,7 @@ import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
+from runkit import fresh_items
 
 from orchestrator.models import PROVIDER_ID
 from orchestrator.simulator import Simulator
@@ -59,16 +60,6 @@ async def api(make_simulator: MakeSimulator) -> AsyncIterator[Api]:
         aiohttp.ClientSession() as session,
     ):
         yield Api(sim, session)
-
-
-def fresh_items(sim: Simulator, count: int = 1, project: int = 0) -> list[Item]:
-    project_id = sim.state.projects[project].id
-    found = [
-        i
-        for i in sim.state.items_of(project_id)
-        if i.status == "available" and not sim.state.records_of(i)
-    ]
-    return found[:count]
 
 
 def destination(sim: Simulator, item: Item) -> str:
@@ -130,7 +121,7 @@ async def test_replicate_answers_all_seven_fields(api: Api) -> None:
 async def test_replicate_invalid_body_is_400(
     api: Api, replication: dict[str, Any], fragment: str
 ) -> None:
-    (item,) = fresh_items(api.sim)
+    (item,) = fresh_items(api.sim, 1)
     body = {k: destination(api.sim, item) if v == "{dest}" else v for k, v in replication.items()}
     status, _, error = await api.replicate(item, "", body={"replication": body})
     assert status == 400
@@ -140,7 +131,7 @@ async def test_replicate_invalid_body_is_400(
 
 
 async def test_replicate_body_that_is_not_json_is_400(api: Api) -> None:
-    (item,) = fresh_items(api.sim)
+    (item,) = fresh_items(api.sim, 1)
     path = f"/v1/{item.project_id}/providers/{PROVIDER_ID}/checkpoint_items/{item.id}/replicate"
     async with api.session.post(api.sim.base_url + path, data=b"{nope") as resp:
         assert resp.status == 400
@@ -151,7 +142,7 @@ async def test_replicate_body_that_is_not_json_is_400(api: Api) -> None:
 
 async def test_replicate_refusals(api: Api) -> None:
     sim = api.sim
-    (item,) = fresh_items(sim)
+    (item,) = fresh_items(sim, 1)
     status, _, error = await api.replicate(item, destination(sim, item), provider="p" * 8)
     assert (status, error["error_code"]) == (400, "CSBS.9001")
     status, _, error = await api.replicate(item, "ap-southeast-1")
@@ -172,7 +163,7 @@ async def test_replicate_refusals(api: Api) -> None:
 
 
 async def test_duplicate_is_refused_and_counted(api: Api) -> None:
-    (item,) = fresh_items(api.sim)
+    (item,) = fresh_items(api.sim, 1)
     region = destination(api.sim, item)
     assert (await api.replicate(item, region))[0] == 200
     status, _, error = await api.replicate(item, region)
@@ -207,7 +198,7 @@ async def test_already_replicated_items_in_the_estate_are_refused(api: Api) -> N
 
 
 async def test_progression_is_visible_on_item_and_records(api: Api) -> None:
-    (item,) = fresh_items(api.sim)
+    (item,) = fresh_items(api.sim, 1)
     region = destination(api.sim, item)
     _, _, body = await api.replicate(item, region)
     record_id = body["replication"]["replication_record_id"]
@@ -238,7 +229,7 @@ async def test_progression_is_visible_on_item_and_records(api: Api) -> None:
 
 
 async def test_failed_copies_show_fail_and_allow_a_new_replication(api: Api) -> None:
-    (item,) = fresh_items(api.sim)
+    (item,) = fresh_items(api.sim, 1)
     region = destination(api.sim, item)
     status, _, faults = await api.call("POST", "/_sim/faults", {"copy_fail_rate": 1.0})
     assert (status, faults["faults"]["copy_fail_rate"]) == (200, 1.0)
@@ -394,7 +385,7 @@ async def test_sim_items_adds_replicable_backups(api: Api) -> None:
 
 
 async def test_counters_by_path_and_status(api: Api) -> None:
-    (item,) = fresh_items(api.sim)
+    (item,) = fresh_items(api.sim, 1)
     await api.replicate(item, destination(api.sim, item))
     await api.replicate(item, destination(api.sim, item))
     await api.call("GET", f"/v1/{item.project_id}/checkpoint_items/count")

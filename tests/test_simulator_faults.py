@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from runkit import fresh_items
 
 from orchestrator.models import PROVIDER_ID
 from orchestrator.simulator import Simulator
@@ -29,16 +30,6 @@ class FakeMonotonic:
 
     def __call__(self) -> float:
         return self.now
-
-
-def fresh(sim: Simulator, count: int = 1, project: int = 0) -> list[Item]:
-    """``count`` available items of one project that have never been replicated."""
-    project_id = sim.state.projects[project].id
-    return [
-        i
-        for i in sim.state.items_of(project_id)
-        if i.status == "available" and not sim.state.records_of(i)
-    ][:count]
 
 
 def replicate_url(sim: Simulator, item: Item) -> str:
@@ -73,7 +64,7 @@ async def test_injected_503_and_500_apply_nothing(make_simulator: MakeSimulator)
         make_simulator(auth="none", p503=1.0, retry_after_s=2.5) as sim,
         aiohttp.ClientSession() as session,
     ):
-        (item,) = fresh(sim)
+        (item,) = fresh_items(sim, 1)
         status, headers, body = await post(session, sim, item)
         assert status == 503
         assert headers["Retry-After"] == "3"
@@ -92,7 +83,7 @@ async def test_malformed_bodies_are_not_json(make_simulator: MakeSimulator) -> N
         aiohttp.ClientSession() as session,
     ):
         statuses = set()
-        for item in fresh(sim, 12):
+        for item in fresh_items(sim, 12):
             status, headers, body = await post(session, sim, item)
             statuses.add((status, headers["Content-Type"]))
             assert headers["X-Request-Id"]
@@ -112,7 +103,7 @@ async def test_throttling_per_project_token_bucket(make_simulator: MakeSimulator
         ) as sim,
         aiohttp.ClientSession() as session,
     ):
-        items = fresh(sim, 5)
+        items = fresh_items(sim, 5)
         statuses = [(await post(session, sim, item))[0] for item in items[:3]]
         assert statuses == [200, 200, 200]
         status, headers, body = await post(session, sim, items[3])
@@ -126,7 +117,7 @@ async def test_throttling_per_project_token_bucket(make_simulator: MakeSimulator
         )
         assert error["request_id"] == headers["X-Request-Id"]
         # Another project has its own bucket.
-        assert (await post(session, sim, fresh(sim, project=1)[0]))[0] == 200
+        assert (await post(session, sim, fresh_items(sim, 1, project=1)[0]))[0] == 200
         clock.now += 0.5  # one token back at 2/s
         assert (await post(session, sim, items[3]))[0] == 200
         assert (await post(session, sim, items[4]))[0] == 429
@@ -149,7 +140,7 @@ async def test_capacity_limit_answers_503(make_simulator: MakeSimulator) -> None
         aiohttp.ClientSession() as session,
     ):
         sim.advance(3600)  # the estate's own copies finish
-        items = fresh(sim, 3)
+        items = fresh_items(sim, 3)
         assert [(await post(session, sim, item))[0] for item in items[:2]] == [200, 200]
         status, headers, body = await post(session, sim, items[2])
         assert (status, orjson.loads(body)["error_code"]) == (503, "CSBS.0001")
@@ -164,7 +155,7 @@ async def test_drop_before_apply_changes_nothing(make_simulator: MakeSimulator) 
         make_simulator(auth="none", p_drop=1.0) as sim,
         aiohttp.ClientSession() as session,
     ):
-        (item,) = fresh(sim)
+        (item,) = fresh_items(sim, 1)
         with pytest.raises(aiohttp.ClientConnectionError):
             await post(session, sim, item)
         assert not sim.state.records_of(item)
@@ -181,7 +172,7 @@ async def test_apply_then_drop_changes_state_but_gives_no_answer(
         make_simulator(auth="none", p_apply_drop=1.0) as sim,
         aiohttp.ClientSession() as session,
     ):
-        (item,) = fresh(sim)
+        (item,) = fresh_items(sim, 1)
         with pytest.raises(aiohttp.ClientConnectionError) as cut:
             await post(session, sim, item)
         assert isinstance(cut.value, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
@@ -201,7 +192,7 @@ async def test_faults_on_replicate_spare_the_reads(make_simulator: MakeSimulator
         aiohttp.ClientSession() as session,
     ):
         assert await get_count(session, sim) == 200
-        assert (await post(session, sim, fresh(sim)[0]))[0] == 503
+        assert (await post(session, sim, fresh_items(sim, 1)[0]))[0] == 503
         sim.update_faults(faults_on="all")
         assert await get_count(session, sim) == 503
 
@@ -212,7 +203,7 @@ async def test_latency_fixed_and_jitter(make_simulator: MakeSimulator) -> None:
         aiohttp.ClientSession() as session,
     ):
         started = time.perf_counter()
-        assert (await post(session, sim, fresh(sim)[0]))[0] == 200
+        assert (await post(session, sim, fresh_items(sim, 1)[0]))[0] == 200
         assert time.perf_counter() - started >= 0.03
 
 
@@ -230,7 +221,7 @@ async def test_same_seed_same_faults(make_simulator: MakeSimulator) -> None:
             make_simulator(auth="none", seed=5, p503=0.3, p500=0.2) as sim,
             aiohttp.ClientSession() as session,
         ):
-            return [(await post(session, sim, item))[0] for item in fresh(sim, 30)]
+            return [(await post(session, sim, item))[0] for item in fresh_items(sim, 30)]
 
     first = await run()
     assert first == await run()
@@ -242,7 +233,7 @@ async def test_storm_at_run_time_and_bad_knobs(make_simulator: MakeSimulator) ->
         make_simulator(auth="none") as sim,
         aiohttp.ClientSession() as session,
     ):
-        first, second = fresh(sim, 2)
+        first, second = fresh_items(sim, 2)
         assert (await post(session, sim, first))[0] == 200
         faults_url = f"{sim.base_url}/_sim/faults"
         async with session.post(faults_url, data=orjson.dumps({"p503": 1})) as resp:
