@@ -214,7 +214,7 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
         config = load_config(args.config)
         progress = output.progress(not args.no_progress and not args.dry_run)
 
-        async def main() -> tuple[JobSpec, JobResult | PlanReport]:
+        async def main() -> PlanReport | tuple[JobSpec, JobResult]:
             async with connect(args, settings, env) as conn:
                 dconfig = discover_config(args, conn.settings, config, utc_now())
                 discovery = await discover_with(conn, dconfig)
@@ -222,10 +222,9 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
                 _print_discovery(discovery, sys.stderr if args.json else sys.stdout)
                 ledger = Path(args.ledger)
                 if args.dry_run:
-                    plan = await plan_tasks(
+                    return await plan_tasks(
                         conn, discovery.tasks, ledger=ledger, retry_failed=args.retry_failed
                     )
-                    return JobSpec(ledger=ledger, settings=conn.settings), plan
                 # Saved as a manifest next to the ledger, so that `resume` can replay it.
                 saved = discovered_manifest(ledger)
                 write_manifest(discovery.tasks, saved)
@@ -239,9 +238,10 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
                 )
                 return spec, await run_job(spec, conn.client, progress=progress)
 
-        spec, result = anyio.run(main)
-        if isinstance(result, PlanReport):
-            return print_plan(result, args.json, sys.stdout)
+        outcome = anyio.run(main)
+        if isinstance(outcome, PlanReport):
+            return print_plan(outcome, args.json, sys.stdout)
+        spec, result = outcome
         write_run_metrics(result, spec)
         print_summary(result, spec.ledger, sys.stdout)
         return result.exit_code
