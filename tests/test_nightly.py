@@ -249,15 +249,18 @@ async def test_once_fires_now_and_a_held_lock_skips_it(
     clock = JumpingClock(utc("2026-03-28 14:07:31"), state_dir)
     async with make_simulator(items=100) as sim:
         config = estate_config(sim)
-        out = io.StringIO()
-        code = await run_schedule(
-            connection(sim),
-            lambda _: config,
-            options(state_dir, once=True),
-            out=out,
-            clock=clock,
-            handle_signals=False,
-        )
+
+        async def fire_once(out: io.StringIO) -> int:
+            return await run_schedule(
+                connection(sim),
+                lambda _: config,
+                options(state_dir, once=True),
+                out=out,
+                clock=clock,
+                handle_signals=False,
+            )
+
+        code = await fire_once(io.StringIO())
         assert code == ExitCode.OK
         assert replicate_requests(sim) > 0
         assert (state_dir / "ledger-20260328T1407Z.jsonl").exists()
@@ -269,14 +272,7 @@ async def test_once_fires_now_and_a_held_lock_skips_it(
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # last night's run still going
             out = io.StringIO()
-            code = await run_schedule(
-                connection(sim),
-                lambda _: config,
-                options(state_dir, once=True),
-                out=out,
-                clock=clock,
-                handle_signals=False,
-            )
+            code = await fire_once(out)
         finally:
             os.close(fd)
         assert code == ExitCode.OK
