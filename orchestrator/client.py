@@ -85,7 +85,12 @@ _CLOSE_TIMEOUT_S = 5.0
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """aiohttp's ``ClientTimeout``, in seconds. ``total`` covers the whole call including any
-    wait for a pooled connection, so keep the connector limits above the pool's own."""
+    wait for a pooled connection, so keep the connector limits above the pool's own.
+
+    ``read_s`` (no data for that long) applies to GETs, whose listing pages can be long. A
+    POST's answer is a few hundred bytes that ``total_s`` already bounds, and a read timeout
+    re-arms a timer on every chunk received: a cost per replicate request worth not paying.
+    """
 
     total_s: float = 60.0
     connect_s: float = 10.0
@@ -153,6 +158,7 @@ class CsbsClient:
         self._settings = settings or ClientSettings()
         self._auth = auth
         self._session: aiohttp.ClientSession | None = None
+        self._read_timeout: aiohttp.ClientTimeout | None = None  # for GETs; set on entry
         self._state = _State.NEW
         # (source region, project) -> "https://host/v1/<project>": built once, then a lookup.
         self._prefixes: dict[tuple[str | None, str], str] = {}
@@ -172,6 +178,10 @@ class CsbsClient:
             ssl=_ssl_setting(settings),
         )
         timeout = aiohttp.ClientTimeout(
+            total=settings.timeouts.total_s,
+            sock_connect=settings.timeouts.connect_s,
+        )
+        self._read_timeout = aiohttp.ClientTimeout(
             total=settings.timeouts.total_s,
             sock_connect=settings.timeouts.connect_s,
             sock_read=settings.timeouts.read_s,
@@ -389,7 +399,10 @@ class CsbsClient:
                     body=body or b"",
                     project_id=project_id,
                 )
-            status, data, answer_headers = await _send(session, method, url, headers, body)
+            limits = self._read_timeout if method == "GET" else None
+            status, data, answer_headers = await _send(
+                session, method, url, headers, body, limits=limits
+            )
             if status < 300:
                 return data
             if (
@@ -448,11 +461,19 @@ async def _send(
     url: yarl.URL,
     headers: dict[str, str],
     body: bytes | None,
+    *,
+    limits: aiohttp.ClientTimeout | None = None,
 ) -> tuple[int, bytes, Mapping[str, str]]:
-    """One HTTP exchange. The only place aiohttp's exceptions are mapped."""
+    """One HTTP exchange (``limits``: the session's timeouts when None). The only place
+    aiohttp's exceptions are mapped."""
     try:
         async with session.request(
-            method, url, headers=headers, data=body, allow_redirects=False
+            method,
+            url,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+            timeout=limits or session.timeout,
         ) as resp:
             return resp.status, await resp.read(), resp.headers
     except (aiohttp.ClientSSLError, ssl.SSLError) as exc:

@@ -305,14 +305,29 @@ async def test_connection_refused_was_not_applied() -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_read_timeout_may_have_applied(make_simulator: MakeSimulator) -> None:
-    timeouts = Timeouts(total_s=5, connect_s=1, read_s=0.01)
+async def test_a_timed_out_replicate_may_have_applied(make_simulator: MakeSimulator) -> None:
+    timeouts = Timeouts(total_s=0.02, connect_s=1, read_s=5)
     async with (
         make_simulator(items=30, latency_s=0.05) as sim,
         client_for(sim, timeouts=timeouts) as client,
     ):
         exc = await raises(TransportError, client.replicate(task_for(sim, fresh_items(sim)[0])))
         assert exc.maybe_applied is True
+
+
+@pytest.mark.asyncio
+async def test_the_read_timeout_bounds_gets_not_replicates(make_simulator: MakeSimulator) -> None:
+    # A replicate's tiny answer is bounded by the total; the per-chunk read timer is for pages.
+    timeouts = Timeouts(total_s=5, connect_s=1, read_s=0.01)
+    async with (
+        make_simulator(items=30, latency_s=0.05, faults_on="all") as sim,
+        client_for(sim, timeouts=timeouts) as client,
+    ):
+        project_id = sim.state.projects[0].id
+        exc = await raises(TransportError, client.count_items(project_id))
+        assert "no complete answer" in str(exc)
+        record_id = await client.replicate(task_for(sim, fresh_items(sim)[0]))
+        assert record_id
 
 
 # -- reading --------------------------------------------------------------------------------------
