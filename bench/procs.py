@@ -26,6 +26,7 @@ __all__ = ["Measured", "SimProcess", "machine", "python_cmd", "run_measured"]
 
 ROOT = Path(__file__).resolve().parent.parent
 _START_TIMEOUT_S = 60.0
+_STEAL = 7  # user nice system idle iowait irq softirq steal guest guest_nice
 
 
 def python_cmd(*args: str) -> list[str]:
@@ -44,6 +45,9 @@ class Measured:
     max_rss_mb: float
     stdout: str
     stderr: str
+    #: The share of the machine's CPU time the hypervisor gave to other guests while the child
+    #: ran (``steal`` in /proc/stat), in percent: what makes this VM's figures drift.
+    steal_pct: float = 0.0
 
     @property
     def cpu_s(self) -> float:
@@ -64,6 +68,7 @@ def run_measured(
     """Run ``cmd`` to the end; its rusage comes from ``wait4`` on its own pid."""
     out_path = Path(f"/tmp/bench-{os.getpid()}-{time.monotonic_ns()}")  # noqa: S108
     with open(f"{out_path}.out", "w+b") as out, open(f"{out_path}.err", "w+b") as err:
+        ticks_before = _cpu_ticks()
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)  # noqa: S603
         deadline = started + timeout_s
@@ -79,6 +84,7 @@ def run_measured(
                 break
             time.sleep(0.01)
         wall = time.perf_counter() - started
+        steal = _steal_pct(ticks_before, _cpu_ticks())
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -95,7 +101,25 @@ def run_measured(
         max_rss_mb=(peak_kb or usage.ru_maxrss) / 1024.0,
         stdout=stdout,
         stderr=stderr,
+        steal_pct=steal,
     )
+
+
+def _cpu_ticks() -> list[int]:
+    """The machine's CPU time so far, by kind (the first line of /proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            return [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return []
+
+
+def _steal_pct(before: list[int], after: list[int]) -> float:
+    if len(before) < _STEAL + 1 or len(after) != len(before):
+        return 0.0
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(spent[: _STEAL + 1])  # guest time is already counted in user
+    return 100.0 * spent[_STEAL] / total if total else 0.0
 
 
 def _vm_hwm_kb(pid: int) -> int:

@@ -192,6 +192,10 @@ def _listed(values: Iterable[float], digits: int) -> str:
     return ", ".join(f"{v:,.{digits}f}" for v in values)
 
 
+def _steals(runs: Iterable[ToolRun]) -> str:
+    return _listed((r.measured.steal_pct for r in runs), 1)
+
+
 # -- 1. latency-bound ---------------------------------------------------------------------
 
 
@@ -202,7 +206,7 @@ def latency_bound(work: Path, sizes: Sizes) -> Section:
         f"1. Latency-bound: {pairs:,} pairs, 50 ms simulator latency, concurrency {conc}",
         "simulate --latency 0.05 --auth none; run --concurrency 100 --per-region 100 "
         "(5 destination regions, no --rate)",
-        header=("tool", "pairs ok", "run time s", "x ideal", "process wall s", "CPU s"),
+        header=("tool", "pairs ok", "run time s", "x ideal", "process wall s", "CPU s", "steal %"),
     )
     manifest = _manifest(work, pairs)
     sim = [*_estate_flags(pairs), "--latency", str(latency)]
@@ -228,13 +232,16 @@ def latency_bound(work: Path, sizes: Sizes) -> Section:
                 f"{r.loop_s / ideal:.3f}",
                 f"{r.measured.wall_s:.2f}",
                 f"{r.measured.cpu_s:.2f}",
+                f"{r.measured.steal_pct:.1f}",
             )
         )
     ours = runs["ours"]
     section.notes.append(
         f"ideal N*L/C = {ideal:.2f} s. 'run time' is the tool's own: the ledger's "
         "run_finished.duration_s for ours (ledger lock, history, plan and pool included), "
-        "the send loop for the baselines; 'process wall' adds interpreter start and imports."
+        "the send loop for the baselines; 'process wall' adds interpreter start and imports. "
+        "'steal %': the machine's CPU time the hypervisor gave other guests during the run "
+        "(/proc/stat); the floor (a) itself moves with it."
     )
     of_ideal = {t: [r.loop_s / ideal for r in rs] for t, rs in repeated.items()}
     floor = [o / a for o, a in zip(of_ideal["ours"], of_ideal["aiohttp"], strict=True)]
@@ -243,7 +250,8 @@ def latency_bound(work: Path, sizes: Sizes) -> Section:
             f"{sizes.repeats} alternated runs of ours and (a) (the table shows the first); "
             f"x ideal, ours: {_listed(of_ideal['ours'], 3)}; "
             f"(a): {_listed(of_ideal['aiohttp'], 3)}; "
-            f"ours / (a): {_listed(floor, 3)}. The verdicts use the medians."
+            f"ours / (a): {_listed(floor, 3)}; steal %, ours: {_steals(repeated['ours'])}; "
+            f"(a): {_steals(repeated['aiohttp'])}. The verdicts use the medians."
         )
     ratio = statistics.median(of_ideal["ours"])
     section.verdict("ours within 1.10x of ideal", f"{ratio:.3f}x", ratio <= 1.10)
@@ -331,7 +339,8 @@ def cpu_bound(work: Path, sizes: Sizes) -> Section:
             f"{sizes.repeats} alternated runs of ours and (a) at {n:,} (the table shows the "
             f"first); marginal us/req, ours: {_listed(us['ours'], 0)}; "
             f"(a): {_listed(us['aiohttp'], 0)}; "
-            f"ours / (a): {_listed(ratios, 2)}. The verdicts use the medians."
+            f"ours / (a): {_listed(ratios, 2)}; steal %, ours: {_steals(repeated['ours'])}; "
+            f"(a): {_steals(repeated['aiohttp'])}. The verdicts use the medians."
         )
     total_ratio = statistics.median(totals)
     ratio = statistics.median(ratios)
