@@ -70,6 +70,7 @@ from __future__ import annotations
 import enum
 import errno
 import fcntl
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from types import TracebackType
@@ -81,6 +82,7 @@ import orjson
 from anyio.abc import TaskGroup
 
 from orchestrator.errors import LedgerError, LedgerLockedError, LedgerWriteError
+from orchestrator.serial_thread import SerialThread
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -176,7 +178,7 @@ class LedgerWriter:
         self._wakeup: anyio.Event  # the open batch got its first line
         self._inflight: LineBatch | None = None
         self._tg: TaskGroup | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._committer: SerialThread | None = None
         self._lines_written = 0
         self._commits = 0
 
@@ -240,7 +242,8 @@ class LedgerWriter:
         )
         self._state = "open"
         self._open_batch()
-        self._limiter = anyio.CapacityLimiter(1)
+        committer = SerialThread(f"ledger {os.path.basename(self.path)}")
+        self._committer = await committer.__aenter__()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._flusher)
@@ -269,6 +272,8 @@ class LedgerWriter:
             else:
                 os.close(self._fd)  # releases the lock
             self._fd = -1
+            if self._committer is not None:
+                await self._committer.__aexit__(None, None, None)
         if self._failure is not None and exc is None:
             raise self._failure
 
@@ -294,10 +299,8 @@ class LedgerWriter:
         self._open_batch()
         self._inflight = batch
         try:
-            await anyio.to_thread.run_sync(
-                self._write_sync,
-                batch.lines,
-                limiter=self._limiter,
+            await self._committing().run(
+                functools.partial(self._write_sync, batch.lines),
                 abandon_on_cancel=final,  # only the final commit can be given up on
             )
         except OSError as exc:
@@ -311,6 +314,11 @@ class LedgerWriter:
         finally:
             self._inflight = None
             batch.done.set()
+
+    def _committing(self) -> SerialThread:
+        if self._committer is None:
+            raise LedgerError(f"{self.path}: the ledger writer is not open")
+        return self._committer
 
     def _open_batch(self) -> None:
         self._batch = LineBatch()
