@@ -178,7 +178,8 @@ class LedgerWriter:
         self._wakeup: anyio.Event  # the open batch got its first line
         self._inflight: LineBatch | None = None
         self._tg: TaskGroup | None = None
-        self._committer: SerialThread | None = None
+        # Started on entry; one thread, so commits reach the file in order without a limiter.
+        self._committer = SerialThread(f"ledger {os.path.basename(self.path)}")
         self._lines_written = 0
         self._commits = 0
 
@@ -242,8 +243,7 @@ class LedgerWriter:
         )
         self._state = "open"
         self._open_batch()
-        committer = SerialThread(f"ledger {os.path.basename(self.path)}")
-        self._committer = await committer.__aenter__()
+        await self._committer.__aenter__()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._flusher)
@@ -272,8 +272,7 @@ class LedgerWriter:
             else:
                 os.close(self._fd)  # releases the lock
             self._fd = -1
-            if self._committer is not None:
-                await self._committer.__aexit__(None, None, None)
+            await self._committer.__aexit__(None, None, None)
         if self._failure is not None and exc is None:
             raise self._failure
 
@@ -299,7 +298,7 @@ class LedgerWriter:
         self._open_batch()
         self._inflight = batch
         try:
-            await self._committing().run(
+            await self._committer.run(
                 functools.partial(self._write_sync, batch.lines),
                 abandon_on_cancel=final,  # only the final commit can be given up on
             )
@@ -314,11 +313,6 @@ class LedgerWriter:
         finally:
             self._inflight = None
             batch.done.set()
-
-    def _committing(self) -> SerialThread:
-        if self._committer is None:
-            raise LedgerError(f"{self.path}: the ledger writer is not open")
-        return self._committer
 
     def _open_batch(self) -> None:
         self._batch = LineBatch()
