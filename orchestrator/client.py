@@ -158,7 +158,11 @@ class CsbsClient:
         self._settings = settings or ClientSettings()
         self._auth = auth
         self._session: aiohttp.ClientSession | None = None
-        self._read_timeout: aiohttp.ClientTimeout | None = None  # for GETs; set on entry
+        timeouts = self._settings.timeouts
+        # GETs only (see Timeouts); every other call uses the session's, without sock_read.
+        self._read_timeout = aiohttp.ClientTimeout(
+            total=timeouts.total_s, sock_connect=timeouts.connect_s, sock_read=timeouts.read_s
+        )
         self._state = _State.NEW
         # (source region, project) -> "https://host/v1/<project>": built once, then a lookup.
         self._prefixes: dict[tuple[str | None, str], str] = {}
@@ -180,11 +184,6 @@ class CsbsClient:
         timeout = aiohttp.ClientTimeout(
             total=settings.timeouts.total_s,
             sock_connect=settings.timeouts.connect_s,
-        )
-        self._read_timeout = aiohttp.ClientTimeout(
-            total=settings.timeouts.total_s,
-            sock_connect=settings.timeouts.connect_s,
-            sock_read=settings.timeouts.read_s,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
