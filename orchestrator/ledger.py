@@ -87,6 +87,7 @@ from orchestrator.serial_thread import SerialThread
 __all__ = [
     "SCHEMA_VERSION",
     "LedgerEvent",
+    "LedgerReader",
     "LedgerWriter",
     "LineBatch",
     "iter_records",
@@ -431,37 +432,71 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     writer is appending right now) and raises :class:`LedgerError` with its line number
     anywhere else. Blank lines are skipped.
     """
-    name = os.fspath(path)
-    try:
-        f = open(name, "rb")  # noqa: SIM115 (closed by the with below, after the OSError map)
-    except OSError as exc:
-        raise LedgerError(f"{name}: cannot open the ledger: {exc.strerror or exc}") from exc
-    with f:
-        yield from _records(f, name)
+    return iter(LedgerReader(path))
 
 
-def _records(f: BinaryIO, name: str) -> Iterator[dict[str, Any]]:
-    loads = orjson.loads
-    lineno = 0
-    try:
-        for lineno, line in enumerate(f, 1):
-            try:
-                record = loads(line)
-            except orjson.JSONDecodeError as exc:
-                if not line.strip():
-                    continue
-                if _only_blank_left(f):
-                    return
-                raise LedgerError(f"{name}:{lineno}: not a JSON line: {exc}") from None
-            if type(record) is not dict:
-                if _only_blank_left(f):
-                    return
-                raise LedgerError(f"{name}:{lineno}: not a JSON object")
-            if record.get("v") != SCHEMA_VERSION:
-                _check_version(record.get("v"), name, lineno)
-            yield record
-    except OSError as exc:
-        raise LedgerError(f"{name}:{lineno}: cannot read the ledger: {exc.strerror}") from exc
+class LedgerReader:
+    """The records of a ledger from a line boundary on (the start, by default).
+
+    Iterate it once, as :func:`iter_records`. Afterwards :attr:`end` is the offset just past
+    the last whole line read and :attr:`lines` the number of lines before it, so that a later
+    reader of the grown ledger can start there. A torn last line is not counted: the writer
+    cuts it when it next opens the ledger.
+    """
+
+    __slots__ = ("end", "lines", "name")
+
+    def __init__(self, path: str | os.PathLike[str], *, start: int = 0, lines: int = 0) -> None:
+        self.name = os.fspath(path)
+        self.end = start
+        self.lines = lines
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            f = open(self.name, "rb")  # noqa: SIM115 (closed by the with below)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise LedgerError(f"{self.name}: cannot open the ledger: {reason}") from exc
+        with f:
+            f.seek(self.end)
+            yield from self._records(f)
+
+    def _records(self, f: BinaryIO) -> Iterator[dict[str, Any]]:
+        loads = orjson.loads
+        name = self.name
+        lineno, end = self.lines, self.end
+        last = b"\n"  # the last line counted in ``end``
+        try:
+            for raw in f:
+                lineno += 1
+                try:
+                    record = loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    if not raw.strip():
+                        end += len(raw)
+                        last = raw
+                        continue
+                    if _only_blank_left(f):
+                        lineno -= 1  # torn: the whole lines end before it
+                        return
+                    raise LedgerError(f"{name}:{lineno}: not a JSON line: {exc}") from None
+                if type(record) is not dict:
+                    if _only_blank_left(f):
+                        lineno -= 1
+                        return
+                    raise LedgerError(f"{name}:{lineno}: not a JSON object")
+                if record.get("v") != SCHEMA_VERSION:
+                    _check_version(record.get("v"), name, lineno)
+                end += len(raw)
+                last = raw
+                yield record
+        except OSError as exc:
+            raise LedgerError(f"{name}:{lineno}: cannot read the ledger: {exc.strerror}") from exc
+        finally:
+            if last[-1:] != b"\n":  # a last line without its newline is not whole yet
+                end -= len(last)
+                lineno -= 1
+            self.end, self.lines = end, lineno
 
 
 def last_record(path: str | os.PathLike[str], event: str) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from orchestrator.errors import LedgerError, LedgerLockedError, LedgerWriteError
-from orchestrator.ledger import SCHEMA_VERSION, LedgerWriter, iter_records
+from orchestrator.ledger import SCHEMA_VERSION, LedgerReader, LedgerWriter, iter_records
 
 pytestmark = pytest.mark.anyio
 
@@ -321,6 +321,28 @@ def test_reads_many_lines(tmp_path: Path) -> None:
     for count, record in enumerate(iter_records(path), 1):  # noqa: B007 (count is the point)
         assert record["v"] == 1
     assert count == 50_000
+
+
+@pytest.mark.parametrize(
+    "torn",
+    [b'{"v":1,"eve', b'{"v":1,"eve\n', _line(rec(9)).rstrip(b"\n"), b"  "],
+    ids=["no newline", "with newline", "whole but no newline", "blank"],
+)
+def test_a_reader_says_where_the_whole_lines_end(tmp_path: Path, torn: bytes) -> None:
+    path = tmp_path / "ledger.jsonl"
+    whole = _line(rec(1)) + b"\n" + _line(rec(2))
+    path.write_bytes(whole + torn)
+    reader = LedgerReader(path)
+    list(reader)
+    assert (reader.end, reader.lines) == (len(whole), 3)
+
+    # The writer cuts the torn line and appends: a reader from there sees only the new lines.
+    path.write_bytes(whole + _line(rec(3)) + b"{broken\n" + _line(rec(5)))
+    later = LedgerReader(path, start=reader.end, lines=reader.lines)
+    records = iter(later)
+    assert next(records) == rec(3)
+    with pytest.raises(LedgerError, match=rf"{path}:5: not a JSON line"):  # counted on
+        next(records)
 
 
 # --- failures -------------------------------------------------------------------------------
