@@ -16,11 +16,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
-from orchestrator.ledger import iter_records
+from orchestrator.history_snapshot import SavedFold, load_snapshot, save_snapshot
+from orchestrator.ledger import LedgerReader
 from orchestrator.models import PairKey, ResultStatus
 
 __all__ = ["ABSENT", "CopyStatus", "History", "PairKeys", "PairView"]
@@ -104,8 +106,12 @@ _is_uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 
 
 def _hashed_record_id(value: object) -> int:
-    """A record id as its 32-bit hash (plus one, so never 0), in the id's bits."""
-    return ((hash(value) & 0xFFFF_FFFF) + 1) << _RID_SHIFT if value else 0
+    """A record id as its CRC-32 (plus one, so never 0), in the id's bits. Not ``hash()``:
+    that differs from process to process, and a snapshot carries these into the next one."""
+    if not value:
+        return 0
+    text = value if type(value) is str else str(value)
+    return (zlib.crc32(text.encode("utf-8", "surrogatepass")) + 1) << _RID_SHIFT
 
 
 class PairView(NamedTuple):
@@ -137,6 +143,12 @@ class History:
         self.lines = 0
         self.rejected = 0
         self.skipped = 0  # lines without the ids they should carry (written by hand?)
+        # How much of the ledger is folded (bytes, lines) and how much of that came from the
+        # snapshot: the rest was parsed line by line.
+        self.ledger_end = 0
+        self.ledger_lines = 0
+        self.snapshot_end = 0
+        self.snapshot_note = "not looked for"
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, record_ids: bool = True) -> History:
@@ -144,14 +156,74 @@ class History:
 
         ``record_ids=False`` leaves the replication record ids out (:meth:`record_id` then
         answers None; copy statuses are still matched to the current replica): a plan needs
-        only the statuses, and keeping a million ids is a tenth of the fold's time."""
+        only the statuses, and keeping a million ids is a tenth of the fold's time. Such a
+        history starts from the ledger's snapshot when one matches it (see
+        :mod:`orchestrator.history_snapshot`) and folds only the lines after it."""
         history = cls()
         history._hashed_ids = not record_ids
         if os.path.exists(path):
-            history._fold_all(iter_records(path))
+            if not record_ids:
+                history._restore(path)
+            history.catch_up(path)
         return history
 
-    def _fold_all(self, records: Iterator[dict[str, Any]]) -> None:
+    def catch_up(self, path: str | os.PathLike[str]) -> int:
+        """Fold the lines the ledger gained since this history last read it; returns how many.
+
+        Call it on the ledger it was loaded from: a run's own lines, folded after the run,
+        make the history current for :meth:`save_snapshot`."""
+        reader = LedgerReader(path, start=self.ledger_end, lines=self.ledger_lines)
+        before = self.ledger_lines
+        self._fold_all(reader)
+        self.ledger_end, self.ledger_lines = reader.end, reader.lines
+        return self.ledger_lines - before
+
+    def save_snapshot(self, path: str | os.PathLike[str]) -> int:
+        """Save this history beside the ledger at ``path``, which it must have been loaded
+        from (with ``record_ids=False``) and caught up with; returns the snapshot's size.
+
+        Raises OSError when it cannot be written (the ledger is intact either way)."""
+        if not self._hashed_ids:
+            raise ValueError("only a history loaded with record_ids=False is saved")
+        fold = SavedFold(
+            end=self.ledger_end,
+            lines=self.ledger_lines,
+            pairs=self._pairs,
+            combos=list(self.keys._combos),
+            counters={
+                "runs": self.runs,
+                "records": self.lines,
+                "rejected": self.rejected,
+                "skipped": self.skipped,
+            },
+            last_run_started=self.last_run_started,
+            last_run_finished=self.last_run_finished,
+        )
+        size = save_snapshot(path, fold)
+        self.snapshot_end = self.ledger_end
+        return size
+
+    def _restore(self, path: str | os.PathLike[str]) -> None:
+        fold, self.snapshot_note = load_snapshot(path)
+        if fold is None:
+            return
+        for project_id, region in fold.combos:
+            self.keys.combo(project_id, region)
+        if len(self.keys._combos) != len(fold.combos):  # the numbering would not match
+            self.keys = PairKeys()
+            self.snapshot_note = "snapshot malformed (a combination listed twice)"
+            return
+        self._pairs = fold.pairs
+        self.runs = fold.counters.get("runs", 0)
+        self.lines = fold.counters.get("records", 0)
+        self.rejected = fold.counters.get("rejected", 0)
+        self.skipped = fold.counters.get("skipped", 0)
+        self.last_run_started = fold.last_run_started
+        self.last_run_finished = fold.last_run_finished
+        self.ledger_end = self.snapshot_end = fold.end
+        self.ledger_lines = fold.lines
+
+    def _fold_all(self, records: Iterable[dict[str, Any]]) -> None:
         # The hot loop of ``load``: attempt and result lines are folded inline (a method
         # call per line would cost a second per million lines); the rare events are not.
         pairs = self._pairs
