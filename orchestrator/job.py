@@ -9,6 +9,7 @@ flush happen even when the run is cancelled.
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import time
 import uuid
@@ -22,7 +23,7 @@ import anyio
 import structlog
 
 from orchestrator import __version__
-from orchestrator.errors import ManifestError
+from orchestrator.errors import LedgerError, ManifestError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.history import History
 from orchestrator.ledger import LedgerWriter
@@ -41,6 +42,11 @@ log = structlog.get_logger("orchestrator.job")
 
 ClientFactory = Callable[[], AbstractAsyncContextManager[Replicator]]
 
+#: A run saves the ledger's fold (``<ledger>.snapshot``) when this much of the ledger lies past
+#: the last snapshot: folding less than that at the next start takes well under a second,
+#: less than re-reading the run's lines to save it would add to this run.
+SNAPSHOT_AFTER_BYTES = 64 << 20
+
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
@@ -57,6 +63,7 @@ class JobSpec:
     # Handed the pool before it runs, so that a caller watching signals itself (the
     # scheduler) can stop it gracefully; used with handle_signals=False.
     on_pool: Callable[[Pool], None] | None = None
+    snapshot_after_bytes: int = SNAPSHOT_AFTER_BYTES
 
 
 @dataclass(slots=True)
@@ -114,6 +121,29 @@ def _plan_history(ledger: Path) -> History:
     return History.load(ledger, record_ids=False)
 
 
+def _keep_snapshot(spec: JobSpec, history: History) -> None:
+    """Fold this run's lines into the history and save it, when the ledger has grown enough
+    since the last snapshot. A snapshot is a cache: failing to write one is only logged."""
+    try:
+        grown = os.stat(spec.ledger).st_size - history.snapshot_end
+        if grown < spec.snapshot_after_bytes:
+            return
+        started = time.monotonic()
+        history.catch_up(spec.ledger)
+        size = history.save_snapshot(spec.ledger)
+    except (OSError, LedgerError) as exc:
+        log.warning("history.snapshot_not_saved", ledger=str(spec.ledger), error=str(exc))
+        return
+    log.info(
+        "history.snapshot_saved",
+        ledger=str(spec.ledger),
+        covers_bytes=history.ledger_end,
+        pairs=len(history),
+        bytes=size,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
 def build_plan(spec: JobSpec, history: History) -> Plan:
     if spec.tasks is not None:
         return Plan.from_tasks(spec.tasks, history=history, retry_failed=spec.retry_failed)
@@ -141,6 +171,13 @@ async def run_job(
         if ledger.repaired_bytes:
             log.warning("ledger.repaired", path=str(spec.ledger), cut_bytes=ledger.repaired_bytes)
         history = await anyio.to_thread.run_sync(_plan_history, spec.ledger)
+        log.debug(
+            "history.loaded",
+            pairs=len(history),
+            lines=history.ledger_lines,
+            from_snapshot=history.snapshot_end,
+            snapshot=history.snapshot_note,
+        )
         plan = await anyio.to_thread.run_sync(build_plan, spec, history)
         if spec.strict:
             _refuse_if_invalid(plan, spec)
@@ -180,6 +217,8 @@ async def run_job(
                 requests=stats.requests,
                 retries=stats.retries,
             )
+        # Still under the ledger's lock: no other run appends while its lines are folded.
+        await anyio.to_thread.run_sync(_keep_snapshot, spec, history)
     save_learned_limits(spec.settings.state_file, stats.limits)
     return JobResult(run_id, code, stats, plan, duration, rejected, len(plan.conflicts))
 

@@ -26,7 +26,7 @@ import anyio
 
 from orchestrator.auth import AkSkSigner, Authenticator, Secret
 from orchestrator.client import ClientSettings, CsbsClient
-from orchestrator.job import JobResult, JobSpec, run_job
+from orchestrator.job import SNAPSHOT_AFTER_BYTES, JobResult, JobSpec, run_job
 from orchestrator.ledger import iter_records
 from orchestrator.models import PairKey, ReplicationTask
 from orchestrator.pool import Replicator
@@ -111,6 +111,7 @@ async def run_in_process(
     retry_failed: bool = False,
     auth: Authenticator | None = None,
     factory: Callable[[], AbstractAsyncContextManager[Replicator]] | None = None,
+    snapshot_after_bytes: int = SNAPSHOT_AFTER_BYTES,
     **settings: Any,
 ) -> JobResult:
     """One ``run`` through :func:`run_job` (no signal handling), with :data:`FAST` settings."""
@@ -120,6 +121,7 @@ async def run_in_process(
         manifest=manifest,
         retry_failed=retry_failed,
         handle_signals=False,
+        snapshot_after_bytes=snapshot_after_bytes,
     )
     return await run_job(spec, factory or client_factory(sim, auth))
 

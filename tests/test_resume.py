@@ -20,8 +20,11 @@ from runkit import (
     run_cli,
     run_in_process,
 )
+from structlog.testing import capture_logs
 
 from orchestrator.exitcodes import ExitCode
+from orchestrator.history import History
+from orchestrator.history_snapshot import snapshot_path
 from orchestrator.ledger import LedgerWriter
 from orchestrator.models import ReplicationTask
 from orchestrator.recorder import LedgerRecorder
@@ -64,6 +67,48 @@ async def test_a_second_run_skips_what_is_done(
         assert again.plan.totals.already_done == pairs
         assert _replicate_posts(sim) == sent
     assert all(len(lines) == 1 for lines in results_by_pair(ledger).values())
+
+
+async def test_a_run_saves_its_fold_and_the_next_run_starts_from_it(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    manifest, ledger = tmp_path / "m.csv", tmp_path / "ledger.jsonl"
+    async with make_simulator(items=40) as sim:
+        pairs = estate_manifest(sim, manifest)
+        await run_in_process(sim, manifest, ledger, snapshot_after_bytes=0)
+        covered = ledger.stat().st_size
+        assert History.load(ledger, record_ids=False).snapshot_end == covered
+        _add_missing_item_row(manifest, sim)
+        sent = _replicate_posts(sim)
+
+        with capture_logs() as logs:
+            again = await run_in_process(sim, manifest, ledger, snapshot_after_bytes=0)
+
+        assert _replicate_posts(sim) == sent + 1  # only the new row
+    assert again.plan.totals.already_done == pairs
+    (loaded,) = [e for e in logs if e["event"] == "history.loaded"]
+    assert (loaded["from_snapshot"], loaded["pairs"]) == (covered, pairs)
+    assert History.load(ledger, record_ids=False).snapshot_end == ledger.stat().st_size
+
+
+async def test_a_small_ledger_gets_no_snapshot_and_a_bad_one_is_read_past(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    manifest, ledger, snapshot = (
+        tmp_path / name for name in ("m.csv", "l.jsonl", "l.jsonl.snapshot")
+    )
+    assert snapshot_path(ledger) == str(snapshot)
+    async with make_simulator(items=20) as sim:
+        pairs = estate_manifest(sim, manifest)
+        await run_in_process(sim, manifest, ledger)  # the default: 64 MiB past the last one
+        assert not snapshot.exists()
+        snapshot.write_bytes(b"not a snapshot")
+
+        again = await run_in_process(sim, manifest, ledger)
+
+    assert again.stats.requests == 0
+    assert again.plan.totals.already_done == pairs
+    assert snapshot.read_bytes() == b"not a snapshot"
 
 
 async def test_gave_up_pairs_are_retried_failed_ones_only_on_request(
