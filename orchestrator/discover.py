@@ -32,13 +32,12 @@ the listing of that source with backoff; items already seen are not counted twic
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import fnmatch
+import io
 import os
 import random
 import re
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -48,6 +47,7 @@ from typing import Any, Final, Protocol
 import anyio
 import structlog
 
+from orchestrator.atomic_file import replacing
 from orchestrator.errors import ConfigError, TransientApiError
 from orchestrator.models import ReplicationTask
 from orchestrator.retry import RetryPolicy
@@ -566,15 +566,10 @@ def _pairs_of(
 def write_manifest(tasks: Iterable[ReplicationTask], path: str | os.PathLike[str]) -> int:
     """Write the pairs as a CSV manifest (replaced atomically); returns the rows written."""
     target = Path(path)
-    directory = target.parent
     count = 0
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the manifest from a run by another user
-    except OSError as exc:
-        raise ConfigError(f"{target}: cannot write the manifest: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+        with replacing(target) as raw:
+            handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(MANIFEST_COLUMNS)
             for t in tasks:
@@ -589,10 +584,7 @@ def write_manifest(tasks: Iterable[ReplicationTask], path: str | os.PathLike[str
                 )
                 count += 1
             handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(target)
+            handle.detach()  # the file stays open for replacing() to fsync and rename
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            Path(tmp).unlink()
         raise ConfigError(f"{target}: cannot write the manifest: {exc.strerror}") from None
     return count

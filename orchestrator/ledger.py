@@ -81,6 +81,7 @@ import anyio.to_thread
 import orjson
 from anyio.abc import TaskGroup
 
+from orchestrator.atomic_file import fsync_directory
 from orchestrator.errors import LedgerError, LedgerLockedError, LedgerWriteError
 from orchestrator.serial_thread import SerialThread
 
@@ -374,7 +375,7 @@ def _open_locked(path: str, fsync: bool) -> tuple[int, int]:
                 "(wait for it to finish, or use another --ledger)"
             ) from exc
         if created and fsync:
-            _fsync_dir(os.path.dirname(os.path.abspath(path)))
+            fsync_directory(os.path.dirname(os.path.abspath(path)))
         cut = _cut_torn_tail(fd, path)
         if cut and fsync:
             os.fsync(fd)
@@ -385,14 +386,6 @@ def _open_locked(path: str, fsync: bool) -> tuple[int, int]:
         os.close(fd)
         raise LedgerError(f"{path}: cannot prepare the ledger: {exc.strerror or exc}") from exc
     return fd, cut
-
-
-def _fsync_dir(directory: str) -> None:
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def _cut_torn_tail(fd: int, path: str) -> int:

@@ -19,11 +19,11 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.atomic_file import replace_file
 from orchestrator.models import ResultStatus
 from orchestrator.report import STATUS_ORDER, Report
 
@@ -173,23 +173,4 @@ def write_textfile(path: str | os.PathLike[str], metrics: RunMetrics) -> None:
     """
     target = Path(path)
     text = render_metrics(metrics, previous_success=_previous_success(target))
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(text.encode())
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o644)  # node_exporter usually runs as another user; mkstemp gives 0600
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    replace_file(target, text.encode())  # 0644: node_exporter usually runs as another user

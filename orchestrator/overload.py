@@ -18,8 +18,6 @@ next night starts each region at its last limit instead of at the ceiling.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,8 @@ from pathlib import Path
 import anyio
 import orjson
 import structlog
+
+from orchestrator.atomic_file import replace_file
 
 __all__ = ["GateSettings", "RegionGate", "load_learned_limits", "save_learned_limits"]
 
@@ -203,9 +203,6 @@ def save_learned_limits(
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(orjson.dumps(merged, option=orjson.OPT_SORT_KEYS))
-        os.replace(tmp, target)
+        replace_file(target, orjson.dumps(merged, option=orjson.OPT_SORT_KEYS))
     except OSError as exc:
         log.warning("limits.state_unwritable", path=path, error=str(exc))

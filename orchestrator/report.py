@@ -38,16 +38,15 @@ import io
 import math
 import os
 import statistics
-import tempfile
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 
+from orchestrator.atomic_file import replace_file
 from orchestrator.errors import ConfigError, LedgerError
 from orchestrator.models import FINAL_SUCCESS, ResultStatus
 
@@ -652,20 +651,5 @@ def write_failed_manifest(
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(MANIFEST_HEADER)
     writer.writerows(rows)
-    _replace(Path(path), buffer.getvalue().encode())
+    replace_file(path, buffer.getvalue().encode())  # 0644: whoever runs the manifest
     return len(rows)
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would surprise whoever runs the manifest
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -41,6 +41,7 @@ import structlog
 from anyio.abc import TaskGroup
 from croniter import CroniterBadDateError, CroniterError, croniter
 
+from orchestrator.atomic_file import replace_file
 from orchestrator.errors import ConfigError, ScheduleError
 
 __all__ = [
@@ -476,34 +477,10 @@ class _StateFile:
 
     def save(self, state: ScheduleState) -> None:
         data = json.dumps(state.to_json(), indent=2).encode() + b"\n"
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            try:
-                _write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            tmp.replace(self.path)
-            _fsync_dir(self.path.parent)
+            replace_file(self.path, data)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             raise ScheduleError(f"schedule state {self.path}: cannot write: {exc}") from exc
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _FiringLock:
