@@ -46,6 +46,8 @@ ClientFactory = Callable[[], AbstractAsyncContextManager[Replicator]]
 #: the last snapshot: folding less than that at the next start takes well under a second,
 #: less than re-reading the run's lines to save it would add to this run.
 SNAPSHOT_AFTER_BYTES = 64 << 20
+#: How often a running job looks whether the ledger grew that much (a stat, nothing more).
+SNAPSHOT_CHECK_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,7 @@ class JobSpec:
     # scheduler) can stop it gracefully; used with handle_signals=False.
     on_pool: Callable[[Pool], None] | None = None
     snapshot_after_bytes: int = SNAPSHOT_AFTER_BYTES
+    snapshot_check_s: float = SNAPSHOT_CHECK_S
 
 
 @dataclass(slots=True)
@@ -121,27 +124,34 @@ def _plan_history(ledger: Path) -> History:
     return History.load(ledger, record_ids=False)
 
 
-def _keep_snapshot(spec: JobSpec, history: History) -> None:
+async def _keep_snapshot(spec: JobSpec, history: History) -> bool:
     """Fold this run's lines into the history and save it, when the ledger has grown enough
-    since the last snapshot. A snapshot is a cache: failing to write one is only logged."""
+    since the last snapshot. A snapshot is a cache: failing to write one is only logged
+    (and returns False). Logged here, on the event loop, not from the worker thread."""
+    started = time.monotonic()
     try:
-        grown = os.stat(spec.ledger).st_size - history.snapshot_end
-        if grown < spec.snapshot_after_bytes:
-            return
-        started = time.monotonic()
-        history.catch_up(spec.ledger)
-        size = history.save_snapshot(spec.ledger)
+        size = await anyio.to_thread.run_sync(_save_if_grown, spec, history)
     except (OSError, LedgerError) as exc:
         log.warning("history.snapshot_not_saved", ledger=str(spec.ledger), error=str(exc))
-        return
-    log.info(
-        "history.snapshot_saved",
-        ledger=str(spec.ledger),
-        covers_bytes=history.ledger_end,
-        pairs=len(history),
-        bytes=size,
-        seconds=round(time.monotonic() - started, 3),
-    )
+        return False
+    if size:
+        log.info(
+            "history.snapshot_saved",
+            ledger=str(spec.ledger),
+            covers_bytes=history.ledger_end,
+            pairs=len(history),
+            bytes=size,
+            seconds=round(time.monotonic() - started, 3),
+        )
+    return True
+
+
+def _save_if_grown(spec: JobSpec, history: History) -> int:
+    """The snapshot's size, or 0 when the ledger has not grown enough to save one."""
+    if os.stat(spec.ledger).st_size - history.snapshot_end < spec.snapshot_after_bytes:
+        return 0
+    history.catch_up(spec.ledger)
+    return history.save_snapshot(spec.ledger)
 
 
 def build_plan(spec: JobSpec, history: History) -> Plan:
@@ -198,7 +208,7 @@ async def run_job(
                 spec.on_pool(pool)
             try:
                 with _collector_tuned():
-                    stats = await _run_pool(pool, plan, spec.handle_signals, shown)
+                    stats = await _run_pool(pool, plan, spec, shown, history)
             finally:
                 shown.close()
         code = exit_code_for(stats, rejected)
@@ -218,7 +228,7 @@ async def run_job(
                 retries=stats.retries,
             )
         # Still under the ledger's lock: no other run appends while its lines are folded.
-        await anyio.to_thread.run_sync(_keep_snapshot, spec, history)
+        await _keep_snapshot(spec, history)
     save_learned_limits(spec.settings.state_file, stats.limits)
     return JobResult(run_id, code, stats, plan, duration, rejected, len(plan.conflicts))
 
@@ -267,14 +277,30 @@ def _collector_tuned() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def _run_pool(pool: Pool, plan: Plan, handle_signals: bool, progress: Progress) -> PoolStats:
+async def _run_pool(
+    pool: Pool, plan: Plan, spec: JobSpec, progress: Progress, history: History
+) -> PoolStats:
     async with anyio.create_task_group() as tg:
         tg.start_soon(run_ticks, progress)
-        if handle_signals:
+        tg.start_soon(_snapshots_meanwhile, spec, history)
+        if spec.handle_signals:
             tg.start_soon(_watch_signals, pool)
         stats = await pool.run(plan.work(), plan.regions)
         tg.cancel_scope.cancel()
     return stats
+
+
+async def _snapshots_meanwhile(spec: JobSpec, history: History) -> None:
+    """Save snapshots while the pool runs, so that a run killed outright (SIGKILL, OOM, a lost
+    node) leaves about ``snapshot_after_bytes`` of ledger to fold, not all of its lines.
+
+    The plan was built before the pool started and nothing else reads the history until
+    the pool ends, so the worker thread may fold into it; cancelling this task waits for a
+    save in progress to finish (it is not abandoned)."""
+    saved = True
+    while saved:  # after a failure, only the end of the run tries again
+        await anyio.sleep(spec.snapshot_check_s)
+        saved = await _keep_snapshot(spec, history)
 
 
 async def _watch_signals(pool: Pool) -> None:

@@ -26,7 +26,7 @@ import anyio
 
 from orchestrator.auth import AkSkSigner, Authenticator, Secret
 from orchestrator.client import ClientSettings, CsbsClient
-from orchestrator.job import SNAPSHOT_AFTER_BYTES, JobResult, JobSpec, run_job
+from orchestrator.job import SNAPSHOT_AFTER_BYTES, SNAPSHOT_CHECK_S, JobResult, JobSpec, run_job
 from orchestrator.ledger import iter_records
 from orchestrator.models import PairKey, ReplicationTask
 from orchestrator.pool import Replicator
@@ -112,6 +112,7 @@ async def run_in_process(
     auth: Authenticator | None = None,
     factory: Callable[[], AbstractAsyncContextManager[Replicator]] | None = None,
     snapshot_after_bytes: int = SNAPSHOT_AFTER_BYTES,
+    snapshot_check_s: float = SNAPSHOT_CHECK_S,
     **settings: Any,
 ) -> JobResult:
     """One ``run`` through :func:`run_job` (no signal handling), with :data:`FAST` settings."""
@@ -122,6 +123,7 @@ async def run_in_process(
         retry_failed=retry_failed,
         handle_signals=False,
         snapshot_after_bytes=snapshot_after_bytes,
+        snapshot_check_s=snapshot_check_s,
     )
     return await run_job(spec, factory or client_factory(sim, auth))
 

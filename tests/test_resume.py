@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import csv
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import pytest
 from conftest import MakeSimulator
 from runkit import (
     SimProcess,
     cli_env,
+    client_factory,
     estate_manifest,
     final_results,
     ledger_lines,
     results_by_pair,
     run_cli,
     run_in_process,
+    until,
 )
 from structlog.testing import capture_logs
 
@@ -27,6 +32,7 @@ from orchestrator.history import History
 from orchestrator.history_snapshot import snapshot_path
 from orchestrator.ledger import LedgerWriter
 from orchestrator.models import ReplicationTask
+from orchestrator.pool import Replicator
 from orchestrator.recorder import LedgerRecorder
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import GET_ITEM, REPLICATE
@@ -89,6 +95,57 @@ async def test_a_run_saves_its_fold_and_the_next_run_starts_from_it(
     (loaded,) = [e for e in logs if e["event"] == "history.loaded"]
     assert (loaded["from_snapshot"], loaded["pairs"]) == (covered, pairs)
     assert History.load(ledger, record_ids=False).snapshot_end == ledger.stat().st_size
+
+
+class _KeepsASnapshot:
+    """The real client, except that its 20th request first waits for a snapshot of the run so
+    far and keeps a copy: the snapshot a run killed at that moment would leave behind."""
+
+    def __init__(self, client: Replicator, snapshot: Path) -> None:
+        self._client = client
+        self._snapshot = snapshot
+        self.kept = b""
+        self._calls = 0
+
+    async def replicate(self, task: ReplicationTask) -> str:
+        self._calls += 1
+        if self._calls == 20:
+            await until(self._snapshot.exists)
+            self.kept = await anyio.Path(self._snapshot).read_bytes()
+        return await self._client.replicate(task)
+
+    async def find_replication(self, task: ReplicationTask) -> str | None:
+        return await self._client.find_replication(task)
+
+
+async def test_a_running_job_saves_snapshots_that_a_killed_run_would_leave(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    manifest, ledger, snapshot = (tmp_path / n for n in ("m.csv", "l.jsonl", "l.jsonl.snapshot"))
+    async with make_simulator(items=40) as sim:
+        estate_manifest(sim, manifest)
+        real = client_factory(sim)
+        keeper: list[_KeepsASnapshot] = []
+
+        @asynccontextmanager
+        async def factory() -> AsyncIterator[Replicator]:
+            async with real() as client:
+                keeper.append(_KeepsASnapshot(client, snapshot))
+                yield keeper[0]
+
+        await run_in_process(
+            sim, manifest, ledger, factory=factory, snapshot_after_bytes=1, snapshot_check_s=0.001
+        )
+
+    # Put the mid-run snapshot back: the ledger still starts with the bytes it describes.
+    snapshot.write_bytes(keeper[0].kept)
+    history = History.load(ledger, record_ids=False)
+    assert 0 < history.snapshot_end < ledger.stat().st_size
+    snapshot.unlink()
+    whole = History.load(ledger, record_ids=False)
+    assert history.counts() == whole.counts()
+    assert history.unknown_outcomes() == whole.unknown_outcomes() == 0
+    assert (history.runs, history.lines) == (whole.runs, whole.lines)
 
 
 async def test_a_small_ledger_gets_no_snapshot_and_a_bad_one_is_read_past(
