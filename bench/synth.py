@@ -9,13 +9,16 @@ then an ``attempt`` and a ``result`` per pair, then ``run_finished``.
 from __future__ import annotations
 
 import csv
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 
-__all__ = ["Row", "rows", "write_finished_ledger", "write_manifest"]
+from orchestrator.history import History
+
+__all__ = ["Row", "rows", "snapshot_all_but", "write_finished_ledger", "write_manifest"]
 
 REGIONS = ("cn-north-1", "cn-east-2", "cn-south-1", "cn-east-3")
 SOURCE_PROJECT = "0" * 24 + "5ca1ab1e"
@@ -87,3 +90,21 @@ def write_finished_ledger(path: Path, manifest: Path, pairs: int, seed: int = 7)
             )
         put("run_finished", counts={"replicated": pairs}, reason=None, exit_code=0)
     return lines
+
+
+def snapshot_all_but(ledger: Path, tail_bytes: int) -> int:
+    """Save the ledger's snapshot as a running job would have before its last ``tail_bytes``
+    were written (the most a run killed just before its next snapshot leaves unsaved);
+    returns the bytes the snapshot covers (0: the ledger is shorter, nothing saved).
+
+    The ledger is cut at a line boundary, folded and snapshotted, then given its tail
+    back: the same file, so the snapshot describes it as the job's would."""
+    data = ledger.read_bytes()
+    if len(data) <= tail_bytes:
+        return 0
+    cut = data.rindex(b"\n", 0, len(data) - tail_bytes) + 1
+    os.truncate(ledger, cut)
+    History.load(ledger, record_ids=False).save_snapshot(ledger)
+    with open(ledger, "ab") as out:
+        out.write(data[cut:])
+    return cut
