@@ -13,7 +13,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,26 +124,29 @@ def _plan_history(ledger: Path) -> History:
     return History.load(ledger, record_ids=False)
 
 
-async def _keep_snapshot(spec: JobSpec, history: History) -> bool:
+async def _keep_snapshot(spec: JobSpec, history: History) -> float | None:
     """Fold this run's lines into the history and save it, when the ledger has grown enough
-    since the last snapshot. A snapshot is a cache: failing to write one is only logged
-    (and returns False). Logged here, on the event loop, not from the worker thread."""
+    since the last snapshot; returns the seconds that took (0 when not needed). A snapshot
+    is a cache: failing to write one is only logged (and returns None). Logged here, on the
+    event loop, not from the worker thread."""
     started = time.monotonic()
     try:
         size = await anyio.to_thread.run_sync(_save_if_grown, spec, history)
     except (OSError, LedgerError) as exc:
         log.warning("history.snapshot_not_saved", ledger=str(spec.ledger), error=str(exc))
-        return False
-    if size:
-        log.info(
-            "history.snapshot_saved",
-            ledger=str(spec.ledger),
-            covers_bytes=history.ledger_end,
-            pairs=len(history),
-            bytes=size,
-            seconds=round(time.monotonic() - started, 3),
-        )
-    return True
+        return None
+    if not size:
+        return 0.0
+    took = time.monotonic() - started
+    log.info(
+        "history.snapshot_saved",
+        ledger=str(spec.ledger),
+        covers_bytes=history.ledger_end,
+        pairs=len(history),
+        bytes=size,
+        seconds=round(took, 3),
+    )
+    return took
 
 
 def _save_if_grown(spec: JobSpec, history: History) -> int:
@@ -290,17 +293,28 @@ async def _run_pool(
     return stats
 
 
-async def _snapshots_meanwhile(spec: JobSpec, history: History) -> None:
+#: A running job spends at most about 1/_SNAPSHOT_DUTY of its time saving snapshots: a save
+#: costs in proportion to the pairs, so a ledger of millions of pairs is saved less often.
+_SNAPSHOT_DUTY = 50
+
+
+async def _snapshots_meanwhile(
+    spec: JobSpec,
+    history: History,
+    keep: Callable[[JobSpec, History], Awaitable[float | None]] = _keep_snapshot,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> None:
     """Save snapshots while the pool runs, so that a run killed outright (SIGKILL, OOM, a lost
     node) leaves about ``snapshot_after_bytes`` of ledger to fold, not all of its lines.
 
     The plan was built before the pool started and nothing else reads the history until
     the pool ends, so the worker thread may fold into it; cancelling this task waits for a
-    save in progress to finish (it is not abandoned)."""
-    saved = True
-    while saved:  # after a failure, only the end of the run tries again
-        await anyio.sleep(spec.snapshot_check_s)
-        saved = await _keep_snapshot(spec, history)
+    save in progress to finish (it is not abandoned). After a failed save only the end of
+    the run tries again (one warning, not one per check)."""
+    took: float | None = 0.0
+    while took is not None:
+        await sleep(max(spec.snapshot_check_s, _SNAPSHOT_DUTY * took))
+        took = await keep(spec, history)
 
 
 async def _watch_signals(pool: Pool) -> None:
