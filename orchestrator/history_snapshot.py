@@ -8,9 +8,10 @@ are parsed.
 
 The snapshot is a cache: whenever it is absent, unreadable, written by another version or
 does not describe this ledger, the whole ledger is folded instead. It describes the ledger
-when the file is the same one (device and inode: rewriting a ledger with an editor or
-``sed -i`` makes a new file), is at least ``end`` bytes long, and its first and last
-mebibyte before ``end`` hash to what they did. The ledger is append-only, so these bounded
+when the file is the same one (its inode: rewriting a ledger with an editor or ``sed -i``
+makes a new file), is at least ``end`` bytes long, and its first and last mebibyte before
+``end`` hash to what they did. Not the device number: a volume mounted again (every pod of
+a Kubernetes CronJob, an NFS remount, a reboot) may get another one for the same file. The ledger is append-only, so these bounded
 checks stand in for hashing the whole prefix, which would make loading grow with the
 ledger again. Whoever edits a ledger in place by hand should delete the snapshot.
 
@@ -117,7 +118,6 @@ def _identity(f: Any, end: int) -> dict[str, Any]:
     tail_start = max(0, end - _WINDOW)
     tail = os.pread(f.fileno(), end - tail_start, tail_start)
     return {
-        "dev": stat.st_dev,
         "ino": stat.st_ino,
         "end": end,
         "head_sha256": hashlib.sha256(head).hexdigest(),
