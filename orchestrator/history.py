@@ -182,7 +182,8 @@ class History:
         """Save this history beside the ledger at ``path``, which it must have been loaded
         from (with ``record_ids=False``) and caught up with; returns the snapshot's size.
 
-        Raises OSError when it cannot be written (the ledger is intact either way)."""
+        Raises OSError when it cannot be written, LedgerError when the ledger is shorter than
+        this history has read (the ledger is intact either way)."""
         if not self._hashed_ids:
             raise ValueError("only a history loaded with record_ids=False is saved")
         fold = SavedFold(

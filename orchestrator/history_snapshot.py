@@ -11,9 +11,10 @@ does not describe this ledger, the whole ledger is folded instead. It describes 
 when the file is the same one (its inode: rewriting a ledger with an editor or ``sed -i``
 makes a new file), is at least ``end`` bytes long, and its first and last mebibyte before
 ``end`` hash to what they did. Not the device number: a volume mounted again (every pod of
-a Kubernetes CronJob, an NFS remount, a reboot) may get another one for the same file. The ledger is append-only, so these bounded
-checks stand in for hashing the whole prefix, which would make loading grow with the
-ledger again. Whoever edits a ledger in place by hand should delete the snapshot.
+a Kubernetes CronJob, an NFS remount, a reboot) may get another one for the same file.
+The ledger is append-only, so these bounded checks stand in for hashing the whole prefix,
+which would make loading grow with the ledger again. Whoever edits a ledger in place by
+hand should delete the snapshot.
 
 Format, version 1: the line ``csbs-orchestrator history snapshot\\n``, one JSON header line,
 then per key length the keys (concatenated) and their packed states (little-endian
@@ -34,6 +35,7 @@ from typing import Any, Final
 import orjson
 
 from orchestrator.atomic_file import replace_file
+from orchestrator.errors import LedgerError
 
 __all__ = ["SavedFold", "load_snapshot", "save_snapshot", "snapshot_path"]
 
@@ -63,10 +65,14 @@ def snapshot_path(ledger: str | os.PathLike[str]) -> str:
 def save_snapshot(ledger: str | os.PathLike[str], fold: SavedFold) -> int:
     """Write the snapshot of ``fold`` beside ``ledger``, atomically; returns its size.
 
-    Raises OSError when the ledger is shorter than the fold says, or on a failed write."""
+    Raises LedgerError when the ledger is shorter than the fold says (cut by hand since it
+    was read), OSError on a failed read or write."""
     sections, body = _encode_pairs(fold.pairs)
     with open(ledger, "rb") as f:
-        identity = _identity(f, fold.end)
+        try:
+            identity = _identity(f.fileno(), fold.end)
+        except _Unusable as exc:
+            raise LedgerError(f"{os.fspath(ledger)}: not saving a snapshot: {exc}") from None
     header = {
         "v": _VERSION,
         "ledger": identity,
@@ -96,7 +102,7 @@ def load_snapshot(ledger: str | os.PathLike[str]) -> tuple[SavedFold | None, str
         header, body = _parse(data)
         fold = _decode(header, body)
         with open(ledger, "rb") as f:
-            if header["ledger"] != _identity(f, fold.end):
+            if header["ledger"] != _identity(f.fileno(), fold.end):
                 return None, "the ledger is not the one the snapshot describes"
     except _Unusable as exc:
         return None, str(exc)
@@ -109,14 +115,14 @@ class _Unusable(Exception):
     """The snapshot cannot be used (a cache miss, not an error)."""
 
 
-def _identity(f: Any, end: int) -> dict[str, Any]:
+def _identity(fd: int, end: int) -> dict[str, Any]:
     """What must not change for the ledger's first ``end`` bytes to be the ones folded."""
-    stat = os.fstat(f.fileno())
+    stat = os.fstat(fd)
     if stat.st_size < end:
         raise _Unusable(f"the ledger is shorter ({stat.st_size} bytes) than the snapshot ({end})")
-    head = os.pread(f.fileno(), min(end, _WINDOW), 0)
+    head = os.pread(fd, min(end, _WINDOW), 0)
     tail_start = max(0, end - _WINDOW)
-    tail = os.pread(f.fileno(), end - tail_start, tail_start)
+    tail = os.pread(fd, end - tail_start, tail_start)
     return {
         "ino": stat.st_ino,
         "end": end,

@@ -27,6 +27,7 @@ from ledgerlines import (
     write,
 )
 
+from orchestrator.errors import LedgerError
 from orchestrator.history import History
 from orchestrator.history_snapshot import snapshot_path
 from orchestrator.models import PairKey
@@ -305,6 +306,17 @@ def test_a_history_with_record_ids_reads_the_whole_ledger(tmp_path: Path) -> Non
     assert history.record_id((PROJECT, item(0), "r-0")) == RID
     with pytest.raises(ValueError, match="record_ids=False"):
         history.save_snapshot(path)
+
+
+def test_no_snapshot_of_more_than_the_ledger_holds(tmp_path: Path) -> None:
+    path = estate_ledger(tmp_path / "l.jsonl")
+    history = History.load(path, record_ids=False)
+    truncate(path)  # by hand, after the history read it
+
+    with pytest.raises(LedgerError, match="shorter"):
+        history.save_snapshot(path)
+
+    assert not Path(snapshot_path(path)).exists()
 
 
 def test_a_snapshot_is_replaced_whole(tmp_path: Path) -> None:
