@@ -43,6 +43,7 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 
 from orchestrator.atomic_file import replace_file
 from orchestrator.errors import ConfigError, ScheduleError
+from orchestrator.history_snapshot import snapshot_path
 
 __all__ = [
     "LOCK_FILE_NAME",
@@ -755,7 +756,8 @@ def ledger_path_for(firing: Firing, directory: Path) -> Path:
 
 
 def prune_ledgers(directory: Path, keep: int, *, in_use: Path | None = None) -> list[Path]:
-    """Delete dated ledgers beyond the newest ``keep`` (by name); return what was deleted.
+    """Delete dated ledgers beyond the newest ``keep`` (by name), each with its history
+    snapshot; return the ledgers deleted.
 
     Never deletes ``in_use``, nor a ledger another process holds locked; files that do not
     look like dated ledgers are left alone.
@@ -796,6 +798,8 @@ def _unlink_unless_locked(path: Path) -> bool:
             return False  # a run or a resume is writing it
         try:
             path.unlink()
+            # Under the same lock: a run of this ledger would be the one to write it.
+            Path(snapshot_path(path)).unlink(missing_ok=True)
         except FileNotFoundError:
             return False
         except OSError as exc:

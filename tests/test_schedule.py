@@ -24,6 +24,7 @@ from croniter import croniter
 from structlog.testing import capture_logs
 
 from orchestrator.errors import ConfigError, ScheduleError
+from orchestrator.history_snapshot import snapshot_path
 from orchestrator.schedule import (
     LOCK_FILE_NAME,
     STATE_FILE_NAME,
@@ -881,7 +882,8 @@ def _touch_ledgers(directory: Path, stamps: list[str]) -> list[Path]:
 
 def test_prune_keeps_the_newest_by_name(tmp_path: Path) -> None:
     stamps = ["20260325T0130Z", "20260326T0130Z", "20260327T0130Z", "20260328T0130Z"]
-    _touch_ledgers(tmp_path, stamps)
+    for ledger in _touch_ledgers(tmp_path, stamps)[1:3]:  # the snapshots go with their ledgers
+        Path(snapshot_path(ledger)).write_bytes(b"")
     (tmp_path / "notes.txt").write_text("keep me")
     (tmp_path / "ledger-manual.jsonl").write_text("{}\n")
     removed = prune_ledgers(tmp_path, keep=2)
@@ -891,6 +893,7 @@ def test_prune_keeps_the_newest_by_name(tmp_path: Path) -> None:
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "ledger-20260327T0130Z.jsonl",
+        "ledger-20260327T0130Z.jsonl.snapshot",
         "ledger-20260328T0130Z.jsonl",
         "ledger-manual.jsonl",
         "notes.txt",
