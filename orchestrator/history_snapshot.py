@@ -25,11 +25,13 @@ temporary file, fsynced and renamed over the old one, so a reader sees either.
 from __future__ import annotations
 
 import array
+import glob
 import hashlib
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
@@ -63,7 +65,8 @@ def snapshot_path(ledger: str | os.PathLike[str]) -> str:
 
 
 def save_snapshot(ledger: str | os.PathLike[str], fold: SavedFold) -> int:
-    """Write the snapshot of ``fold`` beside ``ledger``, atomically; returns its size.
+    """Write the snapshot of ``fold`` beside ``ledger``, atomically; returns its size. Call
+    it holding the ledger's lock (a run does), so that saves never overlap.
 
     Raises LedgerError when the ledger is shorter than the fold says (cut by hand since it
     was read), OSError on a failed read or write."""
@@ -85,8 +88,17 @@ def save_snapshot(ledger: str | os.PathLike[str], fold: SavedFold) -> int:
         "body_sha256": hashlib.sha256(body).hexdigest(),
     }
     data = _MAGIC + orjson.dumps(header, option=orjson.OPT_APPEND_NEWLINE) + body
-    replace_file(snapshot_path(ledger), data)
+    target = Path(snapshot_path(ledger))
+    _remove_stale_temporaries(target)
+    replace_file(target, data)
     return len(data)
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete what a save killed midway left (``replace_file``'s temporary files). Saves run
+    under the ledger's lock, so no other save can be writing one now."""
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def load_snapshot(ledger: str | os.PathLike[str]) -> tuple[SavedFold | None, str]:

@@ -323,7 +323,13 @@ def test_a_snapshot_is_replaced_whole(tmp_path: Path) -> None:
     path = estate_ledger(tmp_path / "l.jsonl")
     History.load(path, record_ids=False).save_snapshot(path)
     more_lines(path)
+    (tmp_path / ".l.jsonl.snapshot.k1ll3d.tmp").write_bytes(b"a save killed midway")
+    (tmp_path / ".other.jsonl.snapshot.x.tmp").write_bytes(b"another ledger's")
     History.load(path, record_ids=False).save_snapshot(path)
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.jsonl", "l.jsonl.snapshot"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".other.jsonl.snapshot.x.tmp",
+        "l.jsonl",
+        "l.jsonl.snapshot",
+    ]
     assert History.load(path, record_ids=False).snapshot_end == path.stat().st_size
