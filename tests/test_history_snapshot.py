@@ -4,6 +4,7 @@ knows, and a snapshot that does not describe the ledger is never used."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Callable
@@ -198,6 +199,43 @@ def test_copy_statuses_match_replicas_in_a_process_with_another_hash_seed(
         check=True,
     ).stdout
     assert out.split() == ["snapshot", "copying"]
+
+
+def random_line(rng: random.Random) -> dict[str, Any]:
+    """Any line the fold treats in its own way, about few pairs, so that they meet often."""
+    n, region = rng.randrange(6), rng.choice(["r-0", "r-1", "r-2"])
+    record_id = rng.choice([RID, RID2, None, "odd-id"])
+    kind = rng.randrange(8)
+    if kind < 3:
+        return attempt(n, rng.randint(1, 3), region=region)
+    if kind < 6:
+        status = rng.choice(["replicated", "already_replicated", "failed", "gave_up", "rejected"])
+        line_ = result(n, status, record_id, region=region)
+        return line_ | {"outcome_unknown": True} if rng.random() < 0.2 else line_
+    if kind == 6:
+        status = rng.choice(["waiting_copy", "copying", "success", "fail"])
+        return copy_status(n, status, record_id, region)
+    return line(rng.choice(["run_started", "run_finished"]), manifest="/m.csv", reason=None)
+
+
+def test_any_split_of_any_ledger_folds_as_the_whole(tmp_path: Path) -> None:
+    """Snapshot the fold of a random prefix, append the rest: the same answers as folding
+    the whole ledger at once (300 seeded ledgers)."""
+    for seed in range(300):
+        rng = random.Random(seed)
+        records = [random_line(rng) for _ in range(rng.randint(1, 40))]
+        split = rng.randint(0, len(records))
+        path = write(tmp_path / f"l{seed}.jsonl", *records[:split])
+        History.load(path, record_ids=False).save_snapshot(path)
+        prefix = path.stat().st_size
+        with path.open("ab") as f:
+            f.writelines(orjson.dumps(r) + b"\n" for r in records[split:])
+
+        history = History.load(path, record_ids=False)
+
+        assert (history.snapshot_note, history.snapshot_end) == ("snapshot", prefix), seed
+        keys = [(PROJECT, item(n), r) for n in range(6) for r in ("r-0", "r-1", "r-2")]
+        assert knowledge(history, keys) == knowledge(full_fold(path), keys), seed
 
 
 def truncate(path: Path) -> None:
