@@ -25,6 +25,7 @@ SOURCE_PROJECT = "0" * 24 + "5ca1ab1e"
 COLUMNS = ("checkpoint_item_id", "project_id", "destination_region", "destination_project_id")
 _TS = "2025-01-31T23:59:59.123456+00:00"
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
+_LONGEST_LINE = 1 << 20  # far longer than any line this module writes
 
 Row = tuple[str, str, str, str]
 
@@ -99,12 +100,17 @@ def snapshot_all_but(ledger: Path, tail_bytes: int) -> int:
 
     The ledger is cut at a line boundary, folded and snapshotted, then given its tail
     back: the same file, so the snapshot describes it as the job's would."""
-    data = ledger.read_bytes()
-    if len(data) <= tail_bytes:
+    size = ledger.stat().st_size
+    if size <= tail_bytes:
         return 0
-    cut = data.rindex(b"\n", 0, len(data) - tail_bytes) + 1
+    # Only the tail (and the line it starts in) is read, not the whole 476 MB ledger.
+    start = max(0, size - tail_bytes - _LONGEST_LINE)
+    with open(ledger, "rb") as f:
+        f.seek(start)
+        block = f.read()
+    cut = start + block.rindex(b"\n", 0, size - tail_bytes - start) + 1
     os.truncate(ledger, cut)
     History.load(ledger, record_ids=False).save_snapshot(ledger)
     with open(ledger, "ab") as out:
-        out.write(data[cut:])
+        out.write(block[cut - start :])
     return cut
