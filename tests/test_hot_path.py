@@ -32,6 +32,8 @@ def test_timestamps_are_the_isoformat_string() -> None:
     epochs = [0.0, 1.0 - 1e-9, 1_764_201_234.9999996, 1_764_201_234.0000005, -0.0000004]
     epochs += [rng.uniform(0, 4e9) for _ in range(2000)]
     epochs += [1_764_201_234 + rng.randrange(10**6) / 1e6 + 5e-7 for _ in range(2000)]
+    # Starts and ends of requests that span a second's turn, and older seconds among them.
+    epochs += [1_764_201_234 + rng.choice((-3, 0, 1, 1, 2)) + rng.random() for _ in range(2000)]
     for epoch in epochs:
         expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds")
         assert timestamp(epoch) == expected
