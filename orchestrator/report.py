@@ -474,13 +474,20 @@ def _text(value: object) -> str:
 
 def render_table(report: Report) -> str:
     """Plain aligned text for a terminal or an e-mail; stable, no colours."""
-    out: list[str] = []
     scope = {"last": "last run", "all": "all runs"}.get(report.scope, f"run {report.scope}")
-    out.append(f"Ledger report: {scope}, {len(report.runs)} run(s), {report.pairs} pair(s)")
+    out = [f"Ledger report: {scope}, {len(report.runs)} run(s), {report.pairs} pair(s)"]
     if not report.runs:
         out.append("  (no runs in this ledger)")
         return "\n".join(out) + "\n"
-    out += ["", "Runs"]
+    out += _runs_table(report)
+    out += _pairs_table(report)
+    out += _errors_table(report)
+    out += _summary_lines(report)
+    return "\n".join(out) + "\n"
+
+
+def _runs_table(report: Report) -> list[str]:
+    out = ["", "Runs"]
     runs = report.runs[-_TABLE_RUNS:]
     if len(report.runs) > len(runs):
         out.append(f"  ... {len(report.runs) - len(runs)} earlier run(s) not shown")
@@ -500,7 +507,10 @@ def render_table(report: Report) -> str:
         ],
         numeric={3, 5, 6},
     )
-    out += ["", "Pairs by destination region and status (latest result per pair)"]
+    return out
+
+
+def _pairs_table(report: Report) -> list[str]:
     statuses = report.statuses
     rows = [
         (
@@ -511,35 +521,41 @@ def render_table(report: Report) -> str:
         for region in report.regions
     ]
     rows.append(("total", *(str(report.totals[s]) for s in statuses), str(report.pairs)))
-    out += _grid(("destination_region", *statuses, "total"), rows, set(range(1, len(statuses) + 2)))
-    if report.errors:
-        out += ["", "Top errors"]
-        out += _grid(
-            ("error_code", "count", "http", "checkpoint_item_id", "example"),
-            [
-                (
-                    e.error_code,
-                    str(e.count),
-                    _text(e.example_http_status),
-                    _text(e.example_checkpoint_item_id),
-                    _shorten(e.example_msg),
-                )
-                for e in report.errors
-            ],
-            numeric={1, 2},
+    header = ("destination_region", *statuses, "total")
+    title = "Pairs by destination region and status (latest result per pair)"
+    return ["", title, *_grid(header, rows, set(range(1, len(statuses) + 2)))]
+
+
+def _errors_table(report: Report) -> list[str]:
+    if not report.errors:
+        return []
+    rows: list[tuple[str, ...]] = [
+        (
+            e.error_code,
+            str(e.count),
+            _text(e.example_http_status),
+            _text(e.example_checkpoint_item_id),
+            _shorten(e.example_msg),
         )
-    out.append("")
+        for e in report.errors
+    ]
+    header = ("error_code", "count", "http", "checkpoint_item_id", "example")
+    return ["", "Top errors", *_grid(header, rows, numeric={1, 2})]
+
+
+def _summary_lines(report: Report) -> list[str]:
     attempts = ", ".join(f"{n}: {pairs}" for n, pairs in report.attempts.items()) or "-"
-    out.append(f"Attempts per sent pair: {attempts} (retries: {report.retries})")
-    out.append(
+    out = [
+        "",
+        f"Attempts per sent pair: {attempts} (retries: {report.retries})",
         f"Duration of sent pairs: n={report.durations_count}, "
         f"median {_fmt_seconds(report.duration_median_s)}, "
-        f"p95 {_fmt_seconds(report.duration_p95_s)}"
-    )
+        f"p95 {_fmt_seconds(report.duration_p95_s)}",
+    ]
     if report.copy_status:
         copies = ", ".join(f"{status}: {n}" for status, n in report.copy_status.items())
         out.append(f"Copy status (latest per pair): {copies}")
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _shorten(text: str | None, width: int = 60) -> str:
