@@ -1,15 +1,20 @@
-"""The deployment examples in configs/ parse, and every command line in them is one the tool
-takes: real subcommands and options, checked with the tool's own parser."""
+"""The deployment examples in configs/ parse, systemd and Kubernetes' schemas accept them, and
+every command line in them is one the tool takes: real subcommands and options, checked with
+the tool's own parser."""
 
 from __future__ import annotations
 
 import argparse
 import configparser
 import shlex
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -64,6 +69,23 @@ def test_systemd_service_runs_a_real_command() -> None:
     # Time to stop gracefully: more than the run's grace period after SIGTERM.
     assert svc["KillSignal"] == "SIGTERM"
     assert float(svc["TimeoutStopSec"]) > RunSettings().grace_period
+
+
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    """systemd's own reading of both units. An unknown key or an unparsable value is only a
+    warning to systemd (the unit still loads, without it), so any output fails the test.
+    verify insists that ExecStart's program exists: it is pointed at this interpreter."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("no systemd-analyze on this machine")
+    for name in ("csbs-orchestrator.service", "csbs-orchestrator.timer"):
+        text = (CONFIGS / "systemd" / name).read_text()
+        (tmp_path / name).write_text(text.replace(BINARY, sys.executable))
+    units = sorted(str(p) for p in tmp_path.iterdir())
+    checked = subprocess.run(  # noqa: S603 - our own unit files, in our own temporary directory
+        [analyze, "verify", *units], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
 
 
 def test_systemd_timer_fires_the_service_nightly_in_an_explicit_zone() -> None:
@@ -169,6 +191,21 @@ def test_k8s_cronjob_forbids_overlap_and_runs_a_real_command() -> None:
     config_map = docs["ConfigMap"]
     assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]
     assert args.config == f"{mounts['config']}/{next(iter(config_map['data']))}"
+
+
+#: CronJob.spec.timeZone is stable from 1.27 on; the newest schema the package carries too.
+K8S_VERSIONS = ("1.27.0", kubernetes_validate.latest_version())
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_k8s_documents_match_the_kubernetes_schemas(version: str) -> None:
+    """Every document against Kubernetes' own OpenAPI schema, strictly: a misspelt field
+    (which the API server would drop with a warning) fails, as a wrong type does."""
+    for kind, doc in k8s_documents().items():
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{kind} against Kubernetes {version}: {exc}")
 
 
 def test_k8s_credentials_come_from_a_secret() -> None:
