@@ -189,7 +189,12 @@ def load_learned_limits(path: str | None) -> dict[str, int]:
     if not isinstance(data, dict):
         log.warning("limits.state_unreadable", path=path, error="not a JSON object")
         return {}
-    return {str(k): v for k, v in data.items() if isinstance(v, int) and v > 0}
+    # bool is an int to Python, but ``true`` is no limit.
+    return {
+        str(k): v
+        for k, v in data.items()
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0
+    }
 
 
 def save_learned_limits(
