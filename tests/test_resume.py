@@ -97,6 +97,28 @@ async def test_a_run_saves_its_fold_and_the_next_run_starts_from_it(
     assert History.load(ledger, record_ids=False).snapshot_end == ledger.stat().st_size
 
 
+async def test_a_snapshot_that_cannot_be_saved_is_only_a_warning(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    """The snapshot is a cache: the run still ends well, its ledger whole, and the next run
+    folds the ledger instead."""
+    manifest, ledger = tmp_path / "m.csv", tmp_path / "ledger.jsonl"
+    await anyio.Path(snapshot_path(ledger)).mkdir()  # a directory where the file goes
+    async with make_simulator(items=20) as sim:
+        pairs = estate_manifest(sim, manifest)
+        with capture_logs() as logs:
+            first = await run_in_process(sim, manifest, ledger, snapshot_after_bytes=0)
+        assert first.exit_code == ExitCode.OK
+        (warning,) = [e for e in logs if e["event"] == "history.snapshot_not_saved"]
+        assert warning["log_level"] == "warning"
+        assert warning["ledger"] == str(ledger)
+        assert len(final_results(ledger)) == pairs
+
+        again = await run_in_process(sim, manifest, ledger)
+    assert again.plan.totals.already_done == pairs
+    assert again.stats.requests == 0
+
+
 class _KeepsASnapshot:
     """The real client, except that its 20th request first waits for a snapshot of the run so
     far and keeps a copy: the snapshot a run killed at that moment would leave behind."""
