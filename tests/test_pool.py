@@ -20,6 +20,7 @@ import anyio
 import orjson
 import pytest
 from runkit import fresh_items, task_for
+from structlog.testing import capture_logs
 
 from orchestrator import pool as pool_module
 from orchestrator.auth import AkSkSigner, Secret
@@ -453,6 +454,36 @@ async def test_already_replicated_lookup_still_happens_after_a_stop() -> None:
         ResultStatus.ALREADY_REPLICATED,
         "rec-earlier",
     )
+
+
+class _LookupFails(FakeReplicator):
+    async def find_replication(self, task: ReplicationTask) -> str | None:
+        async with self._request(task):
+            self.lookups[task.key] += 1
+            raise http_error(500, "BackupService.6301", "internal error")
+
+
+async def test_a_refusal_whose_lookup_fails_is_already_replicated_without_an_id() -> None:
+    """The look-up is best effort: the pair is done (the service holds a replica), its id is
+    just not known; the failed look-up is logged and not retried."""
+    task = make_task(0)
+    fake = _LookupFails()
+    fake.applied[task.key] = "rec-earlier"
+    recorder = FakeRecorder()
+    with capture_logs() as logs:
+        stats = await Pool(fake, recorder, settings(), sleep=SleepLog()).run(
+            [WorkItem(task)], [task.destination_region]
+        )
+    outcome = recorder.results[task.key]
+    assert (outcome.status, outcome.replication_record_id) == (
+        ResultStatus.ALREADY_REPLICATED,
+        None,
+    )
+    assert (fake.sent[task.key], fake.lookups[task.key]) == (1, 1)
+    assert stats.requests == 2
+    (failed,) = [e for e in logs if e["event"] == "replicate.lookup_failed"]
+    assert failed["item"] == task.checkpoint_item_id
+    assert "BackupService.6301" in failed["error"]
 
 
 # -- unknown outcomes ---------------------------------------------------------------------------
