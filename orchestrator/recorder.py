@@ -45,7 +45,8 @@ class _Timestamps:
     def __init__(self) -> None:
         # (latest second, its text, an earlier second, its text): one tuple, so that a reader
         # in another thread never sees half of an update.
-        self._seconds: tuple[int, str, int, str] = (0, "1970-01-01T00:00:00", 0, "")
+        epoch = "1970-01-01T00:00:00"
+        self._seconds: tuple[int, str, int, str] = (0, epoch, 0, epoch)
 
     def __call__(self, epoch: float | None = None) -> str:
         if epoch is None:
