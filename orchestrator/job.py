@@ -203,6 +203,13 @@ async def run_job(
             retry_failed=spec.retry_failed,
         )
         rejected = _record_rejections(recorder, plan, spec) + plan.rejected_dropped
+        if rejected:
+            log.warning(
+                "manifest.rows_rejected",
+                rows=rejected,
+                first=plan.problems(),
+                hint="the valid rows are sent; `report` lists every rejected row",
+            )
         shown.start({region: c.to_send for region, c in plan.by_region.items() if c.to_send})
         limits = load_learned_limits(spec.settings.state_file)
         async with client_factory() as client:
@@ -237,14 +244,9 @@ async def run_job(
 
 
 def _refuse_if_invalid(plan: Plan, spec: JobSpec) -> None:
-    problems = [str(row) for row in plan.rejected[:5]]
-    problems += [
-        f"lines {', '.join(map(str, c.lines))}: the pair {c.key[1]} -> {c.key[2]} is listed "
-        "with different destination projects"
-        for c in plan.conflicts[:5]
-    ]
-    total = len(plan.rejected) + plan.rejected_dropped + len(plan.conflicts)
+    total = plan.problem_count
     if total:
+        problems = plan.problems()
         more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
         raise ManifestError(
             str(spec.manifest or "discover"),

@@ -34,6 +34,7 @@ from orchestrator.job import JobResult, JobSpec, run_job
 from orchestrator.ledger import iter_records
 from orchestrator.logs import close_logging, configure_logging
 from orchestrator.metrics import RunMetrics, write_textfile
+from orchestrator.plan import Plan
 from orchestrator.progress import NullProgress, Progress, make_progress
 from orchestrator.report import build_report
 from orchestrator.settings import RunSettings, load_config
@@ -226,6 +227,17 @@ _VERDICT = {
 }
 
 
+def _problem_lines(plan: Plan) -> list[str]:
+    """The manifest's invalid rows and conflicts, the first few: what to fix, where."""
+    total = plan.problem_count
+    if not total:
+        return []
+    shown = plan.problems()
+    which = "" if total == len(shown) else f" (the first {len(shown)} of {total})"
+    lines = [f"manifest rows not sent{which}; `report` lists every rejected row:"]
+    return lines + [f"  {problem}" for problem in shown]
+
+
 def print_summary(result: JobResult, ledger: Path, out: TextIO) -> None:
     counts = result.stats.counts
     parts = [f"{status} {n}" for status, n in sorted(counts.items()) if n]
@@ -243,5 +255,6 @@ def print_summary(result: JobResult, ledger: Path, out: TextIO) -> None:
     ]
     if result.stats.auth_error:
         lines.append(f"credentials: {result.stats.auth_error}")
+    lines += _problem_lines(result.plan)
     out.write("\n".join(lines) + "\n")
     out.flush()

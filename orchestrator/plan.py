@@ -51,6 +51,9 @@ __all__ = ["Conflict", "Plan", "RegionCounts"]
 
 #: Row errors kept for the ledger and the report; past this only their number is kept.
 MAX_REJECTED: Final = 10_000
+#: Invalid rows and conflicts that a run's error, warning or summary names (`report` and
+#: `plan` list more).
+SHOWN_PROBLEMS: Final = 5
 
 
 @dataclass(slots=True)
@@ -236,6 +239,23 @@ class Plan:
     def regions(self) -> list[str]:
         """Destination regions with something to send, sorted."""
         return sorted(r for r, c in self.by_region.items() if c.to_send)
+
+    @property
+    def problem_count(self) -> int:
+        """Invalid rows (kept or not) and conflicting pairs."""
+        return len(self.rejected) + self.rejected_dropped + len(self.conflicts)
+
+    def problems(self, limit: int = SHOWN_PROBLEMS) -> list[str]:
+        """The first ``limit`` invalid rows and conflicting pairs, a line each, for a person:
+        ``file:line: field 'name': what to fix``."""
+        lines = [str(row) for row in self.rejected[:limit]]
+        for conflict in self.conflicts[: max(0, limit - len(lines))]:
+            _, item_id, region = conflict.key
+            lines.append(
+                f"lines {', '.join(map(str, conflict.lines))}: the pair {item_id} -> {region} "
+                "is listed with different destination projects"
+            )
+        return lines
 
     def routes(self) -> dict[tuple[str | None, str], tuple[int, str]]:
         """Pairs to send per (row's source region or None, destination region), each with

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from simthread import cli_env, simulator_thread
 
@@ -317,13 +318,50 @@ def test_default_mode_sends_valid_rows_and_records_the_rest(
     rows.insert(4, invalid_row(sim))
     manifest = write_rows(tmp_path / "m.csv", rows)
     code = main(run_argv(sim, tmp_path, manifest))
-    capfd.readouterr()
+    out, err = capfd.readouterr()
     assert code == ExitCode.FAILED
     assert sim.counters.replications.total() == 10
     lines = results(tmp_path / "ledger.jsonl")
     (rejected,) = [r for r in lines if r["status"] == "rejected"]
     assert (rejected["manifest_line"], rejected["field"]) == (6, "checkpoint_item_id")
     assert sum(r["status"] == "replicated" for r in lines) == 10
+    # The person who ran it sees what to fix, where, without opening the ledger...
+    where = f"{manifest}:6: field 'checkpoint_item_id': 'not-a-uuid' is not a UUID"
+    assert f"manifest rows not sent; `report` lists every rejected row:\n  {where}" in out
+    # ... and so does whatever reads the JSON logs.
+    (warning,) = [
+        e for e in map(orjson.loads, err.splitlines()) if e["event"].startswith("manifest")
+    ]
+    assert (warning["event"], warning["level"], warning["rows"]) == (
+        "manifest.rows_rejected",
+        "warning",
+        1,
+    )
+    assert warning["first"][0].startswith(where)
+
+
+def test_the_summary_names_the_first_few_problems_only(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    cli_env(monkeypatch, sim)
+    rows = fresh_rows(sim, 12)
+    for i in range(7):  # lines 2-8 (the header is line 1)
+        rows[i] = dict(rows[i], checkpoint_item_id=f"bad-{i}")
+    rows[8] = dict(rows[8], destination_project_id="f" * 32)
+    rows.append(rows[8] | {"destination_project_id": "e" * 32})  # a conflict: lines 10, 14
+    manifest = write_rows(tmp_path / "m.csv", rows)
+    assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.FAILED
+    out = capfd.readouterr().out
+    assert "manifest rows not sent (the first 5 of 8); `report` lists every rejected row:" in out
+    listed = [line for line in out.splitlines() if line.startswith("  ")]
+    reason = "is not a UUID (8-4-4-4-12 hex digits)"
+    assert listed == [
+        f"  {manifest}:{n}: field 'checkpoint_item_id': 'bad-{n - 2}' {reason}" for n in range(2, 7)
+    ]
+    assert sim.counters.replications.total() == 12 - 7 - 1
 
 
 # -- exit codes ---------------------------------------------------------------------------------
