@@ -179,7 +179,7 @@ OPTIONS: tuple[Option, ...] = (
         "--per-region-floor",
         _positive_int,
         2,
-        "the adaptive per-region limit never drops below this",
+        "the adaptive per-region limit never drops below this (unless set, at most --per-region)",
         config="limits.per_region_floor",
     ),
     Option(
@@ -396,6 +396,7 @@ def resolve(
 ) -> RunSettings:
     """Fold flags > environment > config file > defaults into one :class:`RunSettings`."""
     values: dict[str, Any] = {}
+    defaulted: set[str] = set()
     for opt in OPTIONS:
         flag_value = getattr(args, opt.name, None) if args is not None else None
         if flag_value is not None:
@@ -406,13 +407,19 @@ def resolve(
             values[opt.name] = _parse(opt, raw, f"{config_path}: [{opt.config}]")
         else:
             values[opt.name] = opt.default
+            defaulted.add(opt.name)
     codes = _from_config(config, "errors.codes") or {}
     if not isinstance(codes, Mapping):
         raise ConfigError(f"{config_path}: [errors.codes] must be a table of code = class")
     values["error_codes"] = {str(k): str(v) for k, v in codes.items()}
-    if values["per_region_floor"] > values["per_region"]:
-        raise ConfigError(
-            f"--per-region-floor ({values['per_region_floor']}) exceeds --per-region "
-            f"({values['per_region']}): lower the floor or raise the ceiling"
-        )
+    floor, ceiling = values["per_region_floor"], values["per_region"]
+    if floor > ceiling:
+        if "per_region_floor" not in defaulted:
+            raise ConfigError(
+                f"--per-region-floor ({floor}) exceeds --per-region ({ceiling}): "
+                "lower the floor or raise the ceiling"
+            )
+        # --per-region 1 alone means one at a time, not an error about a floor of 2 that
+        # nobody asked for.
+        values["per_region_floor"] = ceiling
     return RunSettings(**values)
