@@ -99,13 +99,20 @@ def pool_settings(settings: RunSettings, initial_limits: Mapping[str, int]) -> P
         grace_period=settings.grace_period,
         max_duration=settings.max_duration,
         initial_limits=initial_limits,
+        # A pair gives up after the retry time anyway; a service never reached, sooner.
+        unreachable_after_s=min(_UNREACHABLE_AFTER_S, settings.retry_time),
     )
+
+
+#: Before any answer, how long no request may connect before the run stops ("unreachable").
+_UNREACHABLE_AFTER_S = 60.0
 
 
 def exit_code_for(stats: PoolStats, rejected: int) -> ExitCode:
     """The documented exit code of a finished run (most severe first)."""
     by_reason = {
         "auth": ExitCode.AUTH,
+        "unreachable": ExitCode.GAVE_UP,
         "threshold": ExitCode.THRESHOLD,
         "signal": ExitCode.INTERRUPTED,
         "deadline": ExitCode.INTERRUPTED,

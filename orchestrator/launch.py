@@ -227,6 +227,12 @@ _VERDICT = {
 }
 
 
+def _verdict(result: JobResult) -> str:
+    if result.stats.stop_reason == "unreachable":
+        return "stopped: no request could connect to the service"
+    return _VERDICT.get(result.exit_code, "finished")
+
+
 def _problem_lines(plan: Plan) -> list[str]:
     """The manifest's invalid rows and conflicts, the first few: what to fix, where."""
     total = plan.problem_count
@@ -249,12 +255,17 @@ def print_summary(result: JobResult, ledger: Path, out: TextIO) -> None:
     if totals.duplicates:
         parts.append(f"duplicate rows {totals.duplicates}")
     lines = [
-        f"{_VERDICT.get(result.exit_code, 'finished')}: " + (", ".join(parts) or "nothing to do"),
+        f"{_verdict(result)}: " + (", ".join(parts) or "nothing to do"),
         f"{result.stats.requests} requests, {result.stats.retries} retries, "
         f"{result.duration_s:.1f}s; ledger {ledger} (run {result.run_id})",
     ]
     if result.stats.auth_error:
         lines.append(f"credentials: {result.stats.auth_error}")
+    if result.stats.unreachable:
+        lines.append(
+            f"last error: {result.stats.unreachable}; check --endpoint (or --region) and "
+            "the network, then `resume`"
+        )
     lines += _problem_lines(result.plan)
     out.write("\n".join(lines) + "\n")
     out.flush()

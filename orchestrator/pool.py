@@ -116,6 +116,9 @@ class PoolSettings:
     max_duration: float = 0.0
     queue_per_region: int = 4096
     initial_limits: Mapping[str, int] = field(default_factory=dict)
+    #: Before any answer, stop ("unreachable") once no request has connected for this long,
+    #: or as soon as a pair gives up without one having connected.
+    unreachable_after_s: float = 60.0
 
 
 @dataclass(slots=True)
@@ -127,6 +130,8 @@ class PoolStats:
     limits: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     breaker_trips: dict[str, int] = field(default_factory=dict)
     auth_error: str | None = None
+    #: Why the run stopped as "unreachable": the last connection error.
+    unreachable: str | None = None
 
     @property
     def finished(self) -> int:
@@ -276,6 +281,9 @@ class Pool:
         self._verified = anyio.Event()
         self._probes = 0
         self._probe_freed = anyio.Event()
+        # Before any answer: since when no request could connect, and the last such error.
+        self._unreachable_since = 0.0
+        self._refused: TransportError | None = None
         self.stats = PoolStats()
 
     # -- control -------------------------------------------------------------------------
@@ -400,8 +408,12 @@ class Pool:
         self, attempt: _Attempt, outcome: Outcome, started: float, *, quiet: bool = False
     ) -> None:
         attempt.ahead = None  # the pair has its result: nothing is left to withdraw
+        if outcome.status is ResultStatus.GAVE_UP and self._never_reached():
+            self._stop_unreachable()  # a pair ran out of time (or patience) without connecting
         task = attempt.task
         self._recorder.result(task, outcome, started)
+        # A service never reached explains every pair at once (service.unreachable).
+        quiet = quiet or self.stats.stop_reason == "unreachable"
         if not quiet and outcome.status in (ResultStatus.FAILED, ResultStatus.GAVE_UP):
             log.warning(
                 f"replicate.{outcome.status}",
@@ -539,7 +551,9 @@ class Pool:
         except AuthError:
             self.request_stop("auth")  # before the probes waiting behind this one go
             raise
-        except TransportError:
+        except TransportError as exc:
+            if not exc.maybe_applied:
+                self._note_no_connection(exc)
             raise  # no answer: it says nothing about the credentials
         except ApiError:
             answered = True
@@ -550,6 +564,33 @@ class Pool:
         finally:
             if probe:
                 self._end_probe(verified=answered)
+
+    def _note_no_connection(self, exc: TransportError) -> None:
+        """Before any answer, a service that no request could connect to for
+        ``unreachable_after_s`` is misaddressed or down: stop and say so, rather than retry
+        every pair in silence for the whole retry time."""
+        if self._verified.is_set() or self._stop.is_set():
+            return
+        now = anyio.current_time()
+        if self._refused is None:
+            self._unreachable_since = now
+            log.warning(
+                "service.unreachable",
+                error=str(exc),
+                stop_after_s=self._settings.unreachable_after_s,
+                hint="no answer yet: check the endpoint (--endpoint, --region) and the network",
+            )
+        self._refused = exc
+        if now - self._unreachable_since >= self._settings.unreachable_after_s:
+            self._stop_unreachable()
+
+    def _never_reached(self) -> bool:
+        return self._refused is not None and not self._verified.is_set()
+
+    def _stop_unreachable(self) -> None:
+        if not self._stop.is_set():  # (a stop for another reason keeps its own)
+            self.stats.unreachable = str(self._refused)
+            self.request_stop("unreachable")
 
     async def _take_probe(self) -> bool:
         """True if this request is one of the few sent before the credentials are verified;

@@ -8,6 +8,7 @@ Every artefact a run leaves (stdout, stderr, the ``--log-file``, the ledger, the
 from __future__ import annotations
 
 import csv
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -362,6 +363,34 @@ def test_the_summary_names_the_first_few_problems_only(
         f"  {manifest}:{n}: field 'checkpoint_item_id': 'bad-{n - 2}' {reason}" for n in range(2, 7)
     ]
     assert sim.counters.replications.total() == 12 - 7 - 1
+
+
+def test_a_service_never_reached_stops_soon_and_says_why(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A wrong endpoint: no request ever connects. The run stops after the patience
+    (min(60 s, --retry-time): 0.2 s here), exit 4, and names the error and what to check."""
+    cli_env(monkeypatch, sim)
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 5))
+    argv = run_argv(sim, tmp_path, manifest, "--retry-time", "0.2")
+    argv[argv.index("--endpoint") + 1] = f"http://127.0.0.1:{closed}"
+    code = main(argv)
+    out, err = capfd.readouterr()
+    assert code == ExitCode.GAVE_UP
+    assert out.startswith("stopped: no request could connect to the service: gave_up 5")
+    assert f"Cannot connect to host 127.0.0.1:{closed}" in out
+    assert "check --endpoint (or --region) and the network, then `resume`" in out
+    events = [orjson.loads(line)["event"] for line in err.splitlines()]
+    assert events.count("service.unreachable") == 1
+    assert "replicate.gave_up" not in events
+    assert run_finished(tmp_path / "ledger.jsonl")["reason"] == "unreachable"
+    assert sum(sim.counters.requests.values()) == 0
 
 
 # -- exit codes ---------------------------------------------------------------------------------

@@ -34,7 +34,9 @@ from orchestrator.errors import (
     TransientApiError,
     TransportError,
 )
+from orchestrator.exitcodes import ExitCode
 from orchestrator.history import History
+from orchestrator.job import exit_code_for
 from orchestrator.ledger import LedgerWriter
 from orchestrator.models import Durable, Outcome, PairKey, ReplicationTask, ResultStatus, WorkItem
 from orchestrator.pool import Pool, PoolSettings, PoolStats
@@ -723,6 +725,49 @@ async def test_probes_that_get_no_answer_let_others_probe() -> None:
     fake = FakeReplicator({t.checkpoint_item_id: [refused] for t in tasks[:6]})
     stats, _, _ = await run_pool(fake, tasks)
     assert stats.counts == Counter({ResultStatus.REPLICATED: 12})
+
+
+async def test_a_service_no_request_can_connect_to_stops_the_run() -> None:
+    """Before any answer, connections refused for ``unreachable_after_s`` (0 here) stop the
+    run: a wrong endpoint is not retried pair by pair for the whole retry time."""
+    refused = TransportError("POST /x: cannot connect (refused)", maybe_applied=False)
+    tasks = [make_task(n) for n in range(20)]
+    fake = FakeReplicator({t.checkpoint_item_id: [refused] * 50 for t in tasks})
+    recorder = FakeRecorder()
+    pool = Pool(fake, recorder, settings(unreachable_after_s=0.0), sleep=SleepLog())
+    with capture_logs() as logs:
+        stats = await pool.run([WorkItem(t) for t in tasks], [tasks[0].destination_region])
+    assert (stats.stop_reason, stats.unreachable) == ("unreachable", str(refused))
+    assert exit_code_for(stats, rejected=0) == ExitCode.GAVE_UP
+    assert stats.requests <= 4  # the probes, no more
+    assert {o.status for o in recorder.results.values()} == {ResultStatus.GAVE_UP}
+    (warning,) = [e for e in logs if e["event"] == "service.unreachable"]
+    assert warning["error"] == str(refused)
+    # One explanation for all: no warning per pair.
+    assert not [e for e in logs if e["event"] == "replicate.gave_up"]
+
+
+async def test_connections_refused_after_an_answer_are_retried_as_before() -> None:
+    """Once the service has answered, refused connections are an outage to ride out."""
+    refused = TransportError("cannot connect", maybe_applied=False)
+    tasks = [make_task(n) for n in range(6)]
+    # One at a time: item-0000 (no script) is answered first, then come the refusals.
+    fake = FakeReplicator({t.checkpoint_item_id: [refused, refused] for t in tasks[1:]})
+    only_one = settings(concurrency=1, per_region=1, per_region_floor=1, unreachable_after_s=0.0)
+    stats, _, _ = await run_pool(fake, tasks, pool_settings=only_one)
+    assert stats.stop_reason is None
+    assert stats.counts == Counter({ResultStatus.REPLICATED: 6})
+
+
+async def test_a_service_that_answers_within_the_patience_is_not_given_up() -> None:
+    refused = TransportError("cannot connect", maybe_applied=False)
+    tasks = [make_task(n) for n in range(6)]
+    fake = FakeReplicator({t.checkpoint_item_id: [refused] for t in tasks})
+    with capture_logs() as logs:
+        stats, _, _ = await run_pool(fake, tasks)  # the default patience: 60 s
+    assert stats.stop_reason is None
+    assert stats.counts == Counter({ResultStatus.REPLICATED: 6})
+    assert [e["event"] for e in logs].count("service.unreachable") == 1
 
 
 async def test_a_403_stops_the_run_like_a_401() -> None:
