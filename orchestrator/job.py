@@ -100,12 +100,12 @@ def pool_settings(settings: RunSettings, initial_limits: Mapping[str, int]) -> P
         max_duration=settings.max_duration,
         initial_limits=initial_limits,
         # A pair gives up after the retry time anyway; a service never reached, sooner.
-        unreachable_after_s=min(_UNREACHABLE_AFTER_S, settings.retry_time),
+        unreachable_after_s=(
+            min(settings.unreachable_after, settings.retry_time)
+            if settings.unreachable_after > 0
+            else None
+        ),
     )
-
-
-#: Before any answer, how long no request may connect before the run stops ("unreachable").
-_UNREACHABLE_AFTER_S = 60.0
 
 
 def exit_code_for(stats: PoolStats, rejected: int) -> ExitCode:

@@ -117,8 +117,8 @@ class PoolSettings:
     queue_per_region: int = 4096
     initial_limits: Mapping[str, int] = field(default_factory=dict)
     #: Before any answer, stop ("unreachable") once no request has connected for this long,
-    #: or as soon as a pair gives up without one having connected.
-    unreachable_after_s: float = 60.0
+    #: or as soon as a pair gives up without one having connected; None: never.
+    unreachable_after_s: float | None = 60.0
 
 
 @dataclass(slots=True)
@@ -581,11 +581,16 @@ class Pool:
                 hint="no answer yet: check the endpoint (--endpoint, --region) and the network",
             )
         self._refused = exc
-        if now - self._unreachable_since >= self._settings.unreachable_after_s:
+        patience = self._settings.unreachable_after_s
+        if patience is not None and now - self._unreachable_since >= patience:
             self._stop_unreachable()
 
     def _never_reached(self) -> bool:
-        return self._refused is not None and not self._verified.is_set()
+        return (
+            self._refused is not None
+            and self._settings.unreachable_after_s is not None
+            and not self._verified.is_set()
+        )
 
     def _stop_unreachable(self) -> None:
         if not self._stop.is_set():  # (a stop for another reason keeps its own)

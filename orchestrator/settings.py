@@ -216,6 +216,15 @@ OPTIONS: tuple[Option, ...] = (
         config="retry.max_elapsed",
     ),
     Option(
+        "unreachable_after",
+        "--unreachable-after",
+        _non_negative_float,
+        60.0,
+        "before any answer, stop when no request has connected for this long "
+        "(0: retry as for any transient error)",
+        config="retry.unreachable_after",
+    ),
+    Option(
         "retry_base",
         None,
         _non_negative_float,
@@ -310,6 +319,7 @@ class RunSettings:
     rate: float = 0.0
     max_attempts: int = 8
     retry_time: float = 600.0
+    unreachable_after: float = 60.0
     retry_base: float = 0.5
     retry_cap: float = 30.0
     retry_budget: float = 20.0

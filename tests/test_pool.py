@@ -770,6 +770,19 @@ async def test_a_service_that_answers_within_the_patience_is_not_given_up() -> N
     assert [e["event"] for e in logs].count("service.unreachable") == 1
 
 
+async def test_unreachable_after_none_leaves_refusals_to_the_retries() -> None:
+    """``--unreachable-after 0``: each pair retries and gives up on its own, as before."""
+    refused = TransportError("cannot connect", maybe_applied=False)
+    tasks = [make_task(n) for n in range(5)]
+    fake = FakeReplicator({t.checkpoint_item_id: [refused] * 50 for t in tasks})
+    retry = RetryPolicy(max_attempts=3, base_delay_s=BASE, max_delay_s=CAP)
+    patient = settings(unreachable_after_s=None, retry=retry)
+    stats, _, _ = await run_pool(fake, tasks, pool_settings=patient)
+    assert (stats.stop_reason, stats.unreachable) == (None, None)
+    assert stats.counts == Counter({ResultStatus.GAVE_UP: 5})
+    assert all(fake.sent[t.key] == 3 for t in tasks)
+
+
 async def test_a_403_stops_the_run_like_a_401() -> None:
     """A 403 from the service is an AuthError too: it stops, it is not a per-pair failure."""
     fake = FakeReplicator({"item-0000": [http_error(403, "APIGW.0306")]})
