@@ -412,9 +412,12 @@ class Pool:
             self._stop_unreachable()  # a pair ran out of time (or patience) without connecting
         task = attempt.task
         self._recorder.result(task, outcome, started)
-        # A service never reached explains every pair at once (service.unreachable).
-        quiet = quiet or self.stats.stop_reason == "unreachable"
-        if not quiet and outcome.status in (ResultStatus.FAILED, ResultStatus.GAVE_UP):
+        if (
+            not quiet
+            and outcome.status in (ResultStatus.FAILED, ResultStatus.GAVE_UP)
+            # A service never reached explains every pair at once (service.unreachable).
+            and self.stats.stop_reason != "unreachable"
+        ):
             log.warning(
                 f"replicate.{outcome.status}",
                 item=task.checkpoint_item_id,
