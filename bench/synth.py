@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from orchestrator.history import History
+from orchestrator.ledger.history import History
 
 __all__ = ["Row", "rows", "snapshot_all_but", "write_finished_ledger", "write_manifest"]
 

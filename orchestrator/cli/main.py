@@ -1,0 +1,568 @@
+"""Command line: parse arguments, configure logging, wire the pieces.
+
+Every command module is imported lazily inside its handler so that ``--help`` stays fast.
+Errors from our exception tree become one clear line on stderr and a documented exit code;
+a traceback is shown only for a bug, and only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from orchestrator import __version__
+from orchestrator.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from orchestrator.config.settings import RunSettings
+
+__all__ = ["build_parser", "main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+_EPILOG = """exit codes: 0 ok, 2 usage/config/manifest, 3 some pairs failed, 4 some gave up on
+transient errors (resume later), 5 failure threshold tripped, 6 interrupted or --max-duration
+reached (resume) or `track --deadline` passed, 7 credentials refused, 8 ledger error,
+1 internal error.
+precedence: flags > environment > --config file > defaults."""
+
+
+def _add_logging(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("logging")
+    group.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="json off a terminal, readable on one (default: auto)",
+    )
+    group.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="(default: info)",
+    )
+    group.add_argument(
+        "--log-file", default=None, help="also append JSON log lines to this file (default: none)"
+    )
+    group.add_argument(
+        "--debug", action="store_true", help="show a traceback for unexpected errors (default: off)"
+    )
+
+
+def _add_connection(parser: argparse.ArgumentParser, *, simulate: bool = True) -> None:
+    from orchestrator.cli.options import add_options
+
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--config", default=None, help="TOML config file, see configs/example.toml (default: none)"
+    )
+    add_options(group, "connection")  # type: ignore[arg-type]
+    if simulate:
+        group.add_argument(
+            "--simulate",
+            action="store_true",
+            help="start the embedded CSBS simulator and run against it (default: off)",
+        )
+        group.add_argument(
+            "--sim-seed", type=int, default=1, help="seed of the simulated estate (default: 1)"
+        )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    from orchestrator.cli.options import add_options
+
+    group = parser.add_argument_group("limits, retries and stopping")
+    add_options(group, "run")  # type: ignore[arg-type]
+    group.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="also re-send pairs whose last result was failed (default: off)",
+    )
+    group.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress display even on a terminal (default: show it)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="csbs-orchestrator",
+        description="Replicate Huawei Cloud CSBS backups to other regions, in bulk, "
+        "with a durable ledger and resume.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="replicate every pair of a manifest",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", help="CSV or JSON Lines manifest")
+    source.add_argument(
+        "--discover",
+        action="store_true",
+        help="list the estate through the API and apply the [discover] rules of --config "
+        "instead of reading a manifest (see `discover`)",
+    )
+    run.add_argument("--ledger", required=True, help="JSON Lines ledger (appended, resumable)")
+    run.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse to send anything if any manifest row is invalid "
+        "(default: send the valid rows, record the others as rejected)",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plan only, as `plan` does: send nothing (default: off)",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="with --dry-run: the plan as one JSON document (default: a table)",
+    )
+    _add_connection(run)
+    _add_discovery(run)
+    _add_run_options(run)
+    _add_logging(run)
+    run.set_defaults(handler=_cmd_run)
+
+    resume = sub.add_parser(
+        "resume",
+        help="finish the last run recorded in a ledger",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    resume.add_argument("--ledger", required=True, help="the ledger of the run to finish")
+    resume.add_argument(
+        "--manifest",
+        default=None,
+        help="manifest to use instead of the one the ledger recorded (default: the recorded one)",
+    )
+    _add_connection(resume)
+    _add_run_options(resume)
+    _add_logging(resume)
+    resume.set_defaults(handler=_cmd_resume, strict=False, dry_run=False, json=False)
+
+    _add_plan(sub)
+    _add_report(sub)
+    _add_discover(sub)
+    _add_schedule(sub)
+    _add_track(sub)
+
+    simulate = sub.add_parser("simulate", help="serve the embedded CSBS simulator")
+    from orchestrator.cli.simulate import add_arguments
+
+    add_arguments(simulate)
+    simulate.set_defaults(handler=_cmd_simulate)
+    return parser
+
+
+def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plan = sub.add_parser(
+        "plan",
+        help="validate a manifest and show what a run would send, per region (sends nothing)",
+        description="Validate and deduplicate the manifest, check destination regions against "
+        "the service's replication capabilities and the ledger for pairs already done, and "
+        "estimate the run. Exit 0 when every row can be sent, 3 when some would not be.",
+    )
+    plan.add_argument("--manifest", required=True, help="CSV or JSON Lines manifest")
+    plan.add_argument(
+        "--ledger", default=None, help="ledger to count pairs already done in (default: none)"
+    )
+    plan.add_argument("--json", action="store_true", help="one JSON document (default: a table)")
+    plan.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not ask the service for its capabilities (default: ask)",
+    )
+    _add_connection(plan)
+    _add_run_options(plan)
+    _add_logging(plan)
+    plan.set_defaults(handler=_cmd_plan)
+
+
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = sub.add_parser(
+        "report", help="summarise a ledger: per region and status, top errors, durations"
+    )
+    report.add_argument("ledger", metavar="LEDGER", help="the ledger to read")
+    report.add_argument("--run", default="last", help="'last', 'all' or a run id (default: last)")
+    report.add_argument(
+        "--format", choices=("table", "json", "csv"), default="table", help="(default: table)"
+    )
+    report.add_argument(
+        "--failed-manifest",
+        default=None,
+        metavar="FILE",
+        help="also write the failed and gave-up pairs as a manifest to run again (default: none)",
+    )
+    report.add_argument(
+        "--include",
+        default="failed,gave_up",
+        help="statuses for --failed-manifest: failed, gave_up, rejected, unknown, copy_failed "
+        "(default: failed,gave_up)",
+    )
+    report.set_defaults(handler=_cmd_report)
+
+
+def _add_track(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    track = sub.add_parser(
+        "track",
+        help="follow the copies of replicated pairs until each ends, into the ledger",
+        description="Poll the service for the replication record of every pair whose latest "
+        "result is replicated until its copy is success or fail (or --deadline), appending a "
+        "copy_status line to the ledger at each change. `resume --retry-failed` sends the "
+        "pairs whose copy failed again. Exit 0 when every copy succeeded, 3 when some failed "
+        "or their record is missing, 6 when the deadline passed with copies still running, "
+        "7 credentials refused, 8 ledger locked or unwritable.",
+    )
+    track.add_argument("ledger", metavar="LEDGER", help="the ledger of the runs to follow")
+    track.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between two polls of a running copy (default: 60)",
+    )
+    track.add_argument(
+        "--deadline",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="stop after this long, exit 6 if copies still run (default: 0 = until all end)",
+    )
+    track.add_argument(
+        "--concurrency",
+        dest="poll_concurrency",
+        type=int,
+        default=16,
+        metavar="N",
+        help="status requests in flight (default: 16)",
+    )
+    _add_connection(track, simulate=False)
+    _add_logging(track)
+    track.set_defaults(handler=_cmd_track)
+
+
+def _add_discovery(parser: argparse.ArgumentParser) -> None:
+    """Filters and a catch-all destination on top of the config's ``[discover]`` table."""
+    group = parser.add_argument_group("discovery (over [discover] in --config)")
+    group.add_argument(
+        "--status",
+        dest="filter_status",
+        default=None,
+        metavar="STATUS",
+        help="list items of this status; 'any' for all (default: available)",
+    )
+    group.add_argument(
+        "--resource-type",
+        dest="filter_resource_type",
+        default=None,
+        metavar="TYPE",
+        help="only this resource type, e.g. OS::Nova::Server (default: any)",
+    )
+    group.add_argument(
+        "--name",
+        dest="filter_name",
+        default=None,
+        metavar="TEXT",
+        help="only items whose name contains this (the service's fuzzy match; default: any)",
+    )
+    group.add_argument(
+        "--policy-id",
+        dest="filter_policy_id",
+        default=None,
+        metavar="ID",
+        help="only this backup policy (default: any)",
+    )
+    group.add_argument(
+        "--since",
+        dest="filter_since",
+        default=None,
+        metavar="WHEN",
+        help="only items created since an ISO time (UTC if no zone) or an age: 36h, 7d "
+        "(default: any)",
+    )
+    group.add_argument(
+        "--to",
+        action="append",
+        default=None,
+        metavar="REGION=PROJECT_ID",
+        help="send every listed item there too (repeatable; adds to [[discover.rules]]; "
+        "default: none)",
+    )
+    group.add_argument(
+        "--page-size", type=int, default=None, help="items per listing page (default: 1000)"
+    )
+
+
+def _add_discover(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    discover = sub.add_parser(
+        "discover",
+        help="list backups through the API, apply the destination rules, write a manifest",
+        description="List the checkpoint items of every [[discover.sources]] entry (or of "
+        "--project-id/--region), apply the [[discover.rules]] of --config, skip pairs that "
+        "already have a replica or one in progress, and write the rest as a CSV manifest for "
+        "`run --manifest`. Prints one summary line per source.",
+    )
+    discover.add_argument(
+        "--output", "-o", required=True, metavar="FILE", help="the CSV manifest to write"
+    )
+    _add_connection(discover)
+    _add_discovery(discover)
+    _add_logging(discover)
+    discover.set_defaults(handler=_cmd_discover)
+
+
+def _add_schedule(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schedule = sub.add_parser(
+        "schedule",
+        help="run discover -> run -> report on a cron schedule, one dated ledger per firing",
+        description="Keep running and fire on a cron expression in an explicit time zone "
+        "(no overlap, a missed-run policy); each firing discovers, runs into "
+        "<state-dir>/ledger-YYYYMMDDTHHMMZ.jsonl and prints its summary. With --once: fire "
+        "now, once, and exit with the run's code (for cron, systemd timers, Kubernetes).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    group = schedule.add_argument_group("schedule (over [schedule] in --config)")
+    group.add_argument(
+        "--cron",
+        default=None,
+        help="five-field cron expression or @daily (default: [schedule] cron of --config)",
+    )
+    group.add_argument(
+        "--tz",
+        default=None,
+        help="IANA time zone of --cron, e.g. Europe/Berlin (default: [schedule] timezone)",
+    )
+    group.add_argument(
+        "--state-dir",
+        default=None,
+        help="lock, schedule state and the dated ledgers (default: [schedule] state_dir)",
+    )
+    group.add_argument("--keep", type=int, default=None, help="dated ledgers to keep (default: 14)")
+    group.add_argument(
+        "--missed-runs",
+        choices=("run_once", "skip"),
+        default=None,
+        help="after downtime: one catch-up run, or wait for the next time (default: run_once)",
+    )
+    group.add_argument(
+        "--max-lateness",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run_once does not catch up a firing older than this (default: 43200)",
+    )
+    group.add_argument(
+        "--once", action="store_true", help="fire now, once, then exit (default: keep running)"
+    )
+    _add_connection(schedule)
+    _add_discovery(schedule)
+    _add_run_options(schedule)
+    _add_logging(schedule)
+    schedule.set_defaults(handler=_cmd_schedule)
+
+
+def _settings(args: argparse.Namespace, base: dict[str, object] | None = None) -> RunSettings:
+    from orchestrator.config.settings import load_config, resolve
+
+    config = load_config(args.config)
+    if base:  # settings a ledger recorded: below the config file and everything else
+        config = _merge_recorded(base, config)
+    return resolve(vars(args), os.environ, config, config_path=args.config)
+
+
+def _merge_recorded(recorded: dict[str, object], config: dict[str, object]) -> dict[str, object]:
+    from orchestrator.config.settings import OPTIONS
+
+    merged: dict[str, dict[str, object]] = {}
+    for opt in OPTIONS:
+        if opt.config and recorded.get(opt.name) is not None and not opt.secret:
+            section, key = opt.config.split(".")
+            merged.setdefault(section, {})[key] = recorded[opt.name]
+    for section, values in config.items():
+        if isinstance(values, dict):
+            merged.setdefault(section, {}).update(values)
+        else:
+            merged[section] = values  # type: ignore[assignment]
+    return dict(merged)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from orchestrator.cli.launch import launch_job
+
+    settings = _settings(args)
+    if args.discover:
+        from orchestrator.cli.nightly import launch_discovered_run
+
+        return launch_discovered_run(args, settings)
+    return launch_job(args, settings, manifest=Path(args.manifest))
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    from orchestrator.cli.nightly import launch_discover
+
+    return launch_discover(args, _settings(args))
+
+
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from orchestrator.cli.nightly import launch_schedule
+
+    return launch_schedule(args, _settings(args))
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from orchestrator.cli.launch import launch_job
+    from orchestrator.errors import ConfigError
+    from orchestrator.ledger.file import last_record
+
+    ledger = Path(args.ledger)
+    if not ledger.exists():
+        raise ConfigError(f"{ledger}: no such ledger; start with `run --manifest ... --ledger`")
+    # Only the last run_started: the job folds the whole ledger itself, once.
+    started = last_record(ledger, "run_started")
+    if started is None:
+        raise ConfigError(f"{ledger}: the ledger has no run_started line to resume")
+    manifest = args.manifest or started.get("manifest")
+    if not manifest:
+        raise ConfigError(
+            f"{ledger}: the last run discovered its pairs, so there is no manifest to resume: "
+            "run `run --discover` with this ledger again (pairs already done are skipped), "
+            "or pass --manifest"
+        )
+    recorded = started.get("settings") or {}
+    settings = _settings(args, recorded if isinstance(recorded, dict) else None)
+    return launch_job(args, settings, manifest=Path(str(manifest)))
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from orchestrator.cli.launch import open_output, secrets_of
+    from orchestrator.cli.logs import close_logging
+    from orchestrator.cli.planning import launch_plan
+
+    settings = _settings(args)
+    open_output(args, secrets_of(settings, os.environ))
+    try:
+        return launch_plan(args, settings, manifest=Path(args.manifest), as_json=args.json)
+    finally:
+        close_logging()
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from orchestrator.errors import ConfigError
+    from orchestrator.insight.report import (
+        build_report,
+        render_csv,
+        render_json,
+        render_table,
+        write_failed_manifest,
+    )
+    from orchestrator.ledger.file import iter_records
+
+    ledger = Path(args.ledger)
+    if not ledger.exists():
+        raise ConfigError(f"{ledger}: no such ledger")
+    report = build_report(iter_records(ledger), run=args.run)
+    render = {"table": render_table, "json": render_json, "csv": render_csv}[args.format]
+    sys.stdout.write(render(report))
+    if args.failed_manifest:
+        include = [part.strip() for part in args.include.split(",") if part.strip()]
+        count = write_failed_manifest(
+            iter_records(ledger), args.failed_manifest, run=args.run, include=include
+        )
+        print(f"wrote {count} pairs to {args.failed_manifest}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    from orchestrator.cli.launch import open_output, secrets_of
+    from orchestrator.cli.logs import close_logging
+    from orchestrator.cli.tracking import launch_track
+
+    settings = _settings(args)
+    open_output(args, secrets_of(settings, os.environ))
+    try:
+        return launch_track(args, settings)
+    finally:
+        close_logging()
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from orchestrator.cli.simulate import run_from_args
+
+    return run_from_args(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    return _guarded(handler, args)
+
+
+def _guarded(handler: Handler, args: argparse.Namespace) -> int:
+    """Run a command; our errors become one line and a documented code, never a traceback."""
+    from orchestrator import errors
+
+    known: tuple[tuple[type[BaseException], str, ExitCode], ...] = (
+        (errors.ConfigError, "configuration: ", ExitCode.USAGE),
+        (errors.ManifestError, "manifest: ", ExitCode.USAGE),
+        (errors.LedgerError, "ledger: ", ExitCode.LEDGER),
+        (errors.ScheduleError, "schedule: ", ExitCode.USAGE),
+        (errors.AuthError, "credentials refused: ", ExitCode.AUTH),
+        (errors.OrchestratorError, "", ExitCode.INTERNAL),
+    )
+    try:
+        return handler(args)
+    except Exception as raised:
+        exc = _ours_inside(raised, errors.OrchestratorError)
+        for kind, prefix, code in known:
+            if isinstance(exc, kind):
+                return _fail(f"{prefix}{exc}", code)
+        if getattr(args, "debug", False):
+            raise
+        return _fail(
+            f"internal error ({type(exc).__name__}); re-run with --debug for details",
+            ExitCode.INTERNAL,
+        )
+    except KeyboardInterrupt:
+        return _fail("interrupted", ExitCode.INTERRUPTED)
+
+
+def _ours_inside(exc: BaseException, ours: type[BaseException]) -> BaseException:
+    """A task group wraps a worker's error in an ExceptionGroup (with the cancellations it
+    caused): report the first of our own errors inside it as if it had been raised alone."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _ours_inside(inner, ours)
+            if isinstance(found, ours):
+                return found
+    return exc
+
+
+def _fail(message: str, code: ExitCode) -> int:
+    print(f"csbs-orchestrator: error: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,457 @@
+"""``track``: follow the copies that replicate requests started, until each one ends.
+
+A 200 to a replicate request only means "accepted": the copy runs for minutes to hours and can
+still fail. ``track`` reads the ledger for pairs whose latest result is a success with a
+replication record id and no final ``copy_status`` yet, asks the service about each record
+every ``interval_s`` seconds until it is ``success`` or ``fail`` (or the deadline passes), and
+appends a ``copy_status`` line to the ledger whenever a copy's status changes (not on every
+poll: a long copy must not grow the ledger). ``resume --retry-failed`` later sends the pairs
+whose copy failed again (see the decision table in :mod:`orchestrator.engine.plan`).
+
+Where a status comes from: ``GET /replication_records`` filtered by item and destination
+region, the record with the ledger's id; when that endpoint answers 404 (it is unconfirmed on
+the real service), the item's embedded ``replication_records``. A record the service does not
+know (or an item that is gone) is *missing*: reported, not polled again, no ledger line.
+Transient errors leave the pair for the next round.
+
+Exit codes: 0 every copy succeeded (or nothing to track), 3 some copies failed or are
+missing, 6 the deadline passed with copies still running (run ``track`` again later).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+import anyio
+import structlog
+
+from orchestrator.cli.connection import connect
+from orchestrator.config.settings import RunSettings
+from orchestrator.errors import (
+    ConfigError,
+    OrchestratorError,
+    PermanentApiError,
+    TransientApiError,
+)
+from orchestrator.exitcodes import ExitCode
+from orchestrator.ledger.file import LedgerWriter, iter_records
+from orchestrator.ledger.history import History
+from orchestrator.ledger.recorder import LedgerRecorder
+from orchestrator.models import FINAL_SUCCESS
+from orchestrator.service.client import CsbsClient
+
+__all__ = [
+    "PendingCopy",
+    "TrackResult",
+    "TrackSettings",
+    "launch_track",
+    "pending_copies",
+    "track_copies",
+    "track_ledger",
+]
+
+log = structlog.get_logger("orchestrator.track")
+
+FINAL: Final = frozenset({"success", "fail"})
+_KNOWN: Final = frozenset({"waiting_copy", "copying", *FINAL})
+_ALIASES: Final = {"failed": "fail", "error": "fail", "succeeded": "success"}
+_SUCCESS_STATUSES: Final = frozenset(str(s) for s in FINAL_SUCCESS)
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCopy:
+    """A pair whose replicate request succeeded and whose copy has not ended (as far as the
+    ledger knows). ``last_status``: the latest copy status known for it: the ledger's, then
+    what this run's polls saw (a status outside the contract's list included)."""
+
+    project_id: str
+    checkpoint_item_id: str
+    destination_region: str
+    destination_project_id: str | None
+    source_region: str | None
+    replication_record_id: str
+    last_status: str | None = None
+
+    def ids(self) -> dict[str, str | None]:
+        return {
+            "project_id": self.project_id,
+            "checkpoint_item_id": self.checkpoint_item_id,
+            "source_region": self.source_region,
+            "destination_region": self.destination_region,
+            "destination_project_id": self.destination_project_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSettings:
+    interval_s: float = 60.0
+    """Seconds between two polls of the same copy."""
+    deadline_s: float = 0.0
+    """Stop after this many seconds even if copies are still running; 0: no deadline."""
+    concurrency: int = 16
+    """Status requests in flight."""
+
+    def __post_init__(self) -> None:
+        if self.interval_s < 0 or self.deadline_s < 0 or self.concurrency < 1:
+            raise ConfigError("--interval and --deadline must be >= 0, --concurrency >= 1")
+
+
+@dataclass(slots=True)
+class TrackResult:
+    tracked: int = 0
+    success: int = 0
+    failed: int = 0
+    missing: int = 0
+    running: int = 0  # still waiting_copy or copying when tracking stopped
+    rounds: int = 0
+    lines: int = 0  # copy_status lines appended
+    failures: list[PendingCopy] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.running:
+            return ExitCode.INTERRUPTED
+        if self.failed or self.missing:
+            return ExitCode.FAILED
+        return ExitCode.OK
+
+
+# -- what to track ---------------------------------------------------------------------------
+
+
+def pending_copies(path: str | os.PathLike[str]) -> list[PendingCopy]:
+    """The pairs of the ledger at ``path`` whose copy has not been seen to end.
+
+    The latest result of the pair must be a success carrying a replication record id, and no
+    ``copy_status`` line about that record may be final. Two passes: the history fold decides,
+    a second read collects the ids of the few pairs still open.
+    """
+    history = History.load(path)
+    found: dict[tuple[str, str, str], PendingCopy] = {}
+    for record in iter_records(path):
+        pending = _pending_of(record, history)
+        if pending is not None:
+            found[pending.project_id, pending.checkpoint_item_id, pending.destination_region] = (
+                pending
+            )
+    return list(found.values())
+
+
+def _pending_of(record: Mapping[str, Any], history: History) -> PendingCopy | None:
+    if record.get("event") != "result" or record.get("status") not in _SUCCESS_STATUSES:
+        return None
+    record_id = record.get("replication_record_id")
+    project = record.get("project_id")
+    item = record.get("checkpoint_item_id")
+    region = record.get("destination_region")
+    if not all(isinstance(v, str) and v for v in (record_id, project, item, region)):
+        return None
+    key = (str(project), str(item), str(region))
+    if history.record_id(key) != record_id:
+        return None  # a later result replaced this one
+    last = history.copy_status(key)
+    if last in FINAL:
+        return None
+    return PendingCopy(
+        project_id=key[0],
+        checkpoint_item_id=key[1],
+        destination_region=key[2],
+        destination_project_id=_text(record.get("destination_project_id")),
+        source_region=_text(record.get("source_region")),
+        replication_record_id=str(record_id),
+        last_status=last,
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+# -- asking the service ----------------------------------------------------------------------
+
+Seen = tuple[str, int | None] | None  # (copy status, progress); None: the service does not know
+
+
+async def poll_copy(client: CsbsClient, pair: PendingCopy) -> Seen:
+    """The copy status and progress of ``pair``'s replication record, or None if unknown."""
+    try:
+        try:
+            records = await client.replication_records(
+                pair.project_id,
+                region=pair.source_region,
+                source_item_id=pair.checkpoint_item_id,
+                destination_region=pair.destination_region,
+            )
+        except PermanentApiError as exc:
+            if exc.http_status != 404:
+                raise
+            item = await client.get_item(
+                pair.project_id, pair.checkpoint_item_id, region=pair.source_region
+            )
+            embedded = item.get("replication_records")
+            records = embedded if isinstance(embedded, list) else []
+    except PermanentApiError as exc:
+        if exc.http_status == 404:
+            return None  # the item is gone
+        raise
+    return _status_in(records, pair.replication_record_id)
+
+
+def _status_in(records: Iterable[Any], record_id: str) -> Seen:
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        if (record.get("id") or record.get("replication_record_id")) != record_id:
+            continue
+        raw = str(record.get("status") or "").lower()
+        status = _ALIASES.get(raw, raw)
+        extra = record.get("extra_info")
+        progress = extra.get("progress") if isinstance(extra, dict) else None
+        if isinstance(progress, bool) or not isinstance(progress, int):
+            progress = 100 if status == "success" else None
+        return status, progress
+    return None
+
+
+# -- the loop --------------------------------------------------------------------------------
+
+
+async def track_copies(
+    client: CsbsClient,
+    pending: Sequence[PendingCopy],
+    recorder: LedgerRecorder,
+    settings: TrackSettings,
+    *,
+    sleep: Sleep = anyio.sleep,
+    clock: Clock = time.monotonic,
+) -> TrackResult:
+    """Poll every pending copy each round until none is left or the deadline has passed.
+
+    A round polls every open copy (``settings.concurrency`` at a time); a ``copy_status``
+    line is written for each status change. Between rounds: ``sleep(interval)``, cut short
+    by the deadline, after which one last round runs.
+    """
+    result = TrackResult(tracked=len(pending))
+    started = clock()
+    open_copies = list(pending)
+    while open_copies:
+        result.rounds += 1
+        seen = await _round(client, open_copies, settings.concurrency)
+        open_copies = _settle(open_copies, seen, recorder, result)
+        _log_round(result, open_copies, len(seen))
+        elapsed = clock() - started
+        if not open_copies or (settings.deadline_s and elapsed >= settings.deadline_s):
+            break
+        wait = settings.interval_s
+        if settings.deadline_s:
+            wait = min(wait, settings.deadline_s - elapsed)
+        await sleep(wait)
+    result.running = len(open_copies)
+    return result
+
+
+async def _round(
+    client: CsbsClient, pairs: Sequence[PendingCopy], concurrency: int
+) -> dict[PendingCopy, Seen]:
+    """Poll each pair once, ``concurrency`` at a time; pairs that hit a transient error are
+    left out of the answer (they stay open)."""
+    seen: dict[PendingCopy, Seen] = {}
+    feed: Iterator[PendingCopy] = iter(pairs)
+
+    async def worker() -> None:
+        for pair in feed:  # one shared iterator: each pair goes to exactly one worker
+            try:
+                seen[pair] = await poll_copy(client, pair)
+            except (TransientApiError, PermanentApiError) as exc:
+                log.warning(
+                    "track.poll_error",
+                    checkpoint_item_id=pair.checkpoint_item_id,
+                    destination_region=pair.destination_region,
+                    error=str(exc),
+                    http_status=exc.http_status,
+                )
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(concurrency, len(pairs))):
+                tg.start_soon(worker)
+    except* OrchestratorError as group:  # credentials refused, a bad endpoint: stop tracking
+        raise group.exceptions[0]  # noqa: B904 - unwrap; it keeps its own cause
+    return seen
+
+
+def _settle(
+    pairs: Sequence[PendingCopy],
+    seen: Mapping[PendingCopy, Seen],
+    recorder: LedgerRecorder,
+    result: TrackResult,
+) -> list[PendingCopy]:
+    """Record what this round saw; returns the copies still open."""
+    still_open: list[PendingCopy] = []
+    for pair in pairs:
+        if pair not in seen:
+            still_open.append(pair)  # a transient error: ask again next round
+            continue
+        answer = seen[pair]
+        if answer is None:
+            result.missing += 1
+            log.warning(
+                "track.missing",
+                checkpoint_item_id=pair.checkpoint_item_id,
+                destination_region=pair.destination_region,
+                replication_record_id=pair.replication_record_id,
+            )
+            continue
+        status, progress = answer
+        if status not in _KNOWN and status != pair.last_status:
+            # Not a status the contract lists: kept open (it may still end), said once.
+            log.warning(
+                "track.unknown_status",
+                checkpoint_item_id=pair.checkpoint_item_id,
+                destination_region=pair.destination_region,
+                copy_status=status,
+                action="polled until it ends or --deadline passes",
+            )
+        if status in _KNOWN and status != pair.last_status:
+            recorder.copy_status(
+                pair.ids(),
+                replication_record_id=pair.replication_record_id,
+                copy_status=status,
+                progress=progress,
+            )
+            result.lines += 1
+        if status == "success":
+            result.success += 1
+        elif status == "fail":
+            result.failed += 1
+            result.failures.append(pair)
+            log.warning(
+                "track.copy_failed",
+                checkpoint_item_id=pair.checkpoint_item_id,
+                destination_region=pair.destination_region,
+                replication_record_id=pair.replication_record_id,
+            )
+        else:
+            still_open.append(_with_status(pair, status))
+    return still_open
+
+
+def _with_status(pair: PendingCopy, status: str) -> PendingCopy:
+    if status == pair.last_status:
+        return pair
+    return PendingCopy(
+        pair.project_id,
+        pair.checkpoint_item_id,
+        pair.destination_region,
+        pair.destination_project_id,
+        pair.source_region,
+        pair.replication_record_id,
+        status,
+    )
+
+
+def _log_round(result: TrackResult, still_open: Sequence[PendingCopy], answered: int) -> None:
+    log.info(
+        "track.round",
+        round=result.rounds,
+        answered=answered,
+        success=result.success,
+        failed=result.failed,
+        missing=result.missing,
+        running=len(still_open),
+    )
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+async def track_ledger(
+    ledger: Path,
+    client_factory: Callable[[], CsbsClient],
+    settings: TrackSettings,
+    *,
+    sleep: Sleep = anyio.sleep,
+    clock: Clock = time.monotonic,
+) -> TrackResult:
+    """Track every pending copy of ``ledger``, appending ``copy_status`` lines to it.
+
+    The ledger is locked for the whole time (a run cannot write it meanwhile).
+    """
+    if not await anyio.Path(ledger).exists():  # do not create one: there is nothing to track
+        raise ConfigError(f"{ledger}: no such ledger")
+    async with LedgerWriter(ledger) as writer:
+        pending = await anyio.to_thread.run_sync(pending_copies, ledger)
+        log.info("track.started", ledger=str(ledger), pending=len(pending))
+        if not pending:
+            return TrackResult()
+        recorder = LedgerRecorder(writer, f"track-{uuid.uuid4().hex}")
+        async with client_factory() as client:
+            result = await track_copies(
+                client, pending, recorder, settings, sleep=sleep, clock=clock
+            )
+    log.info(
+        "track.finished",
+        tracked=result.tracked,
+        success=result.success,
+        failed=result.failed,
+        missing=result.missing,
+        running=result.running,
+        rounds=result.rounds,
+    )
+    return result
+
+
+def launch_track(args: argparse.Namespace, settings: RunSettings) -> int:
+    """``track LEDGER``: poll until every copy ends (or the deadline); a summary on stdout."""
+    options = TrackSettings(
+        interval_s=args.interval, deadline_s=args.deadline, concurrency=args.poll_concurrency
+    )
+    result = anyio.run(_track, args, settings, options)
+    print_track_summary(result, sys.stdout)
+    return result.exit_code
+
+
+async def _track(
+    args: argparse.Namespace, settings: RunSettings, options: TrackSettings
+) -> TrackResult:
+    async with connect(args, settings, os.environ) as conn:
+        return await track_ledger(Path(args.ledger), conn.client, options)
+
+
+_VERDICT: Final = {
+    ExitCode.OK: "copies done",
+    ExitCode.FAILED: "copies done, some failed: `resume --retry-failed` sends them again",
+    ExitCode.INTERRUPTED: "deadline reached, copies still running: run `track` again later",
+}
+
+
+def print_track_summary(result: TrackResult, out: TextIO) -> None:
+    if not result.tracked:
+        out.write("nothing to track: no replicated pair is waiting for its copy\n")
+        return
+    parts = [
+        f"{name} {n}"
+        for name, n in (
+            ("success", result.success),
+            ("failed", result.failed),
+            ("still copying", result.running),
+            ("missing", result.missing),
+        )
+        if n
+    ]
+    out.write(
+        f"{_VERDICT[result.exit_code]}: {', '.join(parts)} "
+        f"({result.tracked} tracked, {result.rounds} rounds, {result.lines} ledger lines)\n"
+    )
+    out.flush()

@@ -1,0 +1,1 @@
+"""Settings: one table of options, resolved once (flags > environment > config file > defaults)."""

@@ -1,0 +1,1 @@
+"""Listing the estate through the API and turning it into replication pairs."""

@@ -1,0 +1,1 @@
+"""The replication engine: manifest, plan, job, pool, retries, overload control and progress."""

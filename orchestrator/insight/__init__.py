@@ -1,0 +1,1 @@
+"""What the ledger and the service say, summarised: reports and metrics."""

@@ -1,0 +1,176 @@
+"""Prometheus metrics of the last run, as a text file for node_exporter's textfile collector.
+
+Point ``--metrics-file`` into the collector's directory (``--collector.textfile.directory``),
+with a name ending in ``.prom``. The file is replaced atomically at the end of each run: a
+temporary file in the same directory (named ``.<name>.<random>.tmp``, which the collector
+ignores), fsync, ``os.replace``, fsync of the directory. A scrape sees the previous run or this
+one, never half a file.
+
+Every value describes the **last run** (the file is rewritten, not accumulated), so every
+metric is a gauge, including the three whose names end in ``_total`` (they are totals of that
+run). ``last_success_timestamp_seconds`` is carried over from the previous file when this run
+replicated nothing, so that "no replication for two days" stays a one-line alert::
+
+    time() - csbs_orchestrator_last_success_timestamp_seconds > 2 * 86400
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.atomic_file import replace_file
+from orchestrator.insight.report import STATUS_ORDER, Report
+from orchestrator.models import ResultStatus
+
+__all__ = ["PREFIX", "RunMetrics", "render_metrics", "write_textfile"]
+
+PREFIX = "csbs_orchestrator_"
+_LAST_SUCCESS = f"{PREFIX}last_success_timestamp_seconds"
+
+
+@dataclass(frozen=True, slots=True)
+class RunMetrics:
+    """What one run reports. The pool/CLI fills it when the run ends.
+
+    ``results``: pairs per (destination region, status) in this run.
+    ``finished_at`` and ``last_success_at`` are Unix timestamps (seconds); ``last_success_at``
+    is when a pair was last replicated (None: not in this run).
+    """
+
+    results: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    duration_s: float = 0.0
+    retries: int = 0
+    requests: int = 0
+    finished_at: float = 0.0
+    last_success_at: float | None = None
+    exit_code: int = 0
+    interrupted: bool = False
+
+    @classmethod
+    def from_report(cls, report: Report, *, finished_at: float) -> RunMetrics:
+        """The metrics of the last run of ``report`` (build it with ``run=<run id>``).
+
+        ``last_success_at`` is ``finished_at`` when the run replicated at least one pair
+        (``already_replicated`` is not new work and does not count).
+        """
+        run = report.runs[-1] if report.runs else None
+        replicated = report.totals.get(ResultStatus.REPLICATED, 0)
+        return cls(
+            results=dict(report.counts),
+            duration_s=(run.duration_s if run else None) or 0.0,
+            retries=(run.retries if run else None) or report.retries,
+            requests=(run.requests if run else None) or 0,
+            finished_at=finished_at,
+            last_success_at=finished_at if replicated else None,
+            exit_code=(run.exit_code if run else None) or 0,
+            interrupted=bool(run.interrupted) if run else False,
+        )
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if float(value).is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))
+
+
+def _family(name: str, help_text: str, samples: list[tuple[str, float]]) -> list[str]:
+    lines = [f"# HELP {PREFIX}{name} {_escape_help(help_text)}", f"# TYPE {PREFIX}{name} gauge"]
+    lines += [f"{PREFIX}{name}{labels} {_number(value)}" for labels, value in samples]
+    return lines
+
+
+def render_metrics(metrics: RunMetrics, *, previous_success: float | None = None) -> str:
+    """The exposition text. ``previous_success`` stands in when this run replicated nothing."""
+    # Every status of every region seen, zeros included: a series that vanishes when a run
+    # has no failures would leave gaps in graphs and stale values in alerts.
+    regions = sorted({region for region, _ in metrics.results})
+    extra = sorted({status for _, status in metrics.results} - set(STATUS_ORDER))
+    results = [
+        (
+            f'{{destination_region="{_escape_label(region)}",status="{_escape_label(status)}"}}',
+            float(metrics.results.get((region, status), 0)),
+        )
+        for region in regions
+        for status in (*STATUS_ORDER, *extra)
+    ]
+    lines = _family(
+        "results_total", "Pairs by final status in the last run, per destination region.", results
+    )
+    lines += _family(
+        "run_duration_seconds", "Wall-clock duration of the last run.", [("", metrics.duration_s)]
+    )
+    lines += _family(
+        "retries_total", "Replicate requests re-sent in the last run.", [("", metrics.retries)]
+    )
+    lines += _family(
+        "requests_total", "Replicate requests sent in the last run.", [("", metrics.requests)]
+    )
+    lines += _family(
+        "last_run_timestamp_seconds",
+        "When the last run ended (Unix time).",
+        [("", metrics.finished_at)],
+    )
+    success = metrics.last_success_at if metrics.last_success_at is not None else previous_success
+    if success is not None:
+        lines += _family(
+            "last_success_timestamp_seconds",
+            "When a run last replicated a pair (Unix time).",
+            [("", success)],
+        )
+    lines += _family(
+        "run_exit_code",
+        "Exit code of the last run (0: every pair done).",
+        [("", metrics.exit_code)],
+    )
+    lines += _family(
+        "run_interrupted",
+        "1 if the last run was stopped by a signal or --max-duration.",
+        [("", 1.0 if metrics.interrupted else 0.0)],
+    )
+    return "\n".join(lines) + "\n"
+
+
+_SAMPLE = re.compile(rf"^{re.escape(_LAST_SUCCESS)}\s+(\S+)\s*$", re.MULTILINE)
+
+
+def _previous_success(path: Path) -> float | None:
+    """The last-success timestamp the previous file carried, if it is readable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    match = _SAMPLE.search(text)
+    if match is None:
+        return None
+    try:
+        return float(match.group(1))
+    except ValueError:
+        return None
+
+
+def write_textfile(path: str | os.PathLike[str], metrics: RunMetrics) -> None:
+    """Replace ``path`` atomically with the metrics of this run.
+
+    Raises OSError when the directory is not writable; the CLI logs that (``metrics.failed``)
+    and keeps the run's exit code: metrics never turn a good run into a failed one.
+    """
+    target = Path(path)
+    text = render_metrics(metrics, previous_success=_previous_success(target))
+    replace_file(target, text.encode())  # 0644: node_exporter usually runs as another user

@@ -1,0 +1,1 @@
+"""The run ledger: its format, writer, reader, recorder, history fold and snapshot."""

@@ -1,0 +1,550 @@
+"""The run ledger: an append-only JSON Lines file with one writer and group-committed fsync.
+
+The ledger is the run's memory: ``resume`` and ``plan`` read it to know which pairs are done,
+``report`` summarises it, and an ``attempt`` line made durable *before* a replicate request
+is sent is what lets a crashed run tell "never sent" from "outcome unknown".
+
+Schema, version 1
+=================
+
+Every line is one JSON object (UTF-8, no blank lines) with these common fields:
+
+==========  =================================================================
+``v``       schema version, ``1``
+``event``   ``run_started``, ``attempt``, ``result``, ``run_finished`` or
+            ``copy_status``
+``ts``      when the line was written: ISO-8601 UTC with microseconds,
+            ``2025-01-31T23:59:59.123456+00:00``
+``run_id``  the run that wrote the line
+==========  =================================================================
+
+A *pair* is (``project_id``, ``checkpoint_item_id``, ``destination_region``): the source
+project, the backup, the region it is copied to. Event-specific fields:
+
+``run_started``
+    ``manifest`` (absolute path, or null when tasks were discovered), ``source``
+    (``"manifest"`` or ``"discover"``), ``settings`` (the effective settings, never a
+    secret), ``version`` (of csbs-orchestrator).
+``attempt``
+    ``project_id``, ``checkpoint_item_id``, ``destination_region``,
+    ``destination_project_id``, ``attempt`` (1-based). Written and made durable *before* the
+    replicate request is sent: a pair whose last ``attempt`` has no later ``result`` has an
+    unknown outcome and is reconciled with the service before any resend.
+``result``
+    the pair's final outcome in this run: ``checkpoint_item_id``, ``project_id``,
+    ``source_region``, ``destination_region``, ``destination_project_id``, ``status``
+    (``replicated``, ``already_replicated``, ``failed``, ``gave_up`` or ``rejected``),
+    ``replication_record_id``, ``http_status``, ``error_code``, ``error_msg``,
+    ``attempts``, ``started_at``, ``finished_at`` (ISO-8601 UTC), ``duration_s``,
+    ``manifest_line``; and ``outcome_unknown: true`` on a ``gave_up`` whose last request
+    may have been applied (cut after sending, never reconciled): like an attempt without a
+    result, the next run asks the service before it sends that pair again. A ``rejected``
+    line is a manifest row that failed validation; it also
+    carries ``manifest`` (path) and ``field`` (the bad field, or null), and its ids may be
+    null.
+``run_finished``
+    ``counts`` (``{status: n}``), ``duplicates``, ``conflicts``, ``interrupted`` (bool),
+    ``reason`` (null, ``"signal"``, ``"deadline"``, ``"threshold"``, ``"auth"`` or
+    ``"error"``), ``duration_s``, ``exit_code``, ``requests``, ``retries``.
+``copy_status``
+    written by ``track``: the pair's fields, ``replication_record_id``, ``copy_status``
+    (``waiting_copy``, ``copying``, ``success`` or ``fail``) and ``progress`` (0-100).
+
+Readers ignore fields they do not know; a line with a ``v`` above 1 is refused.
+
+Durability
+==========
+
+:class:`LedgerWriter` appends whole lines with ``os.write`` and fsyncs them in a worker
+thread, one fsync per *batch* (every ``commit_interval`` seconds or ``commit_lines``
+lines, whichever comes first, and at once when a task waits for a line of it). A line is
+durable only once its batch is fsynced;
+:meth:`LedgerWriter.write_durable` returns at that moment. The file is ``flock``-ed so two
+runs can never write one ledger, and a line torn by a crash (the file does not end in a
+newline) is cut when the ledger is next opened for writing. Readers
+(:func:`iter_records`) skip a broken *last* line and refuse a broken line anywhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import fcntl
+import functools
+import os
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any, BinaryIO, Final, Self
+
+import anyio
+import anyio.to_thread
+import orjson
+from anyio.abc import TaskGroup
+
+from orchestrator.atomic_file import fsync_directory
+from orchestrator.errors import LedgerError, LedgerLockedError, LedgerWriteError
+from orchestrator.ledger.serial_thread import SerialThread
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "LedgerEvent",
+    "LedgerReader",
+    "LedgerWriter",
+    "LineBatch",
+    "iter_records",
+    "last_record",
+]
+
+SCHEMA_VERSION: Final = 1
+
+_OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+_TAIL_CHUNK: Final = 65536
+_SCAN_CHUNK: Final = 1 << 20
+_dumps = orjson.dumps
+_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
+
+
+class LedgerEvent(enum.StrEnum):
+    """The ``event`` field of a ledger line."""
+
+    RUN_STARTED = "run_started"
+    ATTEMPT = "attempt"
+    RESULT = "result"
+    RUN_FINISHED = "run_finished"
+    COPY_STATUS = "copy_status"
+
+
+class LineBatch:
+    """Lines that are committed together, and the news of how that went."""
+
+    __slots__ = ("done", "error", "lines", "urgent")
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.done = anyio.Event()
+        self.urgent = anyio.Event()  # commit it now: it is full, or someone waits for it
+        self.error: LedgerWriteError | None = None
+
+    async def durable(self) -> None:
+        """Return once the batch is on disk; raise :class:`LedgerWriteError` if it cannot be.
+
+        Waiting makes the batch commit at once rather than at the end of the interval. A
+        batch already committed returns without yielding to the event loop."""
+        if not self.done.is_set():
+            self.urgent.set()
+            await self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+
+class LedgerWriter:
+    """The one writer of a ledger file: an async context manager, usable once.
+
+    :meth:`write` only encodes and enqueues (a few microseconds); a background task commits
+    batches. Use :meth:`write_durable` for a line that must be on disk before you go on (an
+    ``attempt`` before its request) and :meth:`flush` to wait for everything written so far.
+
+    A failed write or fsync (disk full, I/O error) fails the writer for good: the waiters
+    of the failed batch, and every later call, get :class:`LedgerWriteError`; leaving the
+    context raises it too unless another exception is already on its way.
+
+    On exit the last lines are committed even when the surrounding scope is being
+    cancelled, within ``close_timeout`` seconds. A commit already running in the worker
+    thread is always let finish (so lines reach the file in order): a disk that hangs an
+    fsync hangs the exit as long.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        commit_interval: float = 0.002,
+        commit_lines: int = 1024,
+        fsync: bool = True,
+        close_timeout: float = 10.0,
+    ) -> None:
+        if commit_interval < 0 or commit_lines < 1:
+            raise ValueError("commit_interval must be >= 0 and commit_lines >= 1")
+        self.path = os.fspath(path)
+        self.repaired_bytes = 0
+        self._interval = commit_interval
+        self._commit_lines = commit_lines
+        self._fsync = fsync
+        self._close_timeout = close_timeout
+        self._fd = -1
+        self._state = "new"  # -> "open" -> "closed"
+        self._failure: LedgerWriteError | None = None
+        # Set when opened: the batch and its events belong to the event loop that opens it.
+        self._batch: LineBatch  # the open batch: lines not yet handed to a commit
+        self._pending: list[bytes]  # the open batch's list, for a cheap write()
+        self._wakeup: anyio.Event  # the open batch got its first line
+        self._inflight: LineBatch | None = None
+        self._tg: TaskGroup | None = None
+        # Started on entry; one thread, so commits reach the file in order without a limiter.
+        self._committer = SerialThread(f"ledger {os.path.basename(self.path)}")
+        self._lines_written = 0
+        self._commits = 0
+
+    # --- public -------------------------------------------------------------------------
+
+    @property
+    def lines_written(self) -> int:
+        """Lines committed to the file (and fsynced, unless ``fsync=False``)."""
+        return self._lines_written
+
+    @property
+    def commits(self) -> int:
+        """Batches committed so far: one write and one fsync each."""
+        return self._commits
+
+    @property
+    def failure(self) -> LedgerWriteError | None:
+        """The error that failed this writer, if one did."""
+        return self._failure
+
+    def write(self, record: Mapping[str, Any]) -> LineBatch:
+        """Encode ``record`` as one line and enqueue it; it is committed soon after.
+
+        Returns the line's batch: ``await batch.durable()`` waits until the line is on disk,
+        so a caller can write now and wait later."""
+        if self._state != "open" or self._failure is not None:
+            self._refuse()
+        batch = self._batch
+        pending = self._pending
+        pending.append(_dumps(record, option=_NEWLINE))
+        size = len(pending)
+        if size == 1:
+            self._wakeup.set()
+        if size >= self._commit_lines:
+            batch.urgent.set()
+        return batch
+
+    async def write_durable(self, record: Mapping[str, Any]) -> None:
+        """Enqueue ``record`` and return once it is on disk (fsynced)."""
+        await self.write(record).durable()
+
+    async def flush(self) -> None:
+        """Return once every line enqueued so far is on disk."""
+        if self._state != "open":
+            self._refuse()
+        if self._pending:
+            batch = self._batch
+        elif self._inflight is not None:
+            batch = self._inflight
+        else:
+            if self._failure is not None:
+                raise self._failure
+            return
+        await batch.durable()
+
+    async def __aenter__(self) -> Self:
+        if self._state != "new":
+            raise LedgerError(f"{self.path}: a ledger writer cannot be opened twice")
+        self._fd, self.repaired_bytes = await anyio.to_thread.run_sync(
+            _open_locked, self.path, self._fsync
+        )
+        self._state = "open"
+        self._open_batch()
+        await self._committer.__aenter__()
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._flusher)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tg, self._tg = self._tg, None
+        self._state = "closed"
+        try:
+            if tg is not None:
+                tg.cancel_scope.cancel()
+                # Never hand the body's exception to the task group: it would come back
+                # wrapped in an ExceptionGroup.
+                await tg.__aexit__(None, None, None)
+        finally:
+            with anyio.CancelScope(shield=True) as scope:
+                scope.deadline = anyio.current_time() + self._close_timeout
+                await self._commit(final=True)
+            if scope.cancelled_caught:
+                self._fail(f"the last lines were not on disk within {self._close_timeout} s")
+            else:
+                os.close(self._fd)  # releases the lock
+            self._fd = -1
+            await self._committer.__aexit__(None, None, None)
+        if self._failure is not None and exc is None:
+            raise self._failure
+
+    # --- the committer ------------------------------------------------------------------
+
+    async def _flusher(self) -> None:
+        """Commit a batch when it is full, someone waits for it, or the interval elapsed."""
+        while self._failure is None:
+            await self._wakeup.wait()
+            urgent = self._batch.urgent
+            if not urgent.is_set() and self._interval > 0:
+                with anyio.move_on_after(self._interval):
+                    await urgent.wait()
+            with anyio.CancelScope(shield=True):  # a started commit always completes
+                await self._commit(final=False)
+
+    async def _commit(self, *, final: bool) -> None:
+        batch = self._batch
+        if not batch.lines or self._failure is not None:
+            return
+        # Swap in the next batch before the first await: lines written from now on belong
+        # to it, and its first line wakes the flusher again.
+        self._open_batch()
+        self._inflight = batch
+        try:
+            await self._committer.run(
+                functools.partial(self._write_sync, batch.lines),
+                abandon_on_cancel=final,  # only the final commit can be given up on
+            )
+        except OSError as exc:
+            batch.error = self._fail(
+                f"{exc.strerror or exc} (errno {errno.errorcode.get(exc.errno or 0, exc.errno)})"
+            )
+            batch.error.__cause__ = exc
+        else:
+            self._lines_written += len(batch.lines)
+            self._commits += 1
+        finally:
+            self._inflight = None
+            batch.done.set()
+
+    def _open_batch(self) -> None:
+        self._batch = LineBatch()
+        self._pending = self._batch.lines
+        self._wakeup = anyio.Event()
+
+    def _write_sync(self, lines: list[bytes]) -> None:
+        """Append the batch and fsync it (in a worker thread)."""
+        data = memoryview(b"".join(lines))
+        while data:
+            written = os.write(self._fd, data)
+            data = data[written:]
+        if self._fsync:
+            os.fsync(self._fd)
+
+    def _fail(self, reason: str) -> LedgerWriteError:
+        """Fail the writer for good; the open batch's waiters get the error too."""
+        if self._failure is None:
+            self._failure = LedgerWriteError(
+                f"{self.path}: cannot write the ledger: {reason}; "
+                "lines after the last durable one may be lost"
+            )
+        error = self._failure
+        batch = self._batch
+        batch.error = error
+        batch.done.set()
+        self._wakeup.set()  # let the flusher see the failure and stop
+        return error
+
+    def _refuse(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._state == "new":
+            raise LedgerError(f"{self.path}: the ledger writer is not open (use `async with`)")
+        raise LedgerError(f"{self.path}: the ledger writer is closed")
+
+
+# --- opening --------------------------------------------------------------------------------
+
+
+def _open_locked(path: str, fsync: bool) -> tuple[int, int]:
+    """Open ``path`` for appending, lock it, cut a torn last line. Returns (fd, bytes cut)."""
+    try:
+        try:
+            fd = os.open(path, _OPEN_FLAGS | os.O_EXCL, 0o644)
+            created = True
+        except FileExistsError:
+            fd = os.open(path, _OPEN_FLAGS, 0o644)
+            created = False
+    except OSError as exc:
+        raise LedgerError(f"{path}: cannot open the ledger: {exc.strerror or exc}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise LedgerLockedError(
+                f"{path}: the ledger is locked: another run is writing it "
+                "(wait for it to finish, or use another --ledger)"
+            ) from exc
+        if created and fsync:
+            fsync_directory(os.path.dirname(os.path.abspath(path)))
+        cut = _cut_torn_tail(fd, path)
+        if cut and fsync:
+            os.fsync(fd)
+    except LedgerError:
+        os.close(fd)
+        raise
+    except OSError as exc:
+        os.close(fd)
+        raise LedgerError(f"{path}: cannot prepare the ledger: {exc.strerror or exc}") from exc
+    return fd, cut
+
+
+def _cut_torn_tail(fd: int, path: str) -> int:
+    """If the file does not end in a newline, truncate it after its last newline.
+
+    The cut bytes are a line a crash tore while it was being appended; it was never
+    durable, so nobody was told it was written. Returns how many bytes were cut.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return 0
+    rfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if os.pread(rfd, 1, size - 1) == b"\n":
+            return 0
+        keep, end = 0, size
+        while end > 0:
+            start = max(0, end - _TAIL_CHUNK)
+            newline = os.pread(rfd, end - start, start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+    finally:
+        os.close(rfd)
+    os.ftruncate(fd, keep)
+    return size - keep
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Stream the ledger's records in file order.
+
+    A line that does not parse is skipped when it is the last one (a crash tore it, or a
+    writer is appending right now) and raises :class:`LedgerError` with its line number
+    anywhere else. Blank lines are skipped.
+    """
+    return iter(LedgerReader(path))
+
+
+class LedgerReader:
+    """The records of a ledger from a line boundary on (the start, by default).
+
+    Iterate it once, as :func:`iter_records`. Afterwards :attr:`end` is the offset just past
+    the last whole line read and :attr:`lines` the number of lines before it, so that a later
+    reader of the grown ledger can start there. A torn last line is not counted: the writer
+    cuts it when it next opens the ledger.
+    """
+
+    __slots__ = ("end", "lines", "name")
+
+    def __init__(self, path: str | os.PathLike[str], *, start: int = 0, lines: int = 0) -> None:
+        self.name = os.fspath(path)
+        self.end = start
+        self.lines = lines
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            f = open(self.name, "rb")  # noqa: SIM115 (closed by the with below)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise LedgerError(f"{self.name}: cannot open the ledger: {reason}") from exc
+        with f:
+            f.seek(self.end)
+            yield from self._records(f)
+
+    def _records(self, f: BinaryIO) -> Iterator[dict[str, Any]]:
+        loads = orjson.loads
+        name = self.name
+        lineno, end = self.lines, self.end
+        last = b"\n"  # the last line counted in ``end``
+        try:
+            for raw in f:
+                lineno += 1
+                try:
+                    record = loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    if not raw.strip():
+                        end += len(raw)
+                        last = raw
+                        continue
+                    if _only_blank_left(f):
+                        lineno -= 1  # torn: the whole lines end before it
+                        return
+                    raise LedgerError(f"{name}:{lineno}: not a JSON line: {exc}") from None
+                if type(record) is not dict:
+                    if _only_blank_left(f):
+                        lineno -= 1
+                        return
+                    raise LedgerError(f"{name}:{lineno}: not a JSON object")
+                if record.get("v") != SCHEMA_VERSION:
+                    _check_version(record.get("v"), name, lineno)
+                end += len(raw)
+                last = raw
+                yield record
+        except OSError as exc:
+            raise LedgerError(f"{name}:{lineno}: cannot read the ledger: {exc.strerror}") from exc
+        finally:
+            if last[-1:] != b"\n":  # a last line without its newline is not whole yet
+                end -= len(last)
+                lineno -= 1
+            self.end, self.lines = end, lineno
+
+
+def last_record(path: str | os.PathLike[str], event: str) -> dict[str, Any] | None:
+    """The last record of the ledger whose ``event`` is ``event``, or None.
+
+    Reads the file backwards in blocks and parses only the lines that mention the event's
+    name, so finding the last ``run_started`` of a million-line ledger reads about the last
+    run's lines instead of parsing every line. A candidate line that does not parse is
+    passed over: this is a look-up, and whoever folds the ledger (:func:`iter_records`)
+    reports it.
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return _last_with(fd, event.encode(), event)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise LedgerError(f"{name}: cannot read the ledger: {exc.strerror or exc}") from exc
+
+
+def _last_with(fd: int, needle: bytes, event: str) -> dict[str, Any] | None:
+    end = os.fstat(fd).st_size
+    carry = b""  # the start of the earliest line read so far; its beginning is not read yet
+    while end > 0:
+        start = max(0, end - _SCAN_CHUNK)
+        block = os.pread(fd, end - start, start) + carry
+        end = start
+        cut = block.find(b"\n") + 1 if start else 0  # whole lines only, unless at the start
+        if start and not cut:
+            carry = block  # one line longer than a block
+            continue
+        carry, stop = block[:cut], len(block)
+        while (pos := block.rfind(needle, cut, stop)) >= 0:
+            first = block.rfind(b"\n", cut, pos) + 1 or cut
+            last = block.find(b"\n", pos)
+            try:
+                record = orjson.loads(block[first : len(block) if last < 0 else last])
+            except orjson.JSONDecodeError:
+                record = None
+            if type(record) is dict and record.get("event") == event:
+                return record
+            stop = first
+    return None
+
+
+def _only_blank_left(f: BinaryIO) -> bool:
+    return all(not rest.strip() for rest in f)
+
+
+def _check_version(version: object, name: str, lineno: int) -> None:
+    if type(version) is int and version > SCHEMA_VERSION:
+        raise LedgerError(
+            f"{name}:{lineno}: written by a newer csbs-orchestrator (ledger schema "
+            f"v{version}; this version reads v{SCHEMA_VERSION})"
+        )
+    raise LedgerError(f"{name}:{lineno}: not a ledger line (schema version {version!r})")

@@ -1,0 +1,1 @@
+"""The service as a client: HTTP calls, authentication, and reading its answers."""

@@ -1,0 +1,58 @@
+"""Run settings: flags over the environment over the config file over the defaults, and
+the errors that say which of them is wrong."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pytest
+
+from orchestrator.cli.options import add_options
+from orchestrator.config.settings import resolve
+from orchestrator.errors import ConfigError
+
+
+def flags(*argv: str) -> dict[str, Any]:
+    parser = argparse.ArgumentParser()
+    for group in ("run", "connection"):
+        add_options(parser, group)
+    return vars(parser.parse_args(list(argv)))
+
+
+def test_flags_over_environment_over_config_over_defaults() -> None:
+    config = {"limits": {"concurrency": 16, "rate": 5}}
+    env = {"CSBS_CONCURRENCY": "24", "CSBS_RATE": "7"}
+    assert resolve(flags(), {}, {}).concurrency == 64
+    assert resolve(flags(), {}, config).concurrency == 16
+    assert resolve(flags(), env, config).concurrency == 24
+    settings = resolve(flags("--concurrency", "8"), env, config)
+    assert (settings.concurrency, settings.rate) == (8, 7.0)
+
+
+def test_per_region_alone_below_the_default_floor_lowers_the_floor() -> None:
+    settings = resolve(flags("--per-region", "1"), {}, {})
+    assert (settings.per_region, settings.per_region_floor) == (1, 1)
+    settings = resolve(flags(), {}, {"limits": {"per_region": 1}})
+    assert (settings.per_region, settings.per_region_floor) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("argv", "config"),
+    [
+        (("--per-region", "2", "--per-region-floor", "3"), {}),
+        (("--per-region", "2"), {"limits": {"per_region_floor": 3}}),
+    ],
+)
+def test_a_floor_that_was_asked_for_above_the_ceiling_is_an_error(
+    argv: tuple[str, ...], config: dict[str, dict[str, int]]
+) -> None:
+    with pytest.raises(ConfigError, match=r"--per-region-floor \(3\) exceeds --per-region \(2\)"):
+        resolve(flags(*argv), {}, config)
+
+
+def test_a_bad_value_names_where_it_came_from() -> None:
+    with pytest.raises(ConfigError, match=r"environment CSBS_CONCURRENCY: .*'zero'"):
+        resolve(flags(), {"CSBS_CONCURRENCY": "zero"}, {})
+    with pytest.raises(ConfigError, match=r"c\.toml: \[limits\.per_region\]: must be at least 1"):
+        resolve(flags(), {}, {"limits": {"per_region": 0}}, config_path="c.toml")

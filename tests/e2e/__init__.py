@@ -1,0 +1,1 @@
+"""End-to-end tests: whole runs through the CLI, crashes, shutdowns, storms, resume."""

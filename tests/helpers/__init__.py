@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: simulator processes and threads, manifests, ledger lines."""
