@@ -45,7 +45,7 @@ project, the backup, the region it is copied to. Event-specific fields:
 ``run_finished``
     ``counts`` (``{status: n}``), ``duplicates``, ``conflicts``, ``interrupted`` (bool),
     ``reason`` (null, ``"signal"``, ``"deadline"``, ``"threshold"``, ``"auth"`` or
-    ``"error"``), ``duration_s``, ``exit_code``, ``requests``, ``retries``.
+    ``"unreachable"``), ``duration_s``, ``exit_code``, ``requests``, ``retries``.
 ``copy_status``
     written by ``track``: the pair's fields, ``replication_record_id``, ``copy_status``
     (``waiting_copy``, ``copying``, ``success`` or ``fail``) and ``progress`` (0-100).

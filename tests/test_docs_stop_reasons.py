@@ -1,0 +1,44 @@
+"""The stop reasons documented in docs/ledger.md are exactly the ones the code writes, each
+with the exit code the documentation gives it (the list had drifted once: it named an
+"error" reason never written and left out "unreachable")."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+from orchestrator.exitcodes import ExitCode
+from orchestrator.job import exit_code_for
+from orchestrator.pool import PoolStats
+
+ROOT = Path(__file__).resolve().parents[1]
+_ROW = re.compile(r"^\| `(\w+)` \| [^|]+ \| (true|false) \| (\d) \|$")
+_WRITTEN = re.compile(r"request_stop\(\s*\"(\w+)\"\s*\)")
+
+
+def documented() -> dict[str, int]:
+    """`reason` -> exit code, from the table under '## Stop reasons'."""
+    text = (ROOT / "docs" / "ledger.md").read_text(encoding="utf-8")
+    section = text.split("## Stop reasons", 1)[1].split("\n## ", 1)[0]
+    rows = (_ROW.match(line) for line in section.splitlines())
+    return {m.group(1): int(m.group(3)) for m in rows if m}
+
+
+def written() -> set[str]:
+    """Every literal reason the package passes to request_stop, wherever the module lives."""
+    found: set[str] = set()
+    for path in (ROOT / "orchestrator").rglob("*.py"):
+        if "simulator" not in path.parts:
+            found.update(_WRITTEN.findall(path.read_text(encoding="utf-8")))
+    return found
+
+
+def test_the_documented_stop_reasons_are_the_ones_written() -> None:
+    assert set(documented()) == written()
+
+
+def test_each_stop_reason_ends_the_run_with_its_documented_exit_code() -> None:
+    for reason, code in documented().items():
+        stats = PoolStats(counts=Counter(), stop_reason=reason)
+        assert exit_code_for(stats, rejected=0) == ExitCode(code), reason
