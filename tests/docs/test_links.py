@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _SKIP_DIRS = frozenset({".venv", ".git", "node_modules", ".mypy_cache", ".pytest_cache"})
 # [text](target) or [text](target "title"); images too. Not reference-style links: unused here.
 _LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")

@@ -8,11 +8,11 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from orchestrator.engine.job import exit_code_for
+from orchestrator.engine.pool import PoolStats
 from orchestrator.exitcodes import ExitCode
-from orchestrator.job import exit_code_for
-from orchestrator.pool import PoolStats
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _ROW = re.compile(r"^\| `(\w+)` \| [^|]+ \| (true|false) \| (\d) \|$")
 _WRITTEN = re.compile(r"request_stop\(\s*\"(\w+)\"\s*\)")
 
