@@ -31,6 +31,7 @@ from orchestrator.exitcodes import ExitCode
 from orchestrator.insight.metrics import RunMetrics, write_textfile
 from orchestrator.insight.report import build_report
 from orchestrator.ledger.file import iter_records
+from orchestrator.ledger.format import StopReason
 from orchestrator.service.client import CsbsClient
 
 __all__ = [
@@ -142,7 +143,7 @@ _VERDICT = {
 
 
 def _verdict(result: JobResult) -> str:
-    if result.stats.stop_reason == "unreachable":
+    if result.stats.stop_reason == StopReason.UNREACHABLE:
         return "stopped: no request could connect to the service"
     return _VERDICT.get(result.exit_code, "finished")
 

@@ -53,6 +53,7 @@ from orchestrator.engine.progress import NullProgress, Progress
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
+from orchestrator.ledger.format import StopReason
 from orchestrator.scheduling.scheduler import (
     Clock,
     CronSchedule,
@@ -291,10 +292,10 @@ class Nightly:
         self._discovery: anyio.CancelScope | None = None
         self._pool: Pool | None = None
 
-    def stop(self, reason: str = "signal") -> None:
+    def stop(self, why: str = "signal") -> None:
         """First call: stop gracefully; a second one cancels the running pool."""
         again, self._stopping = self._stopping, True
-        log.warning("nightly.stopping", reason=reason, again=again)
+        log.warning("nightly.stopping", why=why, again=again)
         if self.scheduler is not None:
             self.scheduler.request_stop()
         if self._discovery is not None:
@@ -303,7 +304,9 @@ class Nightly:
             if again:
                 self._pool.cancel()
             else:
-                self._pool.request_stop(reason)
+                # The ledger says "signal" whatever stopped us: that is the reason resume and the
+                # exit code know (6), the signal's own name is in the log line above.
+                self._pool.request_stop(StopReason.SIGNAL)
 
     async def __call__(self, firing: Firing) -> int:
         ledger = ledger_path_for(firing, self._state_dir)
@@ -349,7 +352,7 @@ class Nightly:
     def _attach(self, pool: Pool) -> None:
         self._pool = pool
         if self._stopping:  # a signal came between discovery and the pool's start
-            pool.request_stop("signal")
+            pool.request_stop(StopReason.SIGNAL)
 
     def _write(self, line: str) -> None:
         self._out.write(line + "\n")

@@ -32,6 +32,7 @@ from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import LedgerError, ManifestError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import LedgerWriter
+from orchestrator.ledger.format import StopReason
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.models import ReplicationTask, ResultStatus
@@ -111,11 +112,11 @@ def pool_settings(settings: RunSettings, initial_limits: Mapping[str, int]) -> P
 def exit_code_for(stats: PoolStats, rejected: int) -> ExitCode:
     """The documented exit code of a finished run (most severe first)."""
     by_reason = {
-        "auth": ExitCode.AUTH,
-        "unreachable": ExitCode.GAVE_UP,
-        "threshold": ExitCode.THRESHOLD,
-        "signal": ExitCode.INTERRUPTED,
-        "deadline": ExitCode.INTERRUPTED,
+        StopReason.AUTH: ExitCode.AUTH,
+        StopReason.UNREACHABLE: ExitCode.GAVE_UP,
+        StopReason.THRESHOLD: ExitCode.THRESHOLD,
+        StopReason.SIGNAL: ExitCode.INTERRUPTED,
+        StopReason.DEADLINE: ExitCode.INTERRUPTED,
     }
     if stats.stop_reason in by_reason:
         return by_reason[stats.stop_reason]
@@ -237,7 +238,7 @@ async def run_job(
                 duplicates=plan.totals.duplicates,
                 conflicts=len(plan.conflicts),
                 already_done=plan.totals.already_done,
-                interrupted=stats.stop_reason in {"signal", "deadline"},
+                interrupted=stats.stop_reason is not None and stats.stop_reason.interrupted,
                 reason=stats.stop_reason,
                 duration_s=round(duration, 3),
                 exit_code=int(code),
@@ -335,7 +336,7 @@ async def _watch_signals(pool: Pool) -> None:
                 pool.cancel()
                 return
             log.warning("run.signal", signal=name, action="finishing in-flight requests")
-            pool.request_stop("signal")
+            pool.request_stop(StopReason.SIGNAL)
 
 
 def _record_rejections(recorder: LedgerRecorder, plan: Plan, spec: JobSpec) -> int:

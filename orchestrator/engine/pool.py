@@ -50,6 +50,7 @@ from orchestrator.errors import (
     TransientApiError,
     TransportError,
 )
+from orchestrator.ledger.format import StopReason
 from orchestrator.models import Durable, Outcome, ReplicationTask, ResultStatus, WorkItem
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ class PoolStats:
     counts: Counter[str] = field(default_factory=Counter)
     requests: int = 0
     retries: int = 0
-    stop_reason: str | None = None
+    stop_reason: StopReason | None = None
     limits: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     breaker_trips: dict[str, int] = field(default_factory=dict)
     auth_error: str | None = None
@@ -288,7 +289,7 @@ class Pool:
 
     # -- control -------------------------------------------------------------------------
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: StopReason) -> None:
         """Stop feeding and starting pairs; let requests in flight finish (bounded by grace)."""
         if self._stop.is_set():
             return
@@ -301,7 +302,7 @@ class Pool:
 
     def cancel(self) -> None:
         """Cancel everything now; in-flight pairs stay unknown and are reconciled on resume."""
-        self.request_stop(self.stats.stop_reason or "signal")
+        self.request_stop(self.stats.stop_reason or StopReason.SIGNAL)
         if self._scope is not None:
             self._scope.cancel()
 
@@ -371,7 +372,7 @@ class Pool:
         if self._settings.max_duration > 0:
             with anyio.move_on_after(self._settings.max_duration):
                 await self._stop.wait()
-            self.request_stop("deadline")
+            self.request_stop(StopReason.DEADLINE)
         await self._stop.wait()
         await anyio.sleep(self._settings.grace_period)
         log.warning("run.grace_expired", grace_s=self._settings.grace_period)
@@ -416,7 +417,7 @@ class Pool:
             not quiet
             and outcome.status in (ResultStatus.FAILED, ResultStatus.GAVE_UP)
             # A service never reached explains every pair at once (service.unreachable).
-            and self.stats.stop_reason != "unreachable"
+            and self.stats.stop_reason != StopReason.UNREACHABLE
         ):
             log.warning(
                 f"replicate.{outcome.status}",
@@ -437,7 +438,7 @@ class Pool:
         if final < s.failure_min_results:
             return
         if counts[ResultStatus.FAILED] * 100.0 > s.failure_percent * final:
-            self.request_stop("threshold")
+            self.request_stop(StopReason.THRESHOLD)
 
     # -- one pair --------------------------------------------------------------------------
 
@@ -450,7 +451,7 @@ class Pool:
         except AuthError as exc:
             # Not this pair's fault: it stays retryable, and the whole run stops.
             self.stats.auth_error = str(exc)
-            self.request_stop("auth")
+            self.request_stop(StopReason.AUTH)
             return _outcome(ResultStatus.GAVE_UP, exc, attempt.sent, unknown=attempt.reconcile)
         except PermanentApiError as exc:
             return _outcome(ResultStatus.FAILED, exc, attempt.sent)
@@ -552,7 +553,7 @@ class Pool:
                 self._global.release()
                 gate.release()
         except AuthError:
-            self.request_stop("auth")  # before the probes waiting behind this one go
+            self.request_stop(StopReason.AUTH)  # before the probes waiting behind this one go
             raise
         except TransportError as exc:
             if not exc.maybe_applied:
@@ -598,7 +599,7 @@ class Pool:
     def _stop_unreachable(self) -> None:
         if not self._stop.is_set():  # (a stop for another reason keeps its own)
             self.stats.unreachable = str(self._refused)
-            self.request_stop("unreachable")
+            self.request_stop(StopReason.UNREACHABLE)
 
     async def _take_probe(self) -> bool:
         """True if this request is one of the few sent before the credentials are verified;

@@ -67,7 +67,6 @@ newline) is cut when the ledger is next opened for writing. Readers
 
 from __future__ import annotations
 
-import enum
 import errno
 import fcntl
 import functools
@@ -83,11 +82,10 @@ from anyio.abc import TaskGroup
 
 from orchestrator.atomic_file import fsync_directory
 from orchestrator.errors import LedgerError, LedgerLockedError, LedgerWriteError
+from orchestrator.ledger.format import SCHEMA_VERSION
 from orchestrator.ledger.serial_thread import SerialThread
 
 __all__ = [
-    "SCHEMA_VERSION",
-    "LedgerEvent",
     "LedgerReader",
     "LedgerWriter",
     "LineBatch",
@@ -95,23 +93,11 @@ __all__ = [
     "last_record",
 ]
 
-SCHEMA_VERSION: Final = 1
-
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _TAIL_CHUNK: Final = 65536
 _SCAN_CHUNK: Final = 1 << 20
 _dumps = orjson.dumps
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
-
-
-class LedgerEvent(enum.StrEnum):
-    """The ``event`` field of a ledger line."""
-
-    RUN_STARTED = "run_started"
-    ATTEMPT = "attempt"
-    RESULT = "result"
-    RUN_FINISHED = "run_finished"
-    COPY_STATUS = "copy_status"
 
 
 class LineBatch:

@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from orchestrator.ledger.format import SCHEMA_VERSION, LedgerEvent
 from orchestrator.models import Durable, Outcome, ReplicationTask, ResultStatus
 
 __all__ = ["SCHEMA_VERSION", "LedgerRecorder", "LineSink", "timestamp"]
 
-SCHEMA_VERSION = 1
 _UNKNOWN: Mapping[str, bool] = {"outcome_unknown": True}
 
 
@@ -114,7 +114,7 @@ class LedgerRecorder:
     def _attempt_line(self, task: ReplicationTask, number: int) -> dict[str, Any]:
         return {
             "v": SCHEMA_VERSION,
-            "event": "attempt",
+            "event": LedgerEvent.ATTEMPT,
             "ts": timestamp(),
             "run_id": self.run_id,
             "project_id": task.project_id,
@@ -129,7 +129,7 @@ class LedgerRecorder:
         finished_at = timestamp(finished)
         line = {
             "v": SCHEMA_VERSION,
-            "event": "result",
+            "event": LedgerEvent.RESULT,
             "ts": finished_at,
             "run_id": self.run_id,
             "checkpoint_item_id": task.checkpoint_item_id,

@@ -475,3 +475,28 @@ def test_discover_config_of_the_example_and_k8s_configs_parse() -> None:
     config = DiscoverConfig.from_config(example)
     assert len(config.sources) == 2
     assert [len(r.to) for r in config.rules] == [1, 2]
+
+
+@pytest.mark.anyio
+async def test_a_signal_during_a_firing_is_recorded_as_signal_and_exits_interrupted(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    """The scheduler's signal watcher names the signal; the ledger must say ``signal``
+    (with ``interrupted: true``), the one reason resume and the exit code know."""
+    async with make_simulator(items=900) as sim:
+        config = estate_config(sim)
+        out = io.StringIO()
+        nightly = Nightly(connection(sim), lambda _: config, state_dir=tmp_path, keep=3, out=out)
+
+        async def stop_once_sending() -> None:
+            while replicate_requests(sim) == 0:  # noqa: ASYNC110 - a counter, no event
+                await anyio.sleep(0.001)
+            nightly.stop("SIGTERM")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_once_sending)
+            code = await nightly(firing("2026-03-28 01:30"))
+        assert 0 < replicate_requests(sim) < 600
+    assert code == ExitCode.INTERRUPTED
+    finished = last_run_finished(tmp_path / "ledger-20260328T0130Z.jsonl")
+    assert (finished["reason"], finished["interrupted"]) == ("signal", True)

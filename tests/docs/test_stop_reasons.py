@@ -11,10 +11,10 @@ from pathlib import Path
 from orchestrator.engine.job import exit_code_for
 from orchestrator.engine.pool import PoolStats
 from orchestrator.exitcodes import ExitCode
+from orchestrator.ledger.format import StopReason
 
 ROOT = Path(__file__).resolve().parents[2]
 _ROW = re.compile(r"^\| `(\w+)` \| [^|]+ \| (true|false) \| (\d) \|$")
-_WRITTEN = re.compile(r"request_stop\(\s*\"(\w+)\"\s*\)")
 
 
 def documented() -> dict[str, int]:
@@ -25,20 +25,20 @@ def documented() -> dict[str, int]:
     return {m.group(1): int(m.group(3)) for m in rows if m}
 
 
-def written() -> set[str]:
-    """Every literal reason the package passes to request_stop, wherever the module lives."""
-    found: set[str] = set()
-    for path in (ROOT / "orchestrator").rglob("*.py"):
-        if "simulator" not in path.parts:
-            found.update(_WRITTEN.findall(path.read_text(encoding="utf-8")))
-    return found
-
-
 def test_the_documented_stop_reasons_are_the_ones_written() -> None:
-    assert set(documented()) == written()
+    """request_stop takes a StopReason, so the enum is every reason a ledger can hold."""
+    assert set(documented()) == {str(reason) for reason in StopReason}
+
+
+def test_the_documented_interrupted_flag_is_the_written_one() -> None:
+    text = (ROOT / "docs" / "ledger.md").read_text(encoding="utf-8")
+    section = text.split("## Stop reasons", 1)[1].split("\n## ", 1)[0]
+    rows = [m for m in map(_ROW.match, section.splitlines()) if m]
+    for m in rows:
+        assert StopReason(m.group(1)).interrupted == (m.group(2) == "true"), m.group(1)
 
 
 def test_each_stop_reason_ends_the_run_with_its_documented_exit_code() -> None:
     for reason, code in documented().items():
-        stats = PoolStats(counts=Counter(), stop_reason=reason)
+        stats = PoolStats(counts=Counter(), stop_reason=StopReason(reason))
         assert exit_code_for(stats, rejected=0) == ExitCode(code), reason

@@ -36,6 +36,7 @@ from orchestrator.errors import (
 )
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import LedgerWriter
+from orchestrator.ledger.format import StopReason
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.models import Durable, Outcome, PairKey, ReplicationTask, ResultStatus, WorkItem
@@ -448,7 +449,7 @@ async def test_already_replicated_lookup_still_happens_after_a_stop() -> None:
     fake.applied[task.key] = "rec-earlier"
     recorder = FakeRecorder()
     pool = Pool(fake, recorder, settings(), sleep=SleepLog())
-    fake.on_replicate = lambda _: pool.request_stop("signal")
+    fake.on_replicate = lambda _: pool.request_stop(StopReason.SIGNAL)
     stats = await pool.run([WorkItem(task)], [task.destination_region])
     assert stats.stop_reason == "signal"
     outcome = recorder.results[task.key]
@@ -874,7 +875,7 @@ async def test_a_stop_gives_up_as_not_sent_the_pairs_whose_attempt_was_written_a
 
     def stop_at_the_ninth(_: ReplicationTask) -> None:
         if fake.sent.total() == 8:  # counted after this hook
-            holder[0].request_stop("signal")
+            holder[0].request_stop(StopReason.SIGNAL)
 
     fake.on_replicate = stop_at_the_ninth
     async with LedgerWriter(path) as writer:
@@ -904,7 +905,7 @@ async def test_a_stop_between_retries_records_the_last_answer() -> None:
         }
     )
     holder: list[Pool] = []
-    sleep = SleepLog(then=lambda: holder[0].request_stop("signal"))
+    sleep = SleepLog(then=lambda: holder[0].request_stop(StopReason.SIGNAL))
     recorder = FakeRecorder()
     pool = Pool(fake, recorder, settings(per_region=2), sleep=sleep)
     holder.append(pool)

@@ -17,7 +17,8 @@ import orjson
 import pytest
 
 from orchestrator.errors import LedgerError, LedgerLockedError, LedgerWriteError
-from orchestrator.ledger.file import SCHEMA_VERSION, LedgerReader, LedgerWriter, iter_records
+from orchestrator.ledger.file import LedgerReader, LedgerWriter, iter_records
+from orchestrator.ledger.format import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
 
