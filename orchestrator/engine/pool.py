@@ -28,10 +28,9 @@ The pool knows neither HTTP nor the ledger: it talks to a :class:`Replicator` an
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -40,8 +39,11 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from orchestrator.engine.limiters import RateLimiter, Slots, Stopped
 from orchestrator.engine.overload import GateSettings, RegionGate
+from orchestrator.engine.progress import NullProgress, Progress
 from orchestrator.engine.retry import RetryBudget, RetryPolicy, retrying
+from orchestrator.engine.stop_rules import FailureThreshold, Unreachable
 from orchestrator.errors import (
     AlreadyReplicatedError,
     ApiError,
@@ -56,7 +58,7 @@ from orchestrator.models import Durable, Outcome, ReplicationTask, ResultStatus,
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-__all__ = ["Pool", "PoolSettings", "PoolStats", "Progress", "Recorder", "Replicator"]
+__all__ = ["Pool", "PoolSettings", "PoolStats", "Recorder", "Replicator"]
 
 log = structlog.get_logger("orchestrator.engine.pool")
 
@@ -80,25 +82,6 @@ class Recorder(Protocol):
 
     def result(self, task: ReplicationTask, outcome: Outcome, started: float) -> None:
         """Record the final outcome of a pair (``started`` is a wall-clock timestamp)."""
-
-
-class Progress(Protocol):
-    def advance(self, region: str, status: str) -> None: ...
-
-    def retry(self, region: str) -> None: ...
-
-    def set_limit(self, region: str, limit: int) -> None: ...
-
-
-class _NoProgress:
-    def advance(self, region: str, status: str) -> None:
-        pass
-
-    def retry(self, region: str) -> None:
-        pass
-
-    def set_limit(self, region: str, limit: int) -> None:
-        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,105 +131,8 @@ _NOT_SENT = "not sent: the run stopped before this pair's request went out"
 _FEED_BATCH = 256  # pairs queued between the producer's turns
 
 
-class _Stopped(Exception):
-    """Internal: a stop request ended a wait before anything was sent."""
-
-
 class _RegionDown(Exception):
     """Internal: the region's breaker stayed open longer than a pair may wait; not sent."""
-
-
-class _RateLimiter:
-    """Evenly spaced admissions: no one-second window holds more than ``rate`` + 1 requests."""
-
-    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
-        self._interval = 1.0 / rate if rate > 0 else 0.0
-        self._clock = clock
-        self._next = 0.0
-
-    def take_now(self) -> bool:
-        """Take a slot if one is due now (what :meth:`wait` would do without sleeping)."""
-        if not self._interval:
-            return True
-        now = self._clock()
-        if self._next > now:
-            return False
-        self._next = now + self._interval
-        return True
-
-    async def wait(self) -> None:
-        if not self._interval:
-            return
-        now = self._clock()
-        slot = max(now, self._next)
-        self._next = slot + self._interval
-        if slot > now:
-            await anyio.sleep(slot - now)
-
-
-class _Slots:
-    """The global concurrency limit: a FIFO semaphore whose waits a stop request ends.
-
-    What an anyio ``CapacityLimiter`` waited on in a cancel scope did, for much less: every
-    region has ``per_region`` workers, so with several regions most requests wait here once
-    and this wait is on every request's path. A freed slot goes straight to the first waiter.
-    Each waiter is a bare asyncio future rather than an anyio ``Event`` (a backend lookup and
-    an inner ``asyncio.Event`` with its own future): under callgrind the hand-off was ~5 % of
-    a request's instructions. aiohttp ties the run to asyncio anyway.
-    """
-
-    def __init__(self, total: int) -> None:
-        self._free = total
-        self._waiters: deque[_SlotWaiter] = deque()
-
-    def try_take(self) -> bool:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-            return True
-        return False
-
-    async def take(self, *, stoppable: bool) -> None:
-        """Wait for a slot; :class:`_Stopped` if ``stoppable`` and :meth:`stop_waiting` came
-        first."""
-        if self.try_take():
-            return
-        waiter = _SlotWaiter(stoppable, asyncio.get_running_loop().create_future())
-        self._waiters.append(waiter)
-        try:
-            await waiter.woken
-        except BaseException:
-            if waiter.granted:
-                self.release()  # handed a slot it will not use: pass it on
-            elif waiter in self._waiters:  # (a stop may have taken it out already)
-                self._waiters.remove(waiter)
-            raise
-        if not waiter.granted:
-            raise _Stopped
-
-    def release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.woken.done():  # (done: its task was cancelled; it will not take it)
-                waiter.granted = True
-                waiter.woken.set_result(None)
-                return
-        self._free += 1
-
-    def stop_waiting(self) -> None:
-        """End every stoppable wait (without a slot)."""
-        for waiter in [w for w in self._waiters if w.stoppable]:
-            self._waiters.remove(waiter)
-            if not waiter.woken.done():
-                waiter.woken.set_result(None)
-
-
-class _SlotWaiter:
-    __slots__ = ("granted", "stoppable", "woken")
-
-    def __init__(self, stoppable: bool, woken: asyncio.Future[None]) -> None:
-        self.stoppable = stoppable
-        self.granted = False
-        self.woken = woken
 
 
 class Pool:
@@ -265,11 +151,11 @@ class Pool:
         self._client = client
         self._recorder = recorder
         self._settings = settings
-        self._progress: Progress = progress or _NoProgress()
+        self._progress: Progress = progress or NullProgress()
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._global = _Slots(settings.concurrency)
-        self._rate = _RateLimiter(settings.rate, anyio.current_time)
+        self._global = Slots(settings.concurrency)
+        self._rate = RateLimiter(settings.rate, anyio.current_time)
         self._budget = RetryBudget(
             settings.retry_budget_percent / 100.0, min_per_s=settings.retry_budget_min_per_s
         )
@@ -282,9 +168,8 @@ class Pool:
         self._verified = anyio.Event()
         self._probes = 0
         self._probe_freed = anyio.Event()
-        # Before any answer: since when no request could connect, and the last such error.
-        self._unreachable_since = 0.0
-        self._refused: TransportError | None = None
+        self._threshold = FailureThreshold(settings.failure_min_results, settings.failure_percent)
+        self._unreachable = Unreachable(settings.unreachable_after_s, anyio.current_time)
         self.stats = PoolStats()
 
     # -- control -------------------------------------------------------------------------
@@ -362,7 +247,7 @@ class Pool:
                         # would read the whole manifest (thousands of rows) before the
                         # workers send their first requests.
                         await anyio.lowlevel.checkpoint()
-        except _Stopped:
+        except Stopped:
             pass
         finally:
             for send in sends.values():
@@ -390,7 +275,7 @@ class Pool:
                     started = time.time()
                     try:
                         outcome = await self._replicate(attempt, gate)
-                    except _Stopped:
+                    except Stopped:
                         break
                     self._finish(attempt, outcome, started)
             finally:
@@ -409,7 +294,7 @@ class Pool:
         self, attempt: _Attempt, outcome: Outcome, started: float, *, quiet: bool = False
     ) -> None:
         attempt.ahead = None  # the pair has its result: nothing is left to withdraw
-        if outcome.status is ResultStatus.GAVE_UP and self._never_reached():
+        if outcome.status is ResultStatus.GAVE_UP and self._unreachable.gave_up():
             self._stop_unreachable()  # a pair ran out of time (or patience) without connecting
         task = attempt.task
         self._recorder.result(task, outcome, started)
@@ -433,11 +318,7 @@ class Pool:
         self._check_threshold()
 
     def _check_threshold(self) -> None:
-        s, counts = self._settings, self.stats.counts
-        final = self.stats.finished - counts[ResultStatus.REJECTED]
-        if final < s.failure_min_results:
-            return
-        if counts[ResultStatus.FAILED] * 100.0 > s.failure_percent * final:
+        if self._threshold.check(self.stats.counts) is not None:
             self.request_stop(StopReason.THRESHOLD)
 
     # -- one pair --------------------------------------------------------------------------
@@ -457,11 +338,11 @@ class Pool:
             return _outcome(ResultStatus.FAILED, exc, attempt.sent)
         except TransientApiError as exc:
             return _outcome(ResultStatus.GAVE_UP, exc, attempt.sent, unknown=attempt.reconcile)
-        except (_Stopped, _RegionDown) as exc:
+        except (Stopped, _RegionDown) as exc:
             return self._unfinished(attempt, gate, exc)
 
     def _unfinished(self, attempt: _Attempt, gate: RegionGate, exc: Exception) -> Outcome:
-        """The outcome of a pair whose retries were cut short; re-raises :class:`_Stopped`
+        """The outcome of a pair whose retries were cut short; re-raises :class:`Stopped`
         when the pair has no answer to record yet (withdrawn if its line was written ahead)."""
         if isinstance(exc, _RegionDown):
             return Outcome(
@@ -540,7 +421,7 @@ class Pool:
             with anyio.move_on_after(seconds):
                 await self._stop.wait()
         if self._stop.is_set():
-            raise _Stopped
+            raise Stopped
 
     async def _one_try(self, attempt: _Attempt, gate: RegionGate) -> Outcome:
         probe = await self._take_probe()
@@ -573,32 +454,23 @@ class Pool:
         """Before any answer, a service that no request could connect to for
         ``unreachable_after_s`` is misaddressed or down: stop and say so, rather than retry
         every pair in silence for the whole retry time."""
-        if self._verified.is_set() or self._stop.is_set():
+        if self._stop.is_set():
             return
-        now = anyio.current_time()
-        if self._refused is None:
-            self._unreachable_since = now
+        first = self._unreachable.last_error is None and not self._unreachable.answered
+        reason = self._unreachable.refused(exc)
+        if first:
             log.warning(
                 "service.unreachable",
                 error=str(exc),
                 stop_after_s=self._settings.unreachable_after_s,
                 hint="no answer yet: check the endpoint (--endpoint, --region) and the network",
             )
-        self._refused = exc
-        patience = self._settings.unreachable_after_s
-        if patience is not None and now - self._unreachable_since >= patience:
+        if reason is not None:
             self._stop_unreachable()
-
-    def _never_reached(self) -> bool:
-        return (
-            self._refused is not None
-            and self._settings.unreachable_after_s is not None
-            and not self._verified.is_set()
-        )
 
     def _stop_unreachable(self) -> None:
         if not self._stop.is_set():  # (a stop for another reason keeps its own)
-            self.stats.unreachable = str(self._refused)
+            self.stats.unreachable = str(self._unreachable.last_error)
             self.request_stop(StopReason.UNREACHABLE)
 
     async def _take_probe(self) -> bool:
@@ -615,6 +487,7 @@ class Pool:
         self._probes -= 1
         if verified:
             self._verified.set()
+            self._unreachable.answered = True
         self._probe_freed.set()
         self._probe_freed = anyio.Event()
 
@@ -655,7 +528,7 @@ class Pool:
                 for release in reversed(held):
                     release()
         if scope.cancelled_caught:
-            raise _Stopped
+            raise Stopped
 
     def _take_free(self, gate: RegionGate) -> int:
         """How many of the three, in order (region gate, global limiter, rate slot), were free
@@ -691,7 +564,7 @@ class Pool:
                 return Outcome(ResultStatus.REPLICATED, record_id, attempts=attempt.sent)
         if self._stop.is_set():
             # Admitted as the stop came (refused credentials, say): not sent, so not in flight.
-            raise _Stopped
+            raise Stopped
         if attempt.ahead is None:
             await self._recorder.attempt(task, attempt.sent + 1)
         else:
@@ -756,7 +629,7 @@ class Pool:
             finally:
                 self._waiting.discard(scope)
         if scope.cancelled_caught:
-            raise _Stopped
+            raise Stopped
 
 
 async def _next_item(receive: MemoryObjectReceiveStream[WorkItem]) -> WorkItem | None:

@@ -53,7 +53,7 @@ _TOTAL = "total"
 
 
 class Progress(Protocol):
-    """What the pool and the job call. Also satisfies ``pool.Progress``."""
+    """What the pool and the job call."""
 
     def start(self, total_by_region: Mapping[str, int]) -> None: ...
 

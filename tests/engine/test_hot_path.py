@@ -19,7 +19,7 @@ import pytest
 
 import orchestrator.ledger.file as ledger_module
 from orchestrator.engine.job import _collector_tuned
-from orchestrator.engine.pool import _Slots, _Stopped
+from orchestrator.engine.limiters import Slots, Stopped
 from orchestrator.engine.retry import RetryPolicy, retrying
 from orchestrator.errors import TransientApiError
 from orchestrator.ledger.file import last_record
@@ -42,14 +42,14 @@ def test_timestamps_are_the_isoformat_string() -> None:
 
 @pytest.mark.anyio
 async def test_a_stop_ends_stoppable_slot_waits_only() -> None:
-    slots = _Slots(1)
+    slots = Slots(1)
     assert slots.try_take()
     outcomes: list[str] = []
 
     async def wait(stoppable: bool) -> None:
         try:
             await slots.take(stoppable=stoppable)
-        except _Stopped:
+        except Stopped:
             outcomes.append("stopped")
         else:
             outcomes.append("granted")
@@ -69,7 +69,7 @@ async def test_a_stop_ends_stoppable_slot_waits_only() -> None:
 
 @pytest.mark.anyio
 async def test_a_cancelled_slot_waiter_loses_no_slot() -> None:
-    slots = _Slots(1)
+    slots = Slots(1)
     assert slots.try_take()
 
     async def use() -> None:

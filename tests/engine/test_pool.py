@@ -23,6 +23,7 @@ from structlog.testing import capture_logs
 
 from orchestrator.engine import pool as pool_module
 from orchestrator.engine.job import exit_code_for
+from orchestrator.engine.limiters import RateLimiter
 from orchestrator.engine.pool import Pool, PoolSettings, PoolStats
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import (
@@ -609,7 +610,7 @@ async def test_rate_limiter_slots_on_a_fake_clock(monkeypatch: pytest.MonkeyPatc
         now[0] += seconds
 
     monkeypatch.setattr(anyio, "sleep", fake_sleep)
-    limiter = pool_module._RateLimiter(10.0, lambda: now[0])
+    limiter = RateLimiter(10.0, lambda: now[0])
     admitted = []
     for _ in range(5):
         await limiter.wait()

@@ -13,7 +13,6 @@ from rich.console import Console
 from structlog.testing import capture_logs
 
 from orchestrator.cli.logs import close_logging, configure_logging
-from orchestrator.engine.pool import Progress as PoolProgress
 from orchestrator.engine.progress import (
     LogProgress,
     NullProgress,
@@ -57,11 +56,10 @@ def _reset_logging() -> Iterator[None]:
 def test_make_progress_picks_by_terminal(console: Console) -> None:
     assert isinstance(make_progress(True, console=console), RichProgress)
     assert isinstance(make_progress(False), LogProgress)
-    # Every implementation is what the pool expects.
+    # Every implementation is what the pool and the job expect (one protocol for both).
     for progress in (make_progress(True, console=console), make_progress(False), NullProgress()):
-        pool_side: PoolProgress = progress
-        job_side: Progress = progress
-        assert pool_side is job_side
+        either: Progress = progress
+        assert either is progress
 
 
 def test_rich_rows_show_regions_counts_and_retries(console: Console, clock: FakeClock) -> None:
