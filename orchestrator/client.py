@@ -61,6 +61,7 @@ from orchestrator.errors import (
     TransportError,
 )
 from orchestrator.models import PROVIDER_ID, ReplicationTask
+from orchestrator.service.records import RecordReader, live_record_id
 
 __all__ = [
     "ClientSettings",
@@ -77,7 +78,6 @@ _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 _SNIPPET = 200
-_FAILED_RECORD = frozenset({"fail", "failed", "error"})
 _JSON = "application/json"
 _CLOSE_TIMEOUT_S = 5.0
 
@@ -166,6 +166,7 @@ class CsbsClient:
         self._state = _State.NEW
         # (source region, project) -> "https://host/v1/<project>": built once, then a lookup.
         self._prefixes: dict[tuple[str | None, str], str] = {}
+        self.records = RecordReader()
 
     @property
     def settings(self) -> ClientSettings:
@@ -327,7 +328,8 @@ class CsbsClient:
         return result
 
     async def find_replication(self, task: ReplicationTask) -> str | None:
-        """The id of a replication of ``task.key`` that has not failed, or None.
+        """The id of a replication of ``task.key`` that is running or succeeded, or None
+        (failed and skipped records do not count: see :mod:`orchestrator.service.records`).
 
         Asks the item first (its ``replication_records``), then ``/replication_records``;
         a 404 from the latter (the endpoint is unconfirmed on the real service) means "none".
@@ -337,7 +339,7 @@ class CsbsClient:
         )
         embedded = item.get("replication_records")
         if isinstance(embedded, list):
-            found = _live_record(embedded, task)
+            found = self._live(embedded, task)
             if found is not None:
                 return found
         try:
@@ -351,7 +353,15 @@ class CsbsClient:
             if exc.http_status == 404:
                 return None
             raise
-        return _live_record(records, task)
+        return self._live(records, task)
+
+    def _live(self, records: list[Any], task: ReplicationTask) -> str | None:
+        return live_record_id(
+            records,
+            self.records,
+            item_id=task.checkpoint_item_id,
+            destination_region=task.destination_region,
+        )
 
     # -- the one request path ----------------------------------------------------------------
 
@@ -535,24 +545,6 @@ def _malformed(method: str, path: str, data: bytes) -> TransientApiError:
     )
 
 
-def _live_record(records: list[Any], task: ReplicationTask) -> str | None:
-    for record in records:
-        if not isinstance(record, dict):
-            continue
-        if record.get("destination_region") != task.destination_region:
-            continue
-        source = record.get("source_checkpoint_item_id")
-        if source is not None and source != task.checkpoint_item_id:
-            continue
-        status = record.get("status")
-        if isinstance(status, str) and status.lower() in _FAILED_RECORD:
-            continue
-        record_id = record.get("id") or record.get("replication_record_id")
-        if isinstance(record_id, str) and record_id:
-            return record_id
-    return None
-
-
 # -- error answers ---------------------------------------------------------------------------
 
 
@@ -645,6 +637,9 @@ def error_for_response(
     text = f"{what}: HTTP {status}" + (f" {code}" if code else "") + (f": {msg}" if msg else "")
     if request_id:
         text += f" (request id {request_id})"
+    advice = table.advice(code)
+    if advice:
+        text += f": {advice}"
     fields: dict[str, Any] = {
         "http_status": status,
         "error_code": code,

@@ -153,10 +153,20 @@ _DEFAULT_CODES: Mapping[str, Classification] = {
     "BackupService.1009": Classification.ALREADY_REPLICATED,
     "CSBS.6031": Classification.TRANSIENT,  # a manual copy is executing: wait and retry
     "CSBS.2003": Classification.TRANSIENT,  # item busy (backing up, restoring)
-    "CSBS.0001": Classification.TRANSIENT,  # service over limit
+    # "Service over limit": the number of backup *policies* reached its quota. Only the user
+    # can fix it (delete a policy, or raise the quota): final, never retried.
+    "CSBS.0001": Classification.PERMANENT,
     "APIG.0308": Classification.TRANSIENT,
     "APIGW.0308": Classification.TRANSIENT,
     "APIGW.0303": Classification.AUTH,  # clock skew: retrying with the same clock is futile
+}
+
+# What the operator should do about a final error whose code alone does not say it.
+_ADVICE: Mapping[str, str] = {
+    "CSBS.0001": "the number of backup policies reached its quota (CSBS 'service over "
+    "limit'): delete unused backup policies or ask Huawei Cloud for a higher quota, "
+    "then send the failed pairs again",
+    "CSBS.9006": "a CSBS quota is exhausted: check `GET /quotas` and raise it or free some",
 }
 
 _ALREADY_REPLICATED_MSG = re.compile(
@@ -186,6 +196,10 @@ class ErrorTable:
                     f"error code {code!r}: unknown classification {name!r} (one of {choices})"
                 ) from None
         return cls(merged)
+
+    def advice(self, code: str | None) -> str | None:
+        """What to do about ``code``, when the table knows more than the service says."""
+        return _ADVICE.get(code) if code else None
 
     @property
     def already_replicated_codes(self) -> Iterable[str]:

@@ -217,9 +217,10 @@ async def test_progression_is_visible_on_item_and_records(api: Api) -> None:
             listed["replication_records"][0]["status"],
         )
 
-    assert await observe() == ("waiting_copy",) * 3
+    # The item speaks its own vocabulary, the records theirs (two fields, two vocabularies).
+    assert await observe() == ("waiting_copy", "waiting_replicate", "waiting_replicate")
     await api.call("POST", "/_sim/advance", {"seconds": 10})
-    assert await observe() == ("copying",) * 3
+    assert await observe() == ("copying", "replicating", "replicating")
     await api.call("POST", "/_sim/advance", {"seconds": 100})
     assert await observe() == ("success",) * 3
     _, _, got = await api.call("GET", item_path)
@@ -361,7 +362,7 @@ async def test_replication_records_filters(api: Api) -> None:
     assert [r["destination_region"] for r in by_item["replication_records"]] == [region_two]
     assert by_item["count"] == 1
     _, _, by_region = await api.call(
-        "GET", path, destination_region=region_one, status="waiting_copy"
+        "GET", path, destination_region=region_one, status="waiting_replicate"
     )
     ids = [r["source_checkpoint_item_id"] for r in by_region["replication_records"]]
     assert one.id in ids

@@ -12,7 +12,7 @@ import dataclasses
 import itertools
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -72,11 +72,14 @@ def _json(
 
 
 def _refusal_response(refusal: Refusal, request_id: str) -> web.Response:
-    body = refusal.body or {
+    body: Mapping[str, object] = refusal.body or {
         "error_code": refusal.code,
         "error_msg": refusal.msg,
         "request_id": request_id,
     }
+    if not refusal.code and refusal.body is None:
+        # No documented code for this answer (a 503): say none rather than invent one.
+        body = {"error_msg": refusal.msg, "request_id": request_id}
     return _json(refusal.status, body, request_id, refusal.headers)
 
 
@@ -214,7 +217,7 @@ class SimulatorApp:
             if fault is Fault.ERROR_503:
                 raise Refusal(
                     503,
-                    "CSBS.9997",
+                    "",  # CSBS documents 503 "unavailable" without a code
                     "Service unavailable (injected).",
                     headers=self._faults.retry_after_headers(),
                 )

@@ -29,8 +29,8 @@ _KNOBS: tuple[tuple[str, str, type, str], ...] = (
     ("--password", "password", str, "that user's password"),
     ("--domain", "domain", str, "that user's domain (account) name"),
     ("--token-ttl", "token_ttl_s", float, "token lifetime in simulated seconds"),
-    ("--copy-wait", "copy_wait_s", float, "simulated seconds a replication is waiting_copy"),
-    ("--copy-duration", "copy_duration_s", float, "simulated seconds it is copying"),
+    ("--copy-wait", "copy_wait_s", float, "simulated seconds a replication is waiting_replicate"),
+    ("--copy-duration", "copy_duration_s", float, "simulated seconds it is replicating"),
     ("--time-scale", "time_scale", float, "simulated seconds per real second"),
     ("--duplicate-code", "duplicate_code", str, "error code for an already replicated backup"),
     ("--duplicate-status", "duplicate_status", int, "HTTP status for it"),
@@ -45,6 +45,7 @@ _KNOBS: tuple[tuple[str, str, type, str], ...] = (
     ("--throttle-burst", "throttle_burst", int, "token bucket size; 0 = ceil(rate)"),
     ("--max-in-flight", "max_in_flight", int, "replications in progress before 503; 0 = off"),
     ("--copy-fail-rate", "copy_fail_rate", float, "share of replications that end in fail"),
+    ("--copy-skip-rate", "copy_skip_rate", float, "share of replications that end in skip"),
 )
 
 

@@ -39,7 +39,15 @@ DEFAULT_CAPABILITIES: Mapping[str, tuple[str, ...]] = {
 }
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+$")
-_PROBABILITIES = ("p503", "p500", "p_malformed", "p_drop", "p_apply_drop", "copy_fail_rate")
+_PROBABILITIES = (
+    "p503",
+    "p500",
+    "p_malformed",
+    "p_drop",
+    "p_apply_drop",
+    "copy_fail_rate",
+    "copy_skip_rate",
+)
 
 
 def _check_probability(name: str, value: float) -> None:
@@ -75,12 +83,14 @@ class FaultConfig:
     retry_after_s: float | None = None
     """Send ``Retry-After`` (whole seconds, rounded up) with 429s and 503s; None sends none."""
     max_in_flight: int = 0
-    """Replications in ``waiting_copy``/``copying`` above which replicate answers 503; 0 = no
-    limit."""
+    """Replications in ``waiting_replicate``/``replicating`` above which replicate answers 503;
+    0 = no limit."""
     capacity_scope: CapacityScope = "region"
     """Count ``max_in_flight`` per destination region, or across the whole estate."""
     copy_fail_rate: float = 0.0
     """Share of accepted replications whose copy ends in ``fail``."""
+    copy_skip_rate: float = 0.0
+    """Share of accepted replications the service skips (record status ``skip``)."""
 
     def __post_init__(self) -> None:
         if self.faults_on not in get_args(FaultScope):
@@ -92,6 +102,8 @@ class FaultConfig:
         shares = self.p503 + self.p500 + self.p_malformed + self.p_drop + self.p_apply_drop
         if shares > 1.0 + 1e-9:
             raise ConfigError(f"p503+p500+p_malformed+p_drop+p_apply_drop is {shares} > 1")
+        if self.copy_fail_rate + self.copy_skip_rate > 1.0 + 1e-9:
+            raise ConfigError("copy_fail_rate + copy_skip_rate must be <= 1")
         for name in ("latency_s", "latency_jitter_s", "throttle_rate"):
             _check_non_negative(name, getattr(self, name))
         if self.throttle_burst < 0 or self.max_in_flight < 0:

@@ -245,6 +245,7 @@ class Estate:
         *,
         start: float,
         fails: bool,
+        skips: bool = False,
         name: str = "",
         enable_acceleration: bool = False,
         destination_project_id: str | None = None,
@@ -260,8 +261,10 @@ class Estate:
             destination_checkpoint_item_id=_uuid(self._ids),
             created_at=start,
             copy_at=copy_at,
-            end_at=copy_at + self._config.copy_duration_s,
+            # A skipped replication ends when it would have started copying.
+            end_at=copy_at if skips else copy_at + self._config.copy_duration_s,
             fails=fails,
+            skips=skips,
             seq=len(project_records),
             name=name,
             enable_acceleration=enable_acceleration,
@@ -430,18 +433,23 @@ class Estate:
         if limits.max_in_flight:
             scope = destination_region if limits.capacity_scope == "region" else None
             if self.in_flight(scope) >= limits.max_in_flight:
+                # CSBS documents no code for "too many replications": a code-less 503 (the
+                # documented "unavailable"), never CSBS.0001, which means a policy quota.
                 raise Refusal(
                     503,
-                    "CSBS.0001",
+                    "",
                     "Too many replication tasks are in progress; try again later.",
                     kind="capacity",
                 )
-        fails = self._outcomes.random() < limits.copy_fail_rate
+        draw = self._outcomes.random()
+        fails = draw < limits.copy_fail_rate
+        skips = not fails and draw < limits.copy_fail_rate + limits.copy_skip_rate
         return self._add_record(
             item,
             destination_region,
             start=self._clock.now(),
             fails=fails,
+            skips=skips,
             name=name,
             enable_acceleration=enable_acceleration,
             destination_project_id=destination_project_id,

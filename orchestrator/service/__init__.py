@@ -1,0 +1,1 @@
+"""How the tool speaks to the CSBS service: record vocabulary, credentials."""
