@@ -654,4 +654,4 @@ def error_for_response(
         return TransientApiError(text, retry_after=retry_after, **fields)
     if kind is Classification.AUTH:
         return AuthError(f"credentials refused: {text}", **fields)
-    return PermanentApiError(text, **fields)
+    return PermanentApiError(text, unrecognised=not table.knows(code, msg), **fields)

@@ -112,7 +112,15 @@ class AlreadyReplicatedError(ApiError):
 
 
 class PermanentApiError(ApiError):
-    """A final answer: retrying the same request cannot succeed."""
+    """A final answer: retrying the same request cannot succeed.
+
+    ``unrecognised``: the error table knows neither the code nor the message, so the
+    answer's meaning is a guess (a 400 may be a refusal for a replica that exists).
+    """
+
+    def __init__(self, message: str, *, unrecognised: bool = False, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.unrecognised = unrecognised
 
 
 class TransientApiError(ApiError):
@@ -156,6 +164,14 @@ _DEFAULT_CODES: Mapping[str, Classification] = {
     # "Service over limit": the number of backup *policies* reached its quota. Only the user
     # can fix it (delete a policy, or raise the quota): final, never retried.
     "CSBS.0001": Classification.PERMANENT,
+    # Documented final refusals: known, so an answer with one of them is never mistaken for
+    # an unknown 400 (which makes the pool ask the service's records before failing a pair).
+    "CSBS.4000": Classification.PERMANENT,  # item not available (its status forbids it)
+    "CSBS.9001": Classification.PERMANENT,  # invalid parameter
+    "CSBS.9006": Classification.PERMANENT,  # quota exceeded
+    "BackupService.1005": Classification.PERMANENT,  # destination does not support it
+    "BackupService.1011": Classification.PERMANENT,  # destination project not supported
+    "BackupService.1012": Classification.PERMANENT,  # maximum number of replicas
     "APIG.0308": Classification.TRANSIENT,
     "APIGW.0308": Classification.TRANSIENT,
     "APIGW.0303": Classification.AUTH,  # clock skew: retrying with the same clock is futile
@@ -204,6 +220,13 @@ class ErrorTable:
     @property
     def already_replicated_codes(self) -> Iterable[str]:
         return [c for c, k in self.codes.items() if k is Classification.ALREADY_REPLICATED]
+
+    def knows(self, code: str | None, msg: str | None) -> bool:
+        """True when ``code`` (or, for want of it, ``msg``) is in the table: the answer's
+        meaning is known, not inferred from its HTTP status."""
+        if code is not None and code in self.codes:
+            return True
+        return bool(msg and _ALREADY_REPLICATED_MSG.search(msg))
 
     def classify(self, http_status: int, code: str | None, msg: str | None) -> Classification:
         if code is not None and code in self.codes:

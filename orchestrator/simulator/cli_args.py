@@ -34,6 +34,7 @@ _KNOBS: tuple[tuple[str, str, type, str], ...] = (
     ("--time-scale", "time_scale", float, "simulated seconds per real second"),
     ("--duplicate-code", "duplicate_code", str, "error code for an already replicated backup"),
     ("--duplicate-status", "duplicate_status", int, "HTTP status for it"),
+    ("--duplicate-msg", "duplicate_msg", str, "error message for it"),
     ("--latency", "latency_s", float, "fixed response latency in seconds"),
     ("--latency-jitter", "latency_jitter_s", float, "extra uniform random latency, seconds"),
     ("--p503", "p503", float, "share of requests answered 503"),

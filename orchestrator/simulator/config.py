@@ -169,13 +169,17 @@ class SimulatorConfig:
     lockout_failures: int = 5
     lockout_s: float = 300.0
     copy_wait_s: float = 5.0
-    """Simulated seconds a replication stays ``waiting_copy``."""
+    """Simulated seconds a replication stays ``waiting_replicate``."""
     copy_duration_s: float = 30.0
-    """Simulated seconds a replication stays ``copying`` before ``success`` or ``fail``."""
+    """Simulated seconds a replication stays ``replicating`` before ``success`` or ``fail``."""
     time_scale: float = 1.0
     """Simulated seconds per real second for the default clock."""
     duplicate_code: str = "BackupService.1009"
     duplicate_status: int = 400
+    duplicate_msg: str = (
+        "The backup is being replicated or has been replicated to the destination region."
+    )
+    """CSBS documents no code nor wording for this refusal: all three are knobs."""
     records_endpoint: bool = True
     """Serve ``GET /v1/{project_id}/replication_records`` (unconfirmed on the real service);
     False: it answers 404 ``APIGW.0101`` like any unknown path."""

@@ -427,7 +427,7 @@ class Estate:
             raise Refusal(
                 self._config.duplicate_status,
                 self._config.duplicate_code,
-                "The backup is being replicated or has been replicated to the destination region.",
+                self._config.duplicate_msg,
                 kind="duplicate",
             )
         if limits.max_in_flight:
