@@ -61,6 +61,8 @@ from orchestrator.errors import (
     TransportError,
 )
 from orchestrator.models import PROVIDER_ID, ReplicationTask
+from orchestrator.service.error_body import SNIPPET, parse_error_body
+from orchestrator.service.error_body import snippet as _snippet
 from orchestrator.service.records import RecordReader, live_record_id
 
 __all__ = [
@@ -75,9 +77,7 @@ __all__ = [
 _REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+")
 # Ids made of unreserved characters go into a path as they are; anything else is quoted.
 _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
-_TAGS = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
-_SNIPPET = 200
+_SNIPPET = SNIPPET
 _JSON = "application/json"
 _CLOSE_TIMEOUT_S = 5.0
 
@@ -546,58 +546,6 @@ def _malformed(method: str, path: str, data: bytes) -> TransientApiError:
 
 
 # -- error answers ---------------------------------------------------------------------------
-
-
-def _snippet(data: object) -> str:
-    """A short, single-line, printable excerpt of an answer (HTML tags dropped)."""
-    if isinstance(data, bytes | bytearray):
-        text = bytes(data[: _SNIPPET * 8]).decode("utf-8", "replace")
-    else:
-        text = str(data)[: _SNIPPET * 8]
-    text = _SPACE.sub(" ", _TAGS.sub(" ", text)).strip()
-    text = "".join(ch for ch in text if ch.isprintable())
-    return text[:_SNIPPET] + ("..." if len(text) > _SNIPPET else "")
-
-
-_CODE_KEYS = (("error_code", "error_msg"), ("errorCode", "errorMsg"), ("code", "message"))
-
-
-def _code_and_message(obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    for code_key, msg_key in _CODE_KEYS:
-        code, msg = obj.get(code_key), obj.get(msg_key)
-        if code is not None or msg is not None:
-            return (
-                None if code is None else _snippet(str(code)),
-                None if msg is None else _snippet(str(msg)),
-            )
-    return None, None
-
-
-def parse_error_body(data: bytes) -> tuple[str | None, str | None, str | None]:
-    """``(error_code, error_msg, request_id)`` from an error answer of any known shape.
-
-    Shapes: ``error_code/error_msg``, ``errorCode/errorMsg``, ``code/message``, any of these
-    one level down (``{"error": {...}}``). A non-JSON answer yields its snippet as message.
-    """
-    try:
-        parsed = orjson.loads(data)
-    except ValueError:
-        snippet = _snippet(data)
-        return None, snippet or None, None
-    if not isinstance(parsed, dict):
-        return None, _snippet(parsed) or None, None
-    request_id = parsed.get("request_id")
-    code, msg = _code_and_message(parsed)
-    if code is None and msg is None:
-        for value in parsed.values():
-            if isinstance(value, dict):
-                code, msg = _code_and_message(value)
-                if code is not None or msg is not None:
-                    request_id = request_id or value.get("request_id")
-                    break
-    if code is None and msg is None:
-        msg = _snippet(data) or None
-    return code, msg, request_id if isinstance(request_id, str) else None
 
 
 def parse_retry_after(
