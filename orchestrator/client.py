@@ -59,6 +59,7 @@ from orchestrator.errors import (
     PermanentApiError,
     TransientApiError,
     TransportError,
+    throttle_window_s,
 )
 from orchestrator.models import PROVIDER_ID, ReplicationTask
 from orchestrator.service.error_body import SNIPPET, parse_error_body
@@ -599,7 +600,8 @@ def error_for_response(
         return AlreadyReplicatedError(text, **fields)
     if kind is Classification.TRANSIENT:
         retry_after = parse_retry_after(headers.get("Retry-After"), cap_s=retry_after_cap_s)
-        return TransientApiError(text, retry_after=retry_after, **fields)
+        window = throttle_window_s(code, msg) if status == 429 else None
+        return TransientApiError(text, retry_after=retry_after, window_s=window, **fields)
     if kind is Classification.AUTH:
         return AuthError(f"credentials refused: {text}", **fields)
     return PermanentApiError(text, unrecognised=not table.knows(code, msg), **fields)

@@ -43,6 +43,7 @@ __all__ = [
     "ScheduleError",
     "TransientApiError",
     "TransportError",
+    "throttle_window_s",
 ]
 
 
@@ -126,12 +127,22 @@ class PermanentApiError(ApiError):
 class TransientApiError(ApiError):
     """Overload, throttling or a server fault: retry with backoff.
 
-    ``retry_after`` is the server's own hint in seconds, when it gave one.
+    ``retry_after`` is the server's own hint in seconds, when it gave one; ``window_s`` the
+    length of the gateway's throttling window (``APIG.0308 ... time:1 second``), when the
+    answer named one: a retry inside the same window is refused again.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        window_s: float | None = None,
+        **kw: object,
+    ) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
+        self.window_s = window_s
 
 
 class TransportError(TransientApiError):
@@ -184,6 +195,24 @@ _ADVICE: Mapping[str, str] = {
     "then send the failed pairs again",
     "CSBS.9006": "a CSBS quota is exhausted: check `GET /quotas` and raise it or free some",
 }
+
+# APIG.0308: "The throttling threshold has been reached: policy user over ratelimit,
+# limit:XX, time:1 second" (or "time:1 minute"). The prefix varies (APIG./APIGW.).
+_WINDOW = re.compile(r"time\s*:\s*(\d+(?:\.\d+)?)\s*(second|minute|hour|day)s?\b", re.IGNORECASE)
+_WINDOW_UNITS: Mapping[str, float] = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+_MAX_WINDOW_S = 3600.0  # a longer "window" is not a rate limit worth waiting out in a retry
+
+
+def throttle_window_s(code: str | None, msg: str | None) -> float | None:
+    """The throttling window a gateway's ``APIG.0308`` answer names, in seconds, or None."""
+    if not code or not msg or not code.endswith(".0308"):
+        return None
+    found = _WINDOW.search(msg)
+    if found is None:
+        return None
+    seconds = float(found.group(1)) * _WINDOW_UNITS[found.group(2).lower()]
+    return seconds if 0 < seconds <= _MAX_WINDOW_S else None
+
 
 _ALREADY_REPLICATED_MSG = re.compile(
     r"(already|being)\s+(been\s+)?replicat|has been replicated", re.IGNORECASE
