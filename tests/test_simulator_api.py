@@ -293,6 +293,10 @@ async def test_list_filter_sort_page_and_count(api: Api) -> None:
     _, _, fuzzy = await api.call("GET", base, name=name[3:].upper())
     assert name in {i["name"] for i in fuzzy["checkpoint_items"]}
     some = items[5]
+    # resource_name matches fuzzily too (part of it, any case), as the reference says.
+    resource_name = some["extend_info"]["resource_name"]
+    _, _, by_name = await api.call("GET", base, resource_name=resource_name[2:-1].upper())
+    assert some["id"] in {i["id"] for i in by_name["checkpoint_items"]}
     _, _, by_resource = await api.call("GET", base, resource_id=some["resource_id"])
     assert [i["id"] for i in by_resource["checkpoint_items"]] == [some["id"]]
     _, _, window = await api.call(

@@ -97,7 +97,11 @@ class ItemFilter:
             return False
         if self.resource_id is not None and item.resource_id != self.resource_id:
             return False
-        if self.resource_name is not None and item.resource_name != self.resource_name:
+        # Fuzzy, as the API reference says of both name and resource_name.
+        if (
+            self.resource_name is not None
+            and self.resource_name.lower() not in item.resource_name.lower()
+        ):
             return False
         if self.resource_type is not None and item.resource_type != self.resource_type:
             return False
