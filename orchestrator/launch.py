@@ -25,7 +25,6 @@ from orchestrator.auth import (
     Authenticator,
     IamPasswordToken,
     Secret,
-    credentials_from_env,
 )
 from orchestrator.client import ClientSettings, CsbsClient, Timeouts
 from orchestrator.errors import ConfigError, ErrorTable
@@ -37,6 +36,7 @@ from orchestrator.metrics import RunMetrics, write_textfile
 from orchestrator.plan import Plan
 from orchestrator.progress import NullProgress, Progress, make_progress
 from orchestrator.report import build_report
+from orchestrator.service.credentials import resolve_credentials
 from orchestrator.settings import RunSettings, load_config
 
 __all__ = [
@@ -50,7 +50,13 @@ __all__ = [
     "write_run_metrics",
 ]
 
-_SECRET_ENV = ("HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_AK", "CSBS_AUTH_TOKEN", "CSBS_IAM_PASSWORD")
+_SECRET_ENV = (
+    "HUAWEICLOUD_SDK_SK",
+    "HUAWEICLOUD_SDK_AK",
+    "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+    "CSBS_AUTH_TOKEN",
+    "CSBS_IAM_PASSWORD",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,21 +90,20 @@ def secrets_of(
     return [v for v in values if v]
 
 
-def authenticator(settings: RunSettings, env: Mapping[str, str]) -> Authenticator:
-    """AK/SK or a token from the environment, else IAM user/password from the settings."""
-    from_env = credentials_from_env(env)
-    if from_env is not None:
-        return from_env
-    if settings.iam_user and settings.iam_password:
-        if not settings.iam_domain:
-            raise ConfigError("IAM token auth needs the account's domain: set [auth] domain")
-        iam = settings.iam_endpoint or _iam_endpoint(settings.region)
-        return IamPasswordToken(
-            iam, settings.iam_user, Secret(settings.iam_password), settings.iam_domain
-        )
-    raise ConfigError(
-        "no credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, or CSBS_AUTH_TOKEN, "
-        "or an IAM user in [auth] with CSBS_IAM_PASSWORD; or try --simulate"
+async def authenticator(settings: RunSettings, env: Mapping[str, str]) -> Authenticator:
+    """The credential chain (docs/credentials.md): the environment, the IAM user of the
+    settings, the SDK's profile file, then the ECS metadata service."""
+    return await resolve_credentials(env, iam=lambda: _iam_user(settings))
+
+
+def _iam_user(settings: RunSettings) -> Authenticator | None:
+    if not (settings.iam_user and settings.iam_password):
+        return None
+    if not settings.iam_domain:
+        raise ConfigError("IAM token auth needs the account's domain: set [auth] domain")
+    iam = settings.iam_endpoint or _iam_endpoint(settings.region)
+    return IamPasswordToken(
+        iam, settings.iam_user, Secret(settings.iam_password), settings.iam_domain
     )
 
 
@@ -121,7 +126,7 @@ async def connect(
 ) -> AsyncIterator[Connection]:
     """The real service, or with ``--simulate`` an embedded simulator for the block's life."""
     if not getattr(args, "simulate", False):
-        yield Connection(settings, authenticator(settings, env))
+        yield Connection(settings, await authenticator(settings, env))
         return
     from orchestrator.simulator import Simulator, SimulatorConfig  # noqa: PLC0415 - only for --simulate
 

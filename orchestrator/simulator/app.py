@@ -42,6 +42,8 @@ COUNT_ITEMS = f"GET {_V1}/checkpoint_items/count"
 GET_ITEM = f"GET {_V1}/checkpoint_items/{{checkpoint_item_id}}"
 LIST_RECORDS = f"GET {_V1}/replication_records"
 TOKENS = "POST /v3/auth/tokens"
+#: The ECS metadata service's temporary credentials (served here so tests never leave loopback).
+METADATA = "GET /openstack/latest/securitykey"
 UNKNOWN = "unknown"
 #: Route names as they appear in the counters (method and path template).
 ROUTES = (REPLICATE, CAPABILITIES, LIST_ITEMS, COUNT_ITEMS, GET_ITEM, LIST_RECORDS, TOKENS)
@@ -147,6 +149,7 @@ class SimulatorApp:
         if self._records_endpoint:
             add("GET", f"{_V1}/replication_records", self._csbs(LIST_RECORDS, self._list_records))
         add("POST", "/v3/auth/tokens", self._tokens)
+        add("GET", "/openstack/latest/securitykey", self._security_key)
         add("GET", "/_sim/counters", self._sim(lambda _: self._counters.snapshot()))
         add("GET", "/_sim/info", self._sim(lambda _: self._info()))
         add("GET", "/_sim/faults", self._sim(lambda _: self._fault_view()))
@@ -347,6 +350,10 @@ class SimulatorApp:
             return _refusal_response(refusal, request_id)
         self._counters.request(TOKENS, 201)
         return _json(201, issued.body, request_id, {"X-Subject-Token": issued.token})
+
+    async def _security_key(self, request: web.Request) -> web.StreamResponse:
+        self._counters.request(METADATA, 200)
+        return _json(200, self._auth.issue_temporary_key(), self._request_id())
 
     async def _unknown(self, request: web.Request) -> web.StreamResponse:
         self._counters.request(UNKNOWN, 404)

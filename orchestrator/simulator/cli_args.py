@@ -29,6 +29,7 @@ _KNOBS: tuple[tuple[str, str, type, str], ...] = (
     ("--password", "password", str, "that user's password"),
     ("--domain", "domain", str, "that user's domain (account) name"),
     ("--token-ttl", "token_ttl_s", float, "token lifetime in simulated seconds"),
+    ("--temp-key-ttl", "temp_key_ttl_s", float, "metadata temporary key lifetime, sim. s"),
     ("--copy-wait", "copy_wait_s", float, "simulated seconds a replication is waiting_replicate"),
     ("--copy-duration", "copy_duration_s", float, "simulated seconds it is replicating"),
     ("--time-scale", "time_scale", float, "simulated seconds per real second"),

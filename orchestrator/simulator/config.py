@@ -164,6 +164,9 @@ class SimulatorConfig:
     auth: AuthMode = "any"
     token_ttl_s: float = 86400.0
     """Token lifetime in *simulated* seconds (so ``/_sim/advance`` can expire tokens)."""
+    temp_key_ttl_s: float = 86400.0
+    """Lifetime, in simulated seconds, of the temporary AK/SK/security token the ECS metadata
+    endpoint (``GET /openstack/latest/securitykey``) issues."""
     max_clock_skew_s: float = 900.0
     """AK/SK: reject an ``X-Sdk-Date`` further than this from the real wall clock."""
     lockout_failures: int = 5
@@ -197,7 +200,13 @@ class SimulatorConfig:
                 raise ConfigError(f"region {region!r} has no replication capability entry")
         if self.auth not in get_args(AuthMode):
             raise ConfigError(f"auth must be one of {get_args(AuthMode)}")
-        for name in ("token_ttl_s", "max_clock_skew_s", "lockout_s", "copy_wait_s"):
+        for name in (
+            "token_ttl_s",
+            "temp_key_ttl_s",
+            "max_clock_skew_s",
+            "lockout_s",
+            "copy_wait_s",
+        ):
             _check_non_negative(name, getattr(self, name))
         _check_non_negative("copy_duration_s", self.copy_duration_s)
         if not self.time_scale > 0:
