@@ -43,6 +43,7 @@ __all__ = [
     "ScheduleError",
     "TransientApiError",
     "TransportError",
+    "throttle_window_s",
 ]
 
 
@@ -112,18 +113,36 @@ class AlreadyReplicatedError(ApiError):
 
 
 class PermanentApiError(ApiError):
-    """A final answer: retrying the same request cannot succeed."""
+    """A final answer: retrying the same request cannot succeed.
+
+    ``unrecognised``: the error table knows neither the code nor the message, so the
+    answer's meaning is a guess (a 400 may be a refusal for a replica that exists).
+    """
+
+    def __init__(self, message: str, *, unrecognised: bool = False, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.unrecognised = unrecognised
 
 
 class TransientApiError(ApiError):
     """Overload, throttling or a server fault: retry with backoff.
 
-    ``retry_after`` is the server's own hint in seconds, when it gave one.
+    ``retry_after`` is the server's own hint in seconds, when it gave one; ``window_s`` the
+    length of the gateway's throttling window (``APIG.0308 ... time:1 second``), when the
+    answer named one: a retry inside the same window is refused again.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        window_s: float | None = None,
+        **kw: object,
+    ) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
+        self.window_s = window_s
 
 
 class TransportError(TransientApiError):
@@ -153,11 +172,47 @@ _DEFAULT_CODES: Mapping[str, Classification] = {
     "BackupService.1009": Classification.ALREADY_REPLICATED,
     "CSBS.6031": Classification.TRANSIENT,  # a manual copy is executing: wait and retry
     "CSBS.2003": Classification.TRANSIENT,  # item busy (backing up, restoring)
-    "CSBS.0001": Classification.TRANSIENT,  # service over limit
+    # "Service over limit": the number of backup *policies* reached its quota. Only the user
+    # can fix it (delete a policy, or raise the quota): final, never retried.
+    "CSBS.0001": Classification.PERMANENT,
+    # Documented final refusals: known, so an answer with one of them is never mistaken for
+    # an unknown 400 (which makes the pool ask the service's records before failing a pair).
+    "CSBS.4000": Classification.PERMANENT,  # item not available (its status forbids it)
+    "CSBS.9001": Classification.PERMANENT,  # invalid parameter
+    "CSBS.9006": Classification.PERMANENT,  # quota exceeded
+    "BackupService.1005": Classification.PERMANENT,  # destination does not support it
+    "BackupService.1011": Classification.PERMANENT,  # destination project not supported
+    "BackupService.1012": Classification.PERMANENT,  # maximum number of replicas
     "APIG.0308": Classification.TRANSIENT,
     "APIGW.0308": Classification.TRANSIENT,
     "APIGW.0303": Classification.AUTH,  # clock skew: retrying with the same clock is futile
 }
+
+# What the operator should do about a final error whose code alone does not say it.
+_ADVICE: Mapping[str, str] = {
+    "CSBS.0001": "the number of backup policies reached its quota (CSBS 'service over "
+    "limit'): delete unused backup policies or ask Huawei Cloud for a higher quota, "
+    "then send the failed pairs again",
+    "CSBS.9006": "a CSBS quota is exhausted: check `GET /quotas` and raise it or free some",
+}
+
+# APIG.0308: "The throttling threshold has been reached: policy user over ratelimit,
+# limit:XX, time:1 second" (or "time:1 minute"). The prefix varies (APIG./APIGW.).
+_WINDOW = re.compile(r"time\s*:\s*(\d+(?:\.\d+)?)\s*(second|minute|hour|day)s?\b", re.IGNORECASE)
+_WINDOW_UNITS: Mapping[str, float] = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+_MAX_WINDOW_S = 3600.0  # a longer "window" is not a rate limit worth waiting out in a retry
+
+
+def throttle_window_s(code: str | None, msg: str | None) -> float | None:
+    """The throttling window a gateway's ``APIG.0308`` answer names, in seconds, or None."""
+    if not code or not msg or not code.endswith(".0308"):
+        return None
+    found = _WINDOW.search(msg)
+    if found is None:
+        return None
+    seconds = float(found.group(1)) * _WINDOW_UNITS[found.group(2).lower()]
+    return seconds if 0 < seconds <= _MAX_WINDOW_S else None
+
 
 _ALREADY_REPLICATED_MSG = re.compile(
     r"(already|being)\s+(been\s+)?replicat|has been replicated", re.IGNORECASE
@@ -187,9 +242,20 @@ class ErrorTable:
                 ) from None
         return cls(merged)
 
+    def advice(self, code: str | None) -> str | None:
+        """What to do about ``code``, when the table knows more than the service says."""
+        return _ADVICE.get(code) if code else None
+
     @property
     def already_replicated_codes(self) -> Iterable[str]:
         return [c for c, k in self.codes.items() if k is Classification.ALREADY_REPLICATED]
+
+    def knows(self, code: str | None, msg: str | None) -> bool:
+        """True when ``code`` (or, for want of it, ``msg``) is in the table: the answer's
+        meaning is known, not inferred from its HTTP status."""
+        if code is not None and code in self.codes:
+            return True
+        return bool(msg and _ALREADY_REPLICATED_MSG.search(msg))
 
     def classify(self, http_status: int, code: str | None, msg: str | None) -> Classification:
         if code is not None and code in self.codes:

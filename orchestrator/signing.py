@@ -72,7 +72,11 @@ def canonical_request(
 ) -> str:
     lowered = {name.lower(): str(value).strip() for name, value in headers.items()}
     header_block = "".join(f"{name}:{lowered.get(name, '')}\n" for name in signed)
-    payload_hash = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
+    # huaweicloudsdkcore signs a non-JSON body with "X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD":
+    # whatever that header says stands in for the body's hash (its Signer does the same).
+    payload_hash = lowered.get("x-sdk-content-sha256") or (
+        hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
+    )
     return "\n".join(
         (
             method.upper(),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -18,6 +20,27 @@ MakeSimulator = Callable[..., "Simulator"]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connecting is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.fixture(autouse=True)
+def no_real_credential_sources(
+    monkeypatch: pytest.MonkeyPatch, closed_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The credential chain's last links never leave the test: the ECS metadata service is a
+    closed loopback port (never 169.254.169.254), the SDK profile file one that is absent.
+    Subprocesses inherit both (``runkit.cli_env`` keeps them)."""
+    monkeypatch.setenv("CSBS_METADATA_URL", f"http://127.0.0.1:{closed_port}/securitykey")
+    absent = Path(tmp_path_factory.getbasetemp()) / "no-such-credentials-file"
+    monkeypatch.setenv("HUAWEICLOUD_SDK_CREDENTIALS_FILE", str(absent))
 
 
 @pytest.fixture

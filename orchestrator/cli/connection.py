@@ -29,7 +29,7 @@ async def connect(
 ) -> AsyncIterator[Connection]:
     """The real service, or with ``--simulate`` an embedded simulator for the block's life."""
     if not getattr(args, "simulate", False):
-        yield connection(settings, env)
+        yield await connection(settings, env)
         return
     from orchestrator.simulator import Simulator, SimulatorConfig  # noqa: PLC0415 - only for --simulate
 

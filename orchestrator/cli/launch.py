@@ -43,7 +43,13 @@ __all__ = [
     "write_run_metrics",
 ]
 
-_SECRET_ENV = ("HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_AK", "CSBS_AUTH_TOKEN", "CSBS_IAM_PASSWORD")
+_SECRET_ENV = (
+    "HUAWEICLOUD_SDK_SK",
+    "HUAWEICLOUD_SDK_AK",
+    "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+    "CSBS_AUTH_TOKEN",
+    "CSBS_IAM_PASSWORD",
+)
 
 
 def secrets_of(

@@ -220,10 +220,11 @@ def _add_track(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "track",
         help="follow the copies of replicated pairs until each ends, into the ledger",
         description="Poll the service for the replication record of every pair whose latest "
-        "result is replicated until its copy is success or fail (or --deadline), appending a "
-        "copy_status line to the ledger at each change. `resume --retry-failed` sends the "
-        "pairs whose copy failed again. Exit 0 when every copy succeeded, 3 when some failed "
-        "or their record is missing, 6 when the deadline passed with copies still running, "
+        "result is replicated until its copy ends (success, fail or skip) or --deadline "
+        "passes, appending a copy_status line to the ledger at each change. `resume "
+        "--retry-failed` sends the pairs whose copy failed again. Exit 0 when every copy "
+        "succeeded, 3 when some failed, were skipped or their record is missing, 6 when the "
+        "deadline passed with copies still running (they are named), "
         "7 credentials refused, 8 ledger locked or unwritable.",
     )
     track.add_argument("ledger", metavar="LEDGER", help="the ledger of the runs to follow")
@@ -237,9 +238,10 @@ def _add_track(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     track.add_argument(
         "--deadline",
         type=float,
-        default=0.0,
+        default=24 * 3600.0,
         metavar="SECONDS",
-        help="stop after this long, exit 6 if copies still run (default: 0 = until all end)",
+        help="stop after this long, exit 6 if copies still run (default: 86400, a day; "
+        "0 = until all end)",
     )
     track.add_argument(
         "--concurrency",

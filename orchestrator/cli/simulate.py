@@ -29,11 +29,13 @@ _KNOBS: tuple[tuple[str, str, type, str], ...] = (
     ("--password", "password", str, "that user's password"),
     ("--domain", "domain", str, "that user's domain (account) name"),
     ("--token-ttl", "token_ttl_s", float, "token lifetime in simulated seconds"),
-    ("--copy-wait", "copy_wait_s", float, "simulated seconds a replication is waiting_copy"),
-    ("--copy-duration", "copy_duration_s", float, "simulated seconds it is copying"),
+    ("--temp-key-ttl", "temp_key_ttl_s", float, "metadata temporary key lifetime, sim. s"),
+    ("--copy-wait", "copy_wait_s", float, "simulated seconds a replication is waiting_replicate"),
+    ("--copy-duration", "copy_duration_s", float, "simulated seconds it is replicating"),
     ("--time-scale", "time_scale", float, "simulated seconds per real second"),
     ("--duplicate-code", "duplicate_code", str, "error code for an already replicated backup"),
     ("--duplicate-status", "duplicate_status", int, "HTTP status for it"),
+    ("--duplicate-msg", "duplicate_msg", str, "error message for it"),
     ("--latency", "latency_s", float, "fixed response latency in seconds"),
     ("--latency-jitter", "latency_jitter_s", float, "extra uniform random latency, seconds"),
     ("--p503", "p503", float, "share of requests answered 503"),
@@ -45,6 +47,7 @@ _KNOBS: tuple[tuple[str, str, type, str], ...] = (
     ("--throttle-burst", "throttle_burst", int, "token bucket size; 0 = ceil(rate)"),
     ("--max-in-flight", "max_in_flight", int, "replications in progress before 503; 0 = off"),
     ("--copy-fail-rate", "copy_fail_rate", float, "share of replications that end in fail"),
+    ("--copy-skip-rate", "copy_skip_rate", float, "share of replications that end in skip"),
 )
 
 

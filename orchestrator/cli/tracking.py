@@ -3,9 +3,12 @@
 A 200 to a replicate request only means "accepted": the copy runs for minutes to hours and can
 still fail. ``track`` reads the ledger for pairs whose latest result is a success with a
 replication record id and no final ``copy_status`` yet, asks the service about each record
-every ``interval_s`` seconds until it is ``success`` or ``fail`` (or the deadline passes), and
+every ``interval_s`` seconds until it ends (``success``, ``fail`` or ``skip``) or the deadline
+passes (24 hours by default: ``track`` always ends, naming the copies still running), and
 appends a ``copy_status`` line to the ledger whenever a copy's status changes (not on every
-poll: a long copy must not grow the ledger). ``resume --retry-failed`` later sends the pairs
+poll: a long copy must not grow the ledger). The line keeps the service's own word
+(``copy_status``) and adds what it means (``state``: running, success, failed, skipped; see
+:mod:`orchestrator.service.records`). ``resume --retry-failed`` later sends the pairs
 whose copy failed again (see the decision table in :mod:`orchestrator.engine.plan`).
 
 Where a status comes from: ``GET /replication_records`` filtered by item and destination
@@ -14,8 +17,8 @@ the real service), the item's embedded ``replication_records``. A record the ser
 know (or an item that is gone) is *missing*: reported, not polled again, no ledger line.
 Transient errors leave the pair for the next round.
 
-Exit codes: 0 every copy succeeded (or nothing to track), 3 some copies failed or are
-missing, 6 the deadline passed with copies still running (run ``track`` again later).
+Exit codes: 0 every copy succeeded (or nothing to track), 3 some copies failed, were skipped
+or are missing, 6 the deadline passed with copies still running (run ``track`` again later).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.models import FINAL_SUCCESS
 from orchestrator.service.client import CsbsClient
+from orchestrator.service.records import CopyState, RecordReader, find_record
 
 __all__ = [
     "PendingCopy",
@@ -60,9 +64,9 @@ __all__ = [
 
 log = structlog.get_logger("orchestrator.track")
 
-FINAL: Final = frozenset({"success", "fail"})
-_KNOWN: Final = frozenset({"waiting_copy", "copying", *FINAL})
-_ALIASES: Final = {"failed": "fail", "error": "fail", "succeeded": "success"}
+#: ``track``'s default deadline: it always ends, even when the service never says a copy did.
+DEFAULT_DEADLINE_S: Final = 24 * 3600.0
+_RUNNING_NAMED: Final = 20  # pairs named in the log line of those still running at the end
 _SUCCESS_STATUSES: Final = frozenset(str(s) for s in FINAL_SUCCESS)
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -97,8 +101,9 @@ class PendingCopy:
 class TrackSettings:
     interval_s: float = 60.0
     """Seconds between two polls of the same copy."""
-    deadline_s: float = 0.0
-    """Stop after this many seconds even if copies are still running; 0: no deadline."""
+    deadline_s: float = DEFAULT_DEADLINE_S
+    """Stop after this many seconds even if copies are still running (0: no deadline, only
+    for callers that bound the time themselves)."""
     concurrency: int = 16
     """Status requests in flight."""
 
@@ -112,17 +117,19 @@ class TrackResult:
     tracked: int = 0
     success: int = 0
     failed: int = 0
+    skipped: int = 0  # the service skipped the copy (record status ``skip``): final
     missing: int = 0
     running: int = 0  # still waiting_copy or copying when tracking stopped
     rounds: int = 0
     lines: int = 0  # copy_status lines appended
     failures: list[PendingCopy] = field(default_factory=list)
+    still_running: list[PendingCopy] = field(default_factory=list)
 
     @property
     def exit_code(self) -> ExitCode:
         if self.running:
             return ExitCode.INTERRUPTED
-        if self.failed or self.missing:
+        if self.failed or self.skipped or self.missing:
             return ExitCode.FAILED
         return ExitCode.OK
 
@@ -138,9 +145,10 @@ def pending_copies(path: str | os.PathLike[str]) -> list[PendingCopy]:
     a second read collects the ids of the few pairs still open.
     """
     history = History.load(path)
+    reader = RecordReader()
     found: dict[tuple[str, str, str], PendingCopy] = {}
     for record in iter_records(path):
-        pending = _pending_of(record, history)
+        pending = _pending_of(record, history, reader)
         if pending is not None:
             found[pending.project_id, pending.checkpoint_item_id, pending.destination_region] = (
                 pending
@@ -148,7 +156,9 @@ def pending_copies(path: str | os.PathLike[str]) -> list[PendingCopy]:
     return list(found.values())
 
 
-def _pending_of(record: Mapping[str, Any], history: History) -> PendingCopy | None:
+def _pending_of(
+    record: Mapping[str, Any], history: History, reader: RecordReader
+) -> PendingCopy | None:
     if record.get("event") != "result" or record.get("status") not in _SUCCESS_STATUSES:
         return None
     record_id = record.get("replication_record_id")
@@ -161,7 +171,8 @@ def _pending_of(record: Mapping[str, Any], history: History) -> PendingCopy | No
     if history.record_id(key) != record_id:
         return None  # a later result replaced this one
     last = history.copy_status(key)
-    if last in FINAL:
+    state = reader.state(last)
+    if state is not None and state.final:
         return None
     return PendingCopy(
         project_id=key[0],
@@ -180,7 +191,17 @@ def _text(value: object) -> str | None:
 
 # -- asking the service ----------------------------------------------------------------------
 
-Seen = tuple[str, int | None] | None  # (copy status, progress); None: the service does not know
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the service said of one copy: its own word, what it means, the progress."""
+
+    word: str
+    state: CopyState
+    progress: int | None
+
+
+Seen = Answer | None  # None: the service does not know the record
 
 
 async def poll_copy(client: CsbsClient, pair: PendingCopy) -> Seen:
@@ -205,23 +226,22 @@ async def poll_copy(client: CsbsClient, pair: PendingCopy) -> Seen:
         if exc.http_status == 404:
             return None  # the item is gone
         raise
-    return _status_in(records, pair.replication_record_id)
+    return _status_in(records, pair.replication_record_id, client.records)
 
 
-def _status_in(records: Iterable[Any], record_id: str) -> Seen:
-    for record in records:
-        if not isinstance(record, dict):
-            continue
-        if (record.get("id") or record.get("replication_record_id")) != record_id:
-            continue
-        raw = str(record.get("status") or "").lower()
-        status = _ALIASES.get(raw, raw)
-        extra = record.get("extra_info")
-        progress = extra.get("progress") if isinstance(extra, dict) else None
-        if isinstance(progress, bool) or not isinstance(progress, int):
-            progress = 100 if status == "success" else None
-        return status, progress
-    return None
+def _status_in(records: Iterable[Any], record_id: str, reader: RecordReader) -> Seen:
+    record = find_record(records, record_id)
+    if record is None:
+        return None
+    raw = record.get("status")
+    # The service's word, kept as it said it (bounded: it goes into the ledger).
+    word = raw.strip().lower()[:40] if isinstance(raw, str) else ""
+    state = reader.record_state(record)
+    extra = record.get("extra_info")
+    progress = extra.get("progress") if isinstance(extra, Mapping) else None
+    if isinstance(progress, bool) or not isinstance(progress, int):
+        progress = 100 if state is CopyState.SUCCESS else None
+    return Answer(word, state, progress)
 
 
 # -- the loop --------------------------------------------------------------------------------
@@ -258,7 +278,23 @@ async def track_copies(
             wait = min(wait, settings.deadline_s - elapsed)
         await sleep(wait)
     result.running = len(open_copies)
+    result.still_running = list(open_copies)
+    if open_copies:
+        _log_still_running(open_copies)
     return result
+
+
+def _log_still_running(pairs: Sequence[PendingCopy]) -> None:
+    """Name the copies still running when tracking stopped (the first few, and how many)."""
+    log.warning(
+        "track.still_running",
+        count=len(pairs),
+        pairs=[
+            f"{p.checkpoint_item_id}->{p.destination_region} ({p.last_status or 'no status'})"
+            for p in pairs[:_RUNNING_NAMED]
+        ],
+        action="run `track` again later",
+    )
 
 
 async def _round(
@@ -313,27 +349,29 @@ def _settle(
                 replication_record_id=pair.replication_record_id,
             )
             continue
-        status, progress = answer
-        if status not in _KNOWN and status != pair.last_status:
-            # Not a status the contract lists: kept open (it may still end), said once.
-            log.warning(
-                "track.unknown_status",
-                checkpoint_item_id=pair.checkpoint_item_id,
-                destination_region=pair.destination_region,
-                copy_status=status,
-                action="polled until it ends or --deadline passes",
-            )
-        if status in _KNOWN and status != pair.last_status:
+        if answer.word != pair.last_status:
+            # An unknown word is recorded too (as running): the ledger keeps what was said.
             recorder.copy_status(
                 pair.ids(),
                 replication_record_id=pair.replication_record_id,
-                copy_status=status,
-                progress=progress,
+                copy_status=answer.word,
+                state=answer.state.value,
+                progress=answer.progress,
             )
             result.lines += 1
-        if status == "success":
+        state = answer.state
+        if state is CopyState.SUCCESS:
             result.success += 1
-        elif status == "fail":
+        elif state is CopyState.SKIPPED:
+            result.skipped += 1
+            result.failures.append(pair)
+            log.warning(
+                "track.copy_skipped",
+                checkpoint_item_id=pair.checkpoint_item_id,
+                destination_region=pair.destination_region,
+                replication_record_id=pair.replication_record_id,
+            )
+        elif state is CopyState.FAILED:
             result.failed += 1
             result.failures.append(pair)
             log.warning(
@@ -343,7 +381,7 @@ def _settle(
                 replication_record_id=pair.replication_record_id,
             )
         else:
-            still_open.append(_with_status(pair, status))
+            still_open.append(_with_status(pair, answer.word))
     return still_open
 
 
@@ -431,7 +469,8 @@ async def _track(
 
 _VERDICT: Final = {
     ExitCode.OK: "copies done",
-    ExitCode.FAILED: "copies done, some failed: `resume --retry-failed` sends them again",
+    ExitCode.FAILED: "copies done, some failed or were skipped: "
+    "`resume --retry-failed` sends the failed ones again",
     ExitCode.INTERRUPTED: "deadline reached, copies still running: run `track` again later",
 }
 
@@ -445,6 +484,7 @@ def print_track_summary(result: TrackResult, out: TextIO) -> None:
         for name, n in (
             ("success", result.success),
             ("failed", result.failed),
+            ("skipped", result.skipped),
             ("still copying", result.running),
             ("missing", result.missing),
         )

@@ -15,9 +15,9 @@ the item                                         the pair (item, destination reg
 ==============================================  ==========================================
 a ``replication_records`` entry for the region,  skipped: already replicated
 status ``success``
-... status ``waiting_copy``/``copying`` (or      skipped: in progress
-anything not failed)
-... only failed entries, or none                 sent
+... status ``waiting_replicate``/``replicating``  skipped: in progress
+(or a word we do not know)
+... only ``fail``/``skip`` entries, or none      sent
 no ``replication_records`` at all, and           skipped: in progress (the region is not
 ``extend_info.copy_status`` waiting/copying      known, and a copy in progress blocks it)
 ``extend_info.copy_from`` set (it is a replica   not a source (no pairs) unless
@@ -51,6 +51,7 @@ from orchestrator.atomic_file import replacing
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import ConfigError, TransientApiError
 from orchestrator.models import ReplicationTask
+from orchestrator.service.records import CopyState, RecordReader
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -85,8 +86,6 @@ _PROJECT = re.compile(
 )
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_IN_PROGRESS: Final = frozenset({"waiting_copy", "copying"})
-_FAILED: Final = frozenset({"fail", "failed", "error"})
 # The time format of the API's start_time/end_time (UTC, no zone suffix).
 _API_TIME: Final = "%Y-%m-%dT%H:%M:%S.%f"
 
@@ -403,22 +402,28 @@ def _resource_type(item: Mapping[str, Any]) -> str:
     return _text(item.get("resource_type")) or _text(_extend(item).get("resource_type"))
 
 
-def pair_state(item: Mapping[str, Any], region: str) -> str | None:
-    """``"replicated"``, ``"in_progress"`` or None (worth sending) for one destination."""
+def pair_state(
+    item: Mapping[str, Any], region: str, reader: RecordReader | None = None
+) -> str | None:
+    """``"replicated"``, ``"in_progress"`` or None (worth sending) for one destination.
+
+    Records speak the record vocabulary, ``extend_info.copy_status`` the item's; both are
+    read by :class:`RecordReader` (a failed or skipped copy is worth sending again)."""
+    reader = reader or RecordReader()
     records = item.get("replication_records")
     if isinstance(records, list):
-        state: str | None = None
+        result: str | None = None
         for record in records:
             if not isinstance(record, Mapping) or record.get("destination_region") != region:
                 continue
-            status = _text(record.get("status")).lower()
-            if status == "success":
+            state = reader.record_state(record)
+            if state is CopyState.SUCCESS:
                 return ALREADY_REPLICATED
-            if status not in _FAILED:
-                state = IN_PROGRESS  # waiting, copying, or a status we do not know: live
-        return state
-    copy_status = _text(_extend(item).get("copy_status")).lower()
-    return IN_PROGRESS if copy_status in _IN_PROGRESS else None
+            if state is CopyState.RUNNING:
+                result = IN_PROGRESS  # waiting, replicating, or a word we do not know: live
+        return result
+    copy_state = reader.state(_extend(item).get("copy_status"))
+    return IN_PROGRESS if copy_state is CopyState.RUNNING else None
 
 
 # --------------------------------------------------------------------------- discovery
@@ -469,11 +474,12 @@ async def discover(
     tasks: list[ReplicationTask] = []
     summaries: list[SourceSummary] = []
     seen_pairs: set[tuple[str, str, str]] = set()
+    reader = RecordReader()
     for source in dict.fromkeys(config.sources):  # each source once, in order
         summary = SourceSummary(source)
         async for item in _list(client, source, config, retry or RetryPolicy(), sleep):
             summary.listed += 1
-            for task in _pairs_of(item, source, config, summary):
+            for task in _pairs_of(item, source, config, summary, reader):
                 if task.key not in seen_pairs:
                     seen_pairs.add(task.key)
                     tasks.append(task)
@@ -526,7 +532,11 @@ async def _list(
 
 
 def _pairs_of(
-    item: Mapping[str, Any], source: Source, config: DiscoverConfig, summary: SourceSummary
+    item: Mapping[str, Any],
+    source: Source,
+    config: DiscoverConfig,
+    summary: SourceSummary,
+    reader: RecordReader,
 ) -> Iterable[ReplicationTask]:
     if item.get("status") != "available":
         summary.not_available += 1
@@ -545,7 +555,7 @@ def _pairs_of(
     summary.matched += 1
     item_id = str(item["id"]).lower()
     for region, project in targets.items():
-        state = pair_state(item, region)
+        state = pair_state(item, region, reader)
         if state == ALREADY_REPLICATED:
             summary.replicated += 1
         elif state == IN_PROGRESS:

@@ -335,11 +335,31 @@ class Pool:
             self.request_stop(StopReason.AUTH)
             return _outcome(ResultStatus.GAVE_UP, exc, attempt.sent, unknown=attempt.reconcile)
         except PermanentApiError as exc:
-            return _outcome(ResultStatus.FAILED, exc, attempt.sent)
+            return await self._final_refusal(attempt, gate, exc)
         except TransientApiError as exc:
             return _outcome(ResultStatus.GAVE_UP, exc, attempt.sent, unknown=attempt.reconcile)
         except (Stopped, _RegionDown) as exc:
             return self._unfinished(attempt, gate, exc)
+
+    async def _final_refusal(
+        self, attempt: _Attempt, gate: RegionGate, exc: PermanentApiError
+    ) -> Outcome:
+        """A final refusal. A 400 the error table does not know may be the service refusing
+        a duplicate in words we have not met ("A replica already exists in the destination
+        region"): before recording ``failed``, ask the service's own records. Only this
+        error path pays for the lookup; a 200 never does."""
+        if exc.http_status == 400 and exc.unrecognised:
+            record_id = await self._lookup_existing(attempt.task, gate)
+            if record_id is not None:
+                log.info(
+                    "replicate.refusal_was_duplicate",
+                    item=attempt.task.checkpoint_item_id,
+                    region=attempt.task.destination_region,
+                    error_code=exc.error_code,
+                    replication_record_id=record_id,
+                )
+                return _outcome(ResultStatus.ALREADY_REPLICATED, exc, attempt.sent, record_id)
+        return _outcome(ResultStatus.FAILED, exc, attempt.sent)
 
     def _unfinished(self, attempt: _Attempt, gate: RegionGate, exc: Exception) -> Outcome:
         """The outcome of a pair whose retries were cut short; re-raises :class:`Stopped`

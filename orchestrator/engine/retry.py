@@ -4,8 +4,12 @@
 * :func:`retrying`: one tenacity controller per request. It retries only
   :class:`~orchestrator.errors.TransientApiError` (named explicitly, so cancellation and every
   other error pass straight through), waits full jitter ``U(0, min(cap, base * 2**n))`` but
-  never less than the server's own (capped) ``Retry-After``, and stops at the attempt limit or
-  before a wait would cross the elapsed-time limit.
+  never less than the server's own (capped) ``Retry-After``, nor (after a gateway's
+  ``APIG.0308`` naming its window, "time:1 second" or "time:1 minute") than that window plus
+  up to a quarter of it in jitter (bounded by ``max_delay_s``): a retry inside the same window
+  is refused again, and workers throttled together must not all come back at the window's
+  first instant. It stops
+  at the attempt limit or before a wait would cross the elapsed-time limit.
 * :class:`RetryBudget`: the SRE rule that retries stay a small share of first attempts, so a
   struggling service is not buried under retries from every worker at once. A retry over
   budget is *slowed*, not dropped: it waits the longest backoff (``max_delay``, jittered
@@ -29,7 +33,7 @@ import tenacity
 
 from orchestrator.errors import ConfigError, TransientApiError
 
-__all__ = ["RetryBudget", "RetryPolicy", "retrying"]
+__all__ = ["RetryBudget", "RetryPolicy", "next_window_delay", "retrying"]
 
 # 2**62 seconds is past any cap; stops the float exponent from growing without bound.
 _MAX_EXPONENT = 62
@@ -56,6 +60,12 @@ class RetryPolicy:
         """Full jitter after the ``attempt``-th failure (1-based): ``U(0, min(cap, base*2**n))``."""
         ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** min(attempt - 1, _MAX_EXPONENT))
         return ceiling * rng()
+
+
+def next_window_delay(window_s: float, rng: Callable[[], float]) -> float:
+    """A wait that lands in the throttling window after the current one: where the current
+    window started is unknown, so a whole window, plus up to a quarter more as jitter."""
+    return window_s * (1.0 + 0.25 * rng())
 
 
 class RetryBudget:
@@ -159,6 +169,11 @@ class _Controller:
         hint = getattr(exc, "retry_after", None) if isinstance(exc, TransientApiError) else None
         if hint is not None:
             delay = max(delay, min(hint, self._policy.retry_after_cap_s))
+        window = getattr(exc, "window_s", None) if isinstance(exc, TransientApiError) else None
+        if window is not None:
+            # The window is our reading of the message, not an instruction like Retry-After:
+            # the operator's longest backoff (--retry-cap) bounds it.
+            delay = max(delay, min(next_window_delay(window, self._rng), self._policy.max_delay_s))
         return delay
 
     def stop(self, state: tenacity.RetryCallState) -> bool:

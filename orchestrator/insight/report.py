@@ -27,7 +27,9 @@ What is counted how:
   ``retries`` is the sum of ``attempts - 1``; durations are those of sent pairs only
   (``attempts >= 1``); the median is the usual one, p95 is the nearest-rank value.
 * **Copy status** is the latest ``copy_status`` line of each selected pair, wherever it is in
-  the ledger (the copy finishes long after the run that asked for it).
+  the ledger (the copy finishes long after the run that asked for it): counted by the
+  service's own word (``copy_status``) and by what it means (``copy_states``: running,
+  success, failed, skipped; see :mod:`orchestrator.service.records`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import orjson
 from orchestrator.atomic_file import replace_file
 from orchestrator.errors import ConfigError, LedgerError
 from orchestrator.models import FINAL_SUCCESS, ResultStatus
+from orchestrator.service.records import CopyState, RecordReader, ledger_line_state
 
 __all__ = [
     "MANIFEST_HEADER",
@@ -132,6 +135,8 @@ class Report:
     duration_median_s: float | None
     duration_p95_s: float | None
     copy_status: Mapping[str, int]
+    copy_states: Mapping[str, int] = field(default_factory=dict)
+    """Latest copy state per pair (running, success, failed, skipped), nonzero only."""
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -275,11 +280,12 @@ class _Tally:
         if key is not None and key in self.rows and record.get("status") in _SUCCESS:
             del self.rows[key]
 
-    def copy_status(self, key: bytes, record: Mapping[str, Any]) -> None:
+    def copy_status(self, key: bytes, record: Mapping[str, Any], state: CopyState | None) -> None:
         label = self.pairs.get(key)
         if label is None or not self.include:
             return
-        if record.get("copy_status") != "fail":
+        # A skipped copy did not happen either: the manifest of copies to send again takes it.
+        if state not in (CopyState.FAILED, CopyState.SKIPPED):
             self.track_row(key, "copy", record)
         elif record.get("source_region") is None:
             # The source region picks the endpoint the pair is sent to: keep it in the row.
@@ -297,6 +303,8 @@ class _Scanner:
         self.tally = _Tally(include)
         self.current: str | None = None  # run id of the lines being read
         self.copy: dict[bytes, str] = {}  # latest copy status of every pair
+        self.copy_state: dict[bytes, CopyState] = {}  # and what it means
+        self.reader = RecordReader()
         self.found = False
 
     def feed(self, record: Mapping[str, Any]) -> None:
@@ -367,7 +375,12 @@ class _Scanner:
         if key is None or status is None:
             return
         self.copy[key] = str(status)
-        self.tally.copy_status(key, record)
+        state = ledger_line_state(record, self.reader)
+        if state is not None:
+            self.copy_state[key] = state
+        else:
+            self.copy_state.pop(key, None)
+        self.tally.copy_status(key, record, state)
 
 
 def _scan(
@@ -406,6 +419,9 @@ def build_report(
     copy_counts: Counter[str] = Counter(
         scanner.copy[key] for key in tally.pairs if key in scanner.copy
     )
+    state_counts: Counter[str] = Counter(
+        str(scanner.copy_state[key]) for key in tally.pairs if key in scanner.copy_state
+    )
     durations = sorted(tally.durations)
     return Report(
         scope=run,
@@ -422,6 +438,7 @@ def build_report(
         duration_median_s=statistics.median(durations) if durations else None,
         duration_p95_s=_nearest_rank(durations, 0.95),
         copy_status=dict(sorted(copy_counts.items())),
+        copy_states={s.value: state_counts[s.value] for s in CopyState if state_counts[s.value]},
     )
 
 
@@ -555,6 +572,9 @@ def _summary_lines(report: Report) -> list[str]:
     if report.copy_status:
         copies = ", ".join(f"{status}: {n}" for status, n in report.copy_status.items())
         out.append(f"Copy status (latest per pair): {copies}")
+    if report.copy_states:
+        states = ", ".join(f"{state}: {n}" for state, n in report.copy_states.items())
+        out.append(f"Copies by state: {states}")
     return out
 
 
@@ -580,7 +600,8 @@ def report_dict(report: Report) -> dict[str, Any]:
         retries      sum of attempts - 1 over sent pairs
         attempts     {"1": pairs, "2": pairs, ...}
         durations    {count, median_s, p95_s}
-        copy_status  {copy status: pairs}
+        copy_status  {copy status (the service's word): pairs}
+        copy_states  {running|success|failed|skipped: pairs}
     """
     statuses = report.statuses
     by_region: dict[str, dict[str, int]] = {}
@@ -617,6 +638,7 @@ def report_dict(report: Report) -> dict[str, Any]:
             "p95_s": report.duration_p95_s,
         },
         "copy_status": dict(report.copy_status),
+        "copy_states": dict(report.copy_states),
     }
 
 
@@ -651,7 +673,8 @@ def write_failed_manifest(
     manifest (:data:`MANIFEST_HEADER`) that ``run --manifest`` accepts; return how many.
 
     ``include`` takes result statuses (``failed``, ``gave_up``, ``rejected``, ``unknown``) and
-    ``copy_failed`` (the replicate call succeeded but the latest ``copy_status`` is ``fail``).
+    ``copy_failed`` (the replicate call succeeded but the latest copy state is ``failed`` or
+    ``skipped``: the service's ``fail`` or ``skip``).
     A pair whose latest result anywhere in the ledger is a success is left out, and so are
     rejected rows that lack an id. The file is replaced atomically.
     """

@@ -47,8 +47,11 @@ project, the backup, the region it is copied to. Event-specific fields:
     ``reason`` (null, ``"signal"``, ``"deadline"``, ``"threshold"``, ``"auth"`` or
     ``"unreachable"``), ``duration_s``, ``exit_code``, ``requests``, ``retries``.
 ``copy_status``
-    written by ``track``: the pair's fields, ``replication_record_id``, ``copy_status``
-    (``waiting_copy``, ``copying``, ``success`` or ``fail``) and ``progress`` (0-100).
+    written by ``track``: the pair's fields, ``replication_record_id``, ``copy_status`` (the
+    service's own word: a record's ``waiting_replicate``, ``replicating``, ``success``,
+    ``fail``, ``skip``, or an item's ``waiting_copy``, ``copying``), ``state`` (what the word
+    means: ``running``, ``success``, ``failed`` or ``skipped``; absent in older ledgers,
+    where it follows from ``copy_status``) and ``progress`` (0-100).
 
 Readers ignore fields they do not know; a line with a ``v`` above 1 is refused.
 

@@ -70,9 +70,20 @@ def _digest(project_id: str, checkpoint_item_id: str, destination_region: str) -
     return hashlib.blake2b(text.encode(), digest_size=12).digest()
 
 
-#: ``copy_status`` values written by ``track`` (from the service's ``extend_info``).
+#: ``copy_status`` values written by ``track``: the service's own word, from a replication
+#: record's ``status`` or an item's ``extend_info.copy_status`` (both vocabularies; see
+#: :mod:`orchestrator.service.records`). The first four codes are those of older ledgers and
+#: snapshots; new words only ever append (three bits: at most seven).
 CopyStatus = str
-_COPY_STATUSES: Final = ("waiting_copy", "copying", "success", "fail")
+_COPY_STATUSES: Final = (
+    "waiting_copy",
+    "copying",
+    "success",
+    "fail",
+    "skip",
+    "waiting_replicate",
+    "replicating",
+)
 
 # A pair's state packed in one int (small ints are shared objects: no allocation at all
 # for a pair without a record id):

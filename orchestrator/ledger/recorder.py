@@ -188,14 +188,17 @@ class LedgerRecorder:
         replication_record_id: str,
         copy_status: str,
         progress: int | None,
+        state: str | None = None,
     ) -> None:
-        """What ``track`` saw of a pair's copy; ``pair``: its ids and regions."""
+        """What ``track`` saw of a pair's copy; ``pair``: its ids and regions.
+        ``copy_status``: the service's own word; ``state``: what it means (normalised)."""
         self._sink.write(
             self._line(
                 "copy_status",
                 **pair,
                 replication_record_id=replication_record_id,
                 copy_status=copy_status,
+                state=state,
                 progress=progress,
             )
         )

@@ -42,6 +42,7 @@ __all__ = [
 PostJson = Callable[[str, bytes], Awaitable[tuple[Mapping[str, str], bytes]]]
 
 _PROJECT_HEADER = "X-Project-Id"
+_SECURITY_TOKEN_HEADER = "X-Security-Token"  # noqa: S105 - a header name, not a secret
 _TOKEN_HEADER = "X-Auth-Token"  # noqa: S105 - a header name, not a secret
 _DATE_HEADER = "X-Sdk-Date"
 # Paths and query parts made only of RFC 3986 unreserved characters (and '/') canonicalise to
@@ -115,16 +116,37 @@ class AkSkSigner:
     ``_``), so the caller must put every header it wants signed in first and add or change
     none of them afterwards. ``Host`` is set here exactly as aiohttp would send it (port only
     when not the scheme's default), and an explicit ``Host`` is what aiohttp then sends.
+
+    ``security_token``: temporary credentials (an agency, an ECS or CCE node's key) come with
+    one; it goes into ``X-Security-Token`` *before* signing, so it is a signed header, as
+    huaweicloudsdkcore's ``Credentials.sign_request`` does.
     """
 
-    __slots__ = ("_ak", "_clock", "_date", "_date_second", "_inner", "_layouts", "_outer")
+    __slots__ = (
+        "_ak",
+        "_clock",
+        "_date",
+        "_date_second",
+        "_inner",
+        "_layouts",
+        "_outer",
+        "_token",
+    )
 
-    def __init__(self, ak: str, sk: Secret, *, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(
+        self,
+        ak: str,
+        sk: Secret,
+        *,
+        security_token: Secret | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
         if not _ACCESS_KEY.fullmatch(ak):
             raise ConfigError("the access key (AK) must be non-empty and alphanumeric")
         if not sk:
             raise ConfigError("the secret key (SK) is empty")
         self._ak = ak
+        self._token = security_token if security_token else None
         # HMAC's two keyed SHA-256 states, made once: each signature copies them (RFC 2104),
         # which costs half of what hmac.digest pays to set the key up on every call.
         self._inner, self._outer = _hmac_states(sk.reveal().encode())
@@ -136,7 +158,13 @@ class AkSkSigner:
         self._layouts: dict[tuple[str, ...], tuple[str, tuple[tuple[str, str], ...]]] = {}
 
     def __repr__(self) -> str:
-        return f"AkSkSigner(ak={self._ak!r}, sk=Secret('***'))"
+        token = ", security_token=Secret('***')" if self._token else ""
+        return f"AkSkSigner(ak={self._ak!r}, sk=Secret('***'){token})"
+
+    @property
+    def access_key(self) -> str:
+        """The AK (not a secret: it names the key, and every Authorization header shows it)."""
+        return self._ak
 
     async def apply(
         self,
@@ -149,6 +177,8 @@ class AkSkSigner:
         project_id: str,
     ) -> None:
         headers[_PROJECT_HEADER] = project_id
+        if self._token is not None:
+            headers[_SECURITY_TOKEN_HEADER] = self._token.reveal()
         self.sign(method, url, headers, body)
 
     async def on_unauthorized(
@@ -400,7 +430,8 @@ def _parse_time(value: str) -> datetime:
 def credentials_from_env(env: Mapping[str, str]) -> Authenticator | None:
     """The authenticator the environment asks for, or ``None`` when it names none.
 
-    ``HUAWEICLOUD_SDK_AK`` + ``HUAWEICLOUD_SDK_SK`` (the SDKs' convention) sign requests;
+    ``HUAWEICLOUD_SDK_AK`` + ``HUAWEICLOUD_SDK_SK`` (the SDKs' convention) sign requests, with
+    ``HUAWEICLOUD_SDK_SECURITY_TOKEN`` for temporary keys (sent as ``X-Security-Token``);
     ``CSBS_AUTH_TOKEN`` is a ready token. Exactly one of the two may be set. (IAM password
     tokens come from the run settings: build :class:`IamPasswordToken` there.) Messages name
     variables, never their values.
@@ -408,6 +439,12 @@ def credentials_from_env(env: Mapping[str, str]) -> Authenticator | None:
     ak = env.get("HUAWEICLOUD_SDK_AK", "").strip()
     sk = env.get("HUAWEICLOUD_SDK_SK", "").strip()
     token = env.get("CSBS_AUTH_TOKEN", "").strip()
+    security_token = env.get("HUAWEICLOUD_SDK_SECURITY_TOKEN", "").strip()
+    if security_token and not ak:
+        raise ConfigError(
+            "HUAWEICLOUD_SDK_SECURITY_TOKEN is set without HUAWEICLOUD_SDK_AK and "
+            "HUAWEICLOUD_SDK_SK: a security token belongs to a temporary AK/SK; set all three"
+        )
     if ak and not sk:
         raise ConfigError("HUAWEICLOUD_SDK_AK is set but HUAWEICLOUD_SDK_SK is not: set both")
     if sk and not ak:
@@ -417,7 +454,9 @@ def credentials_from_env(env: Mapping[str, str]) -> Authenticator | None:
             "both HUAWEICLOUD_SDK_AK/SK and CSBS_AUTH_TOKEN are set: keep one way to authenticate"
         )
     if ak:
-        return AkSkSigner(ak, Secret(sk))
+        return AkSkSigner(
+            ak, Secret(sk), security_token=Secret(security_token) if security_token else None
+        )
     if token:
         return StaticToken(Secret(token))
     return None

@@ -58,9 +58,13 @@ from orchestrator.errors import (
     PermanentApiError,
     TransientApiError,
     TransportError,
+    throttle_window_s,
 )
 from orchestrator.models import PROVIDER_ID, ReplicationTask
 from orchestrator.service.auth import Authenticator
+from orchestrator.service.error_body import SNIPPET, parse_error_body
+from orchestrator.service.error_body import snippet as _snippet
+from orchestrator.service.records import RecordReader, live_record_id
 
 __all__ = [
     "ClientSettings",
@@ -74,10 +78,7 @@ __all__ = [
 _REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+")
 # Ids made of unreserved characters go into a path as they are; anything else is quoted.
 _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
-_TAGS = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
-_SNIPPET = 200
-_FAILED_RECORD = frozenset({"fail", "failed", "error"})
+_SNIPPET = SNIPPET
 _JSON = "application/json"
 _CLOSE_TIMEOUT_S = 5.0
 
@@ -166,6 +167,7 @@ class CsbsClient:
         self._state = _State.NEW
         # (source region, project) -> "https://host/v1/<project>": built once, then a lookup.
         self._prefixes: dict[tuple[str | None, str], str] = {}
+        self.records = RecordReader()
 
     @property
     def settings(self) -> ClientSettings:
@@ -327,7 +329,8 @@ class CsbsClient:
         return result
 
     async def find_replication(self, task: ReplicationTask) -> str | None:
-        """The id of a replication of ``task.key`` that has not failed, or None.
+        """The id of a replication of ``task.key`` that is running or succeeded, or None
+        (failed and skipped records do not count: see :mod:`orchestrator.service.records`).
 
         Asks the item first (its ``replication_records``), then ``/replication_records``;
         a 404 from the latter (the endpoint is unconfirmed on the real service) means "none".
@@ -337,7 +340,7 @@ class CsbsClient:
         )
         embedded = item.get("replication_records")
         if isinstance(embedded, list):
-            found = _live_record(embedded, task)
+            found = self._live(embedded, task)
             if found is not None:
                 return found
         try:
@@ -351,7 +354,15 @@ class CsbsClient:
             if exc.http_status == 404:
                 return None
             raise
-        return _live_record(records, task)
+        return self._live(records, task)
+
+    def _live(self, records: list[Any], task: ReplicationTask) -> str | None:
+        return live_record_id(
+            records,
+            self.records,
+            item_id=task.checkpoint_item_id,
+            destination_region=task.destination_region,
+        )
 
     # -- the one request path ----------------------------------------------------------------
 
@@ -535,77 +546,7 @@ def _malformed(method: str, path: str, data: bytes) -> TransientApiError:
     )
 
 
-def _live_record(records: list[Any], task: ReplicationTask) -> str | None:
-    for record in records:
-        if not isinstance(record, dict):
-            continue
-        if record.get("destination_region") != task.destination_region:
-            continue
-        source = record.get("source_checkpoint_item_id")
-        if source is not None and source != task.checkpoint_item_id:
-            continue
-        status = record.get("status")
-        if isinstance(status, str) and status.lower() in _FAILED_RECORD:
-            continue
-        record_id = record.get("id") or record.get("replication_record_id")
-        if isinstance(record_id, str) and record_id:
-            return record_id
-    return None
-
-
 # -- error answers ---------------------------------------------------------------------------
-
-
-def _snippet(data: object) -> str:
-    """A short, single-line, printable excerpt of an answer (HTML tags dropped)."""
-    if isinstance(data, bytes | bytearray):
-        text = bytes(data[: _SNIPPET * 8]).decode("utf-8", "replace")
-    else:
-        text = str(data)[: _SNIPPET * 8]
-    text = _SPACE.sub(" ", _TAGS.sub(" ", text)).strip()
-    text = "".join(ch for ch in text if ch.isprintable())
-    return text[:_SNIPPET] + ("..." if len(text) > _SNIPPET else "")
-
-
-_CODE_KEYS = (("error_code", "error_msg"), ("errorCode", "errorMsg"), ("code", "message"))
-
-
-def _code_and_message(obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    for code_key, msg_key in _CODE_KEYS:
-        code, msg = obj.get(code_key), obj.get(msg_key)
-        if code is not None or msg is not None:
-            return (
-                None if code is None else _snippet(str(code)),
-                None if msg is None else _snippet(str(msg)),
-            )
-    return None, None
-
-
-def parse_error_body(data: bytes) -> tuple[str | None, str | None, str | None]:
-    """``(error_code, error_msg, request_id)`` from an error answer of any known shape.
-
-    Shapes: ``error_code/error_msg``, ``errorCode/errorMsg``, ``code/message``, any of these
-    one level down (``{"error": {...}}``). A non-JSON answer yields its snippet as message.
-    """
-    try:
-        parsed = orjson.loads(data)
-    except ValueError:
-        snippet = _snippet(data)
-        return None, snippet or None, None
-    if not isinstance(parsed, dict):
-        return None, _snippet(parsed) or None, None
-    request_id = parsed.get("request_id")
-    code, msg = _code_and_message(parsed)
-    if code is None and msg is None:
-        for value in parsed.values():
-            if isinstance(value, dict):
-                code, msg = _code_and_message(value)
-                if code is not None or msg is not None:
-                    request_id = request_id or value.get("request_id")
-                    break
-    if code is None and msg is None:
-        msg = _snippet(data) or None
-    return code, msg, request_id if isinstance(request_id, str) else None
 
 
 def parse_retry_after(
@@ -645,6 +586,9 @@ def error_for_response(
     text = f"{what}: HTTP {status}" + (f" {code}" if code else "") + (f": {msg}" if msg else "")
     if request_id:
         text += f" (request id {request_id})"
+    advice = table.advice(code)
+    if advice:
+        text += f": {advice}"
     fields: dict[str, Any] = {
         "http_status": status,
         "error_code": code,
@@ -656,7 +600,8 @@ def error_for_response(
         return AlreadyReplicatedError(text, **fields)
     if kind is Classification.TRANSIENT:
         retry_after = parse_retry_after(headers.get("Retry-After"), cap_s=retry_after_cap_s)
-        return TransientApiError(text, retry_after=retry_after, **fields)
+        window = throttle_window_s(code, msg) if status == 429 else None
+        return TransientApiError(text, retry_after=retry_after, window_s=window, **fields)
     if kind is Classification.AUTH:
         return AuthError(f"credentials refused: {text}", **fields)
-    return PermanentApiError(text, **fields)
+    return PermanentApiError(text, unrecognised=not table.knows(code, msg), **fields)

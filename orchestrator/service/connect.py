@@ -15,9 +15,9 @@ from orchestrator.service.auth import (
     Authenticator,
     IamPasswordToken,
     Secret,
-    credentials_from_env,
 )
 from orchestrator.service.client import ClientSettings, CsbsClient, Timeouts
+from orchestrator.service.credentials import resolve_credentials
 
 __all__ = ["Connection", "authenticator", "connection"]
 
@@ -44,21 +44,20 @@ class Connection:
         return CsbsClient(self.client_settings(), self.auth)
 
 
-def authenticator(settings: RunSettings, env: Mapping[str, str]) -> Authenticator:
-    """AK/SK or a token from the environment, else IAM user/password from the settings."""
-    from_env = credentials_from_env(env)
-    if from_env is not None:
-        return from_env
-    if settings.iam_user and settings.iam_password:
-        if not settings.iam_domain:
-            raise ConfigError("IAM token auth needs the account's domain: set [auth] domain")
-        iam = settings.iam_endpoint or _iam_endpoint(settings.region)
-        return IamPasswordToken(
-            iam, settings.iam_user, Secret(settings.iam_password), settings.iam_domain
-        )
-    raise ConfigError(
-        "no credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, or CSBS_AUTH_TOKEN, "
-        "or an IAM user in [auth] with CSBS_IAM_PASSWORD; or try --simulate"
+async def authenticator(settings: RunSettings, env: Mapping[str, str]) -> Authenticator:
+    """The credential chain (docs/credentials.md): the environment, the IAM user of the
+    settings, the SDK's profile file, then the ECS metadata service."""
+    return await resolve_credentials(env, iam=lambda: _iam_user(settings))
+
+
+def _iam_user(settings: RunSettings) -> Authenticator | None:
+    if not (settings.iam_user and settings.iam_password):
+        return None
+    if not settings.iam_domain:
+        raise ConfigError("IAM token auth needs the account's domain: set [auth] domain")
+    iam = settings.iam_endpoint or _iam_endpoint(settings.region)
+    return IamPasswordToken(
+        iam, settings.iam_user, Secret(settings.iam_password), settings.iam_domain
     )
 
 
@@ -68,6 +67,6 @@ def _iam_endpoint(region: str | None) -> str:
     return f"https://iam.{region}.myhuaweicloud.com"
 
 
-def connection(settings: RunSettings, env: Mapping[str, str]) -> Connection:
-    """The real service as the settings and the environment's credentials describe it."""
-    return Connection(settings, authenticator(settings, env))
+async def connection(settings: RunSettings, env: Mapping[str, str]) -> Connection:
+    """The real service as the settings and the credential chain describe it."""
+    return Connection(settings, await authenticator(settings, env))

@@ -12,7 +12,7 @@ import dataclasses
 import itertools
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -42,6 +42,8 @@ COUNT_ITEMS = f"GET {_V1}/checkpoint_items/count"
 GET_ITEM = f"GET {_V1}/checkpoint_items/{{checkpoint_item_id}}"
 LIST_RECORDS = f"GET {_V1}/replication_records"
 TOKENS = "POST /v3/auth/tokens"
+#: The ECS metadata service's temporary credentials (served here so tests never leave loopback).
+METADATA = "GET /openstack/latest/securitykey"
 UNKNOWN = "unknown"
 #: Route names as they appear in the counters (method and path template).
 ROUTES = (REPLICATE, CAPABILITIES, LIST_ITEMS, COUNT_ITEMS, GET_ITEM, LIST_RECORDS, TOKENS)
@@ -72,11 +74,14 @@ def _json(
 
 
 def _refusal_response(refusal: Refusal, request_id: str) -> web.Response:
-    body = refusal.body or {
+    body: Mapping[str, object] = refusal.body or {
         "error_code": refusal.code,
         "error_msg": refusal.msg,
         "request_id": request_id,
     }
+    if not refusal.code and refusal.body is None:
+        # No documented code for this answer (a 503): say none rather than invent one.
+        body = {"error_msg": refusal.msg, "request_id": request_id}
     return _json(refusal.status, body, request_id, refusal.headers)
 
 
@@ -144,6 +149,7 @@ class SimulatorApp:
         if self._records_endpoint:
             add("GET", f"{_V1}/replication_records", self._csbs(LIST_RECORDS, self._list_records))
         add("POST", "/v3/auth/tokens", self._tokens)
+        add("GET", "/openstack/latest/securitykey", self._security_key)
         add("GET", "/_sim/counters", self._sim(lambda _: self._counters.snapshot()))
         add("GET", "/_sim/info", self._sim(lambda _: self._info()))
         add("GET", "/_sim/faults", self._sim(lambda _: self._fault_view()))
@@ -214,7 +220,7 @@ class SimulatorApp:
             if fault is Fault.ERROR_503:
                 raise Refusal(
                     503,
-                    "CSBS.9997",
+                    "",  # CSBS documents 503 "unavailable" without a code
                     "Service unavailable (injected).",
                     headers=self._faults.retry_after_headers(),
                 )
@@ -344,6 +350,10 @@ class SimulatorApp:
             return _refusal_response(refusal, request_id)
         self._counters.request(TOKENS, 201)
         return _json(201, issued.body, request_id, {"X-Subject-Token": issued.token})
+
+    async def _security_key(self, request: web.Request) -> web.StreamResponse:
+        self._counters.request(METADATA, 200)
+        return _json(200, self._auth.issue_temporary_key(), self._request_id())
 
     async def _unknown(self, request: web.Request) -> web.StreamResponse:
         self._counters.request(UNKNOWN, 404)

@@ -12,7 +12,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -46,6 +46,13 @@ class _Token:
 
 
 @dataclass(frozen=True, slots=True)
+class _TemporaryKey:
+    sk: str = field(repr=False)
+    token: str = field(repr=False)
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class IssuedToken:
     """A fresh token (the ``X-Subject-Token`` value) and its response body."""
 
@@ -75,6 +82,7 @@ class Authenticator:
         self._failures: dict[str, int] = {}
         self._locked_until: dict[str, float] = {}
         self._revoked_keys: set[str] = set()
+        self._temporary: dict[str, _TemporaryKey] = {}
 
     # ---- IAM ----------------------------------------------------------------------
 
@@ -127,6 +135,28 @@ class Authenticator:
                 "user": {"id": "1" * 32, "name": self._config.user, "domain": domain},
                 "roles": [{"id": "0", "name": "te_admin"}],
                 "catalog": [],
+            }
+        }
+
+    # ---- ECS metadata -------------------------------------------------------------
+
+    def issue_temporary_key(self) -> dict[str, Any]:
+        """``GET /openstack/latest/securitykey``: a new temporary AK/SK and security token,
+        valid for ``temp_key_ttl_s`` simulated seconds (the agency credentials of an ECS)."""
+        now = self._clock.now()
+        ak = "TMP" + secrets.token_hex(10).upper()
+        key = _TemporaryKey(
+            secrets.token_urlsafe(30),
+            "sim-sts-" + secrets.token_urlsafe(96),
+            now + self._config.temp_key_ttl_s,
+        )
+        self._temporary[ak] = key
+        return {
+            "credential": {
+                "access": ak,
+                "secret": key.sk,
+                "securitytoken": key.token,
+                "expires_at": format_time(key.expires_at) + "Z",
             }
         }
 
@@ -206,9 +236,8 @@ class Authenticator:
         if parsed is None:
             raise _unauthorized("verify aksk signature fail")
         access_key = parsed.access_key
-        if access_key != self._config.ak or access_key in self._revoked_keys:
-            raise _unauthorized("ak not found or disabled")
         now = self._clock.now()
+        secret_key = self._secret_of(access_key, headers, parsed.signed_headers, now)
         if self._locked_until.get(access_key, 0.0) > now:
             raise _unauthorized(
                 f"verify aksk signature fail: the key is locked for "
@@ -237,11 +266,34 @@ class Authenticator:
             signed=parsed.signed_headers,
             body=body,
         )
-        expected = signing.signature(self._config.sk, sdk_date, text)
+        expected = signing.signature(secret_key, sdk_date, text)
         if not hmac.compare_digest(expected, parsed.signature):
             self._fail(access_key, now)
             raise _unauthorized("verify aksk signature fail")
         self._failures.pop(access_key, None)
+
+    def _secret_of(
+        self, access_key: str, headers: Mapping[str, str], signed: Iterable[str], now: float
+    ) -> str:
+        """The SK of ``access_key``; a temporary key also needs its own security token, sent
+        in ``X-Security-Token`` and signed, before it expires."""
+        if access_key in self._revoked_keys:
+            raise _unauthorized("ak not found or disabled")
+        if access_key == self._config.ak:
+            return self._config.sk
+        temporary = self._temporary.get(access_key)
+        if temporary is None:
+            raise _unauthorized("ak not found or disabled")
+        sent = headers.get("X-Security-Token")
+        if sent is None or "x-security-token" not in signed:
+            raise _unauthorized("x-security-token not found or not signed")
+        if not hmac.compare_digest(sent, temporary.token):
+            raise _unauthorized("the security token does not belong to this access key")
+        if now >= temporary.expires_at:
+            raise _unauthorized(
+                f"the security token expired at {format_time(temporary.expires_at)}Z"
+            )
+        return temporary.sk
 
     def _fail(self, access_key: str, now: float) -> None:
         failures = self._failures.get(access_key, 0) + 1

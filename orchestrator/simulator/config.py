@@ -39,7 +39,15 @@ DEFAULT_CAPABILITIES: Mapping[str, tuple[str, ...]] = {
 }
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+$")
-_PROBABILITIES = ("p503", "p500", "p_malformed", "p_drop", "p_apply_drop", "copy_fail_rate")
+_PROBABILITIES = (
+    "p503",
+    "p500",
+    "p_malformed",
+    "p_drop",
+    "p_apply_drop",
+    "copy_fail_rate",
+    "copy_skip_rate",
+)
 
 
 def _check_probability(name: str, value: float) -> None:
@@ -75,12 +83,14 @@ class FaultConfig:
     retry_after_s: float | None = None
     """Send ``Retry-After`` (whole seconds, rounded up) with 429s and 503s; None sends none."""
     max_in_flight: int = 0
-    """Replications in ``waiting_copy``/``copying`` above which replicate answers 503; 0 = no
-    limit."""
+    """Replications in ``waiting_replicate``/``replicating`` above which replicate answers 503;
+    0 = no limit."""
     capacity_scope: CapacityScope = "region"
     """Count ``max_in_flight`` per destination region, or across the whole estate."""
     copy_fail_rate: float = 0.0
     """Share of accepted replications whose copy ends in ``fail``."""
+    copy_skip_rate: float = 0.0
+    """Share of accepted replications the service skips (record status ``skip``)."""
 
     def __post_init__(self) -> None:
         if self.faults_on not in get_args(FaultScope):
@@ -92,6 +102,8 @@ class FaultConfig:
         shares = self.p503 + self.p500 + self.p_malformed + self.p_drop + self.p_apply_drop
         if shares > 1.0 + 1e-9:
             raise ConfigError(f"p503+p500+p_malformed+p_drop+p_apply_drop is {shares} > 1")
+        if self.copy_fail_rate + self.copy_skip_rate > 1.0 + 1e-9:
+            raise ConfigError("copy_fail_rate + copy_skip_rate must be <= 1")
         for name in ("latency_s", "latency_jitter_s", "throttle_rate"):
             _check_non_negative(name, getattr(self, name))
         if self.throttle_burst < 0 or self.max_in_flight < 0:
@@ -152,18 +164,25 @@ class SimulatorConfig:
     auth: AuthMode = "any"
     token_ttl_s: float = 86400.0
     """Token lifetime in *simulated* seconds (so ``/_sim/advance`` can expire tokens)."""
+    temp_key_ttl_s: float = 86400.0
+    """Lifetime, in simulated seconds, of the temporary AK/SK/security token the ECS metadata
+    endpoint (``GET /openstack/latest/securitykey``) issues."""
     max_clock_skew_s: float = 900.0
     """AK/SK: reject an ``X-Sdk-Date`` further than this from the real wall clock."""
     lockout_failures: int = 5
     lockout_s: float = 300.0
     copy_wait_s: float = 5.0
-    """Simulated seconds a replication stays ``waiting_copy``."""
+    """Simulated seconds a replication stays ``waiting_replicate``."""
     copy_duration_s: float = 30.0
-    """Simulated seconds a replication stays ``copying`` before ``success`` or ``fail``."""
+    """Simulated seconds a replication stays ``replicating`` before ``success`` or ``fail``."""
     time_scale: float = 1.0
     """Simulated seconds per real second for the default clock."""
     duplicate_code: str = "BackupService.1009"
     duplicate_status: int = 400
+    duplicate_msg: str = (
+        "The backup is being replicated or has been replicated to the destination region."
+    )
+    """CSBS documents no code nor wording for this refusal: all three are knobs."""
     records_endpoint: bool = True
     """Serve ``GET /v1/{project_id}/replication_records`` (unconfirmed on the real service);
     False: it answers 404 ``APIGW.0101`` like any unknown path."""
@@ -181,7 +200,13 @@ class SimulatorConfig:
                 raise ConfigError(f"region {region!r} has no replication capability entry")
         if self.auth not in get_args(AuthMode):
             raise ConfigError(f"auth must be one of {get_args(AuthMode)}")
-        for name in ("token_ttl_s", "max_clock_skew_s", "lockout_s", "copy_wait_s"):
+        for name in (
+            "token_ttl_s",
+            "temp_key_ttl_s",
+            "max_clock_skew_s",
+            "lockout_s",
+            "copy_wait_s",
+        ):
             _check_non_negative(name, getattr(self, name))
         _check_non_negative("copy_duration_s", self.copy_duration_s)
         if not self.time_scale > 0:

@@ -1,6 +1,11 @@
 """The two kinds of things the estate holds: backups (checkpoint items) and replication
 records. Both are immutable; a record's status is *derived* from the clock, so replication
-progresses without a background task and is the same whichever request looks first."""
+progresses without a background task and is the same whichever request looks first.
+
+A record speaks the record vocabulary (``waiting_replicate``, ``replicating``, ``success``,
+``fail``, ``skip``: huaweicloud-sdk-java's CSBS ``ReplicationRecord``); the item's
+``extend_info.copy_status`` speaks its own (``na``, ``waiting_copy``, ``copying``,
+``success``, ``fail``): :data:`ITEM_COPY_STATUS` maps one to the other."""
 
 from __future__ import annotations
 
@@ -8,8 +13,10 @@ from dataclasses import dataclass
 
 __all__ = [
     "COPY_FAIL",
+    "COPY_SKIP",
     "COPY_SUCCESS",
     "IN_FLIGHT",
+    "ITEM_COPY_STATUS",
     "ITEM_STATUSES",
     "Item",
     "Project",
@@ -31,7 +38,20 @@ ITEM_STATUSES = frozenset(
 )
 COPY_SUCCESS = "success"
 COPY_FAIL = "fail"
-IN_FLIGHT = frozenset({"waiting_copy", "copying"})
+COPY_SKIP = "skip"
+WAITING = "waiting_replicate"
+REPLICATING = "replicating"
+IN_FLIGHT = frozenset({WAITING, REPLICATING})
+#: A record's status -> the item's ``extend_info.copy_status`` while that record is its newest.
+#: Nothing public says what a skipped replication leaves on the item: ``na`` (no copy) is
+#: our reading (see docs/service-fidelity.md).
+ITEM_COPY_STATUS = {
+    WAITING: "waiting_copy",
+    REPLICATING: "copying",
+    COPY_SUCCESS: "success",
+    COPY_FAIL: "fail",
+    COPY_SKIP: "na",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +89,9 @@ class Item:
 class Record:
     """One replication of ``item`` to ``destination_region``.
 
-    ``waiting_copy`` until ``copy_at``, ``copying`` until ``end_at``, then ``success`` or
-    ``fail`` (decided at creation by ``fails``, so the outcome is reproducible).
+    ``waiting_replicate`` until ``copy_at``, ``replicating`` until ``end_at``, then
+    ``success`` or ``fail`` (decided at creation by ``fails``, so the outcome is
+    reproducible); a record that ``skips`` is ``skip`` from ``copy_at`` on (never copied).
     """
 
     id: str
@@ -88,16 +109,21 @@ class Record:
     name: str = ""
     auto_trigger: bool = False
     enable_acceleration: bool = False
+    skips: bool = False
 
     def status(self, now: float) -> str:
         if now < self.copy_at:
-            return "waiting_copy"
+            return WAITING
+        if self.skips:
+            return COPY_SKIP
         if now < self.end_at:
-            return "copying"
+            return REPLICATING
         return COPY_FAIL if self.fails else COPY_SUCCESS
 
     def progress(self, now: float) -> int:
         if now < self.copy_at:
+            return 0
+        if self.skips:
             return 0
         if now >= self.end_at:
             # A failed copy stops part way; where exactly does not matter to anyone.
@@ -106,4 +132,4 @@ class Record:
 
     def blocks_duplicate(self, now: float) -> bool:
         """A replica that exists or is being made forbids another to the same region."""
-        return self.status(now) != COPY_FAIL
+        return self.status(now) not in (COPY_FAIL, COPY_SKIP)

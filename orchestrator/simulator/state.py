@@ -97,7 +97,11 @@ class ItemFilter:
             return False
         if self.resource_id is not None and item.resource_id != self.resource_id:
             return False
-        if self.resource_name is not None and item.resource_name != self.resource_name:
+        # Fuzzy, as the API reference says of both name and resource_name.
+        if (
+            self.resource_name is not None
+            and self.resource_name.lower() not in item.resource_name.lower()
+        ):
             return False
         if self.resource_type is not None and item.resource_type != self.resource_type:
             return False
@@ -245,6 +249,7 @@ class Estate:
         *,
         start: float,
         fails: bool,
+        skips: bool = False,
         name: str = "",
         enable_acceleration: bool = False,
         destination_project_id: str | None = None,
@@ -260,8 +265,10 @@ class Estate:
             destination_checkpoint_item_id=_uuid(self._ids),
             created_at=start,
             copy_at=copy_at,
-            end_at=copy_at + self._config.copy_duration_s,
+            # A skipped replication ends when it would have started copying.
+            end_at=copy_at if skips else copy_at + self._config.copy_duration_s,
             fails=fails,
+            skips=skips,
             seq=len(project_records),
             name=name,
             enable_acceleration=enable_acceleration,
@@ -424,24 +431,29 @@ class Estate:
             raise Refusal(
                 self._config.duplicate_status,
                 self._config.duplicate_code,
-                "The backup is being replicated or has been replicated to the destination region.",
+                self._config.duplicate_msg,
                 kind="duplicate",
             )
         if limits.max_in_flight:
             scope = destination_region if limits.capacity_scope == "region" else None
             if self.in_flight(scope) >= limits.max_in_flight:
+                # CSBS documents no code for "too many replications": a code-less 503 (the
+                # documented "unavailable"), never CSBS.0001, which means a policy quota.
                 raise Refusal(
                     503,
-                    "CSBS.0001",
+                    "",
                     "Too many replication tasks are in progress; try again later.",
                     kind="capacity",
                 )
-        fails = self._outcomes.random() < limits.copy_fail_rate
+        draw = self._outcomes.random()
+        fails = draw < limits.copy_fail_rate
+        skips = not fails and draw < limits.copy_fail_rate + limits.copy_skip_rate
         return self._add_record(
             item,
             destination_region,
             start=self._clock.now(),
             fails=fails,
+            skips=skips,
             name=name,
             enable_acceleration=enable_acceleration,
             destination_project_id=destination_project_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.simulator.records import COPY_FAIL, Item, Record
+from orchestrator.simulator.records import COPY_FAIL, ITEM_COPY_STATUS, Item, Record
 
 __all__ = ["format_time", "item_view", "record_view"]
 
@@ -51,7 +51,8 @@ def _copy_state(records: list[dict[str, Any]]) -> tuple[str, dict[str, str], str
     newest = records[-1]
     if newest["status"] == COPY_FAIL:
         return COPY_FAIL, dict(_COPY_FAIL_CODE), "Replication failed."
-    return str(newest["status"]), {}, ""
+    # The item speaks its own vocabulary, not the record's.
+    return ITEM_COPY_STATUS.get(str(newest["status"]), "na"), {}, ""
 
 
 def item_view(item: Item, records: list[Record], now: float) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.service.auth import AkSkSigner, Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.records import RecordReader
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import GET_ITEM, UNKNOWN
 from tests.conftest import MakeSimulator
@@ -95,14 +96,14 @@ async def test_copies_are_followed_to_success(
 
     assert (result.success, result.failed, result.running, result.missing) == (pairs, 0, 0, 0)
     assert result.exit_code == ExitCode.OK
-    assert result.rounds == 5  # t = 0 waiting, 10 copying, 20, 30, 40 success
+    assert result.rounds == 5  # t = 0 waiting, 10 replicating, 20, 30, 40 success
     assert time.sleeps == [10, 10, 10, 10]
-    # One line per change, not per poll: waiting_copy, copying, success.
+    # One line per change, not per poll, in the record's own words, with what they mean.
     lines = _copy_lines(ledger)
-    assert Counter(str(line["copy_status"]) for line in lines) == {
-        "waiting_copy": pairs,
-        "copying": pairs,
-        "success": pairs,
+    assert Counter((str(line["copy_status"]), str(line["state"])) for line in lines) == {
+        ("waiting_replicate", "running"): pairs,
+        ("replicating", "running"): pairs,
+        ("success", "success"): pairs,
     }
     assert result.lines == len(lines)
     assert all(line["progress"] == 100 for line in lines if line["copy_status"] == "success")
@@ -136,6 +137,7 @@ class _OddStatuses:
 
     def __init__(self, statuses: list[str]) -> None:
         self.statuses = statuses
+        self.records = RecordReader()
 
     async def replication_records(self, *_: object, **__: object) -> list[dict[str, object]]:
         return [{"id": "rec-1", "status": self.statuses.pop(0)}]
@@ -158,10 +160,14 @@ async def test_a_status_outside_the_contract_is_reported_once_and_polled_on(
                 clock=time.clock,
             )
     assert (result.rounds, result.success) == (3, 1)
-    warned = [e for e in logs if e["event"] == "track.unknown_status"]
-    assert [e["copy_status"] for e in warned] == ["deleting"]  # once, not every round
-    # Only statuses of the contract become copy_status lines.
-    assert [line["copy_status"] for line in _copy_lines(tmp_path / "ledger.jsonl")] == ["success"]
+    warned = [e for e in logs if e["event"] == "records.unknown_status"]
+    assert [(e["status"], e["read_as"]) for e in warned] == [("deleting", "running")]  # once
+    # The ledger keeps the service's word, and says it was read as running.
+    lines = _copy_lines(tmp_path / "ledger.jsonl")
+    assert [(line["copy_status"], line["state"]) for line in lines] == [
+        ("deleting", "running"),
+        ("success", "success"),
+    ]
 
 
 async def test_failed_copies_exit_3_and_are_planned_again_with_retry_failed(
@@ -174,7 +180,9 @@ async def test_failed_copies_exit_3_and_are_planned_again_with_retry_failed(
         time = SimTime(sim)
         result = await _track(sim, ledger, TrackSettings(interval_s=5), time)
     assert (result.failed, result.success, result.exit_code) == (4, 0, ExitCode.FAILED)
-    assert [line["copy_status"] for line in _copy_lines(ledger)] == ["copying"] * 4 + ["fail"] * 4
+    assert [line["copy_status"] for line in _copy_lines(ledger)] == ["replicating"] * 4 + [
+        "fail"
+    ] * 4
     history = History.load(ledger)
     assert all(history.copy_failed(key) for key in final_results(ledger))
     manifest = tmp_path / "m.csv"
@@ -196,7 +204,8 @@ async def test_deadline_stops_with_copies_still_running(
     assert (result.running, result.exit_code) == (3, ExitCode.INTERRUPTED)
     assert time.sleeps == [10, 10, 5]  # the last wait is cut to the deadline, then one round
     assert result.rounds == 4
-    assert len(_copy_lines(ledger)) == 3  # "copying", once each
+    assert len(_copy_lines(ledger)) == 3  # "replicating", once each
+    assert len(result.still_running) == 3  # named in the log and the summary
     assert len(pending_copies(ledger)) == 3  # a later `track` goes on with them
 
 
@@ -287,3 +296,70 @@ def test_track_exit_codes_without_pending_copies_and_at_the_deadline(
         assert main([*track]) == 0
         assert "nothing to track" in capsys.readouterr().out
         assert main(["track", str(tmp_path / "none.jsonl"), "--endpoint", sim.base_url]) == 2
+
+
+# -- the record vocabulary (issue 15) --------------------------------------------------------
+
+
+async def test_a_skipped_copy_is_final_and_counted_apart(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    """``skip`` is a final record status: tracking ends at once, exit 3, never polled again."""
+    async with make_simulator(
+        items=30, copy_wait_s=5, copy_duration_s=3600, copy_skip_rate=1.0
+    ) as sim:
+        ledger = await _replicated(sim, tmp_path, rows=3)
+        time = SimTime(sim)
+        result = await _track(sim, ledger, TrackSettings(interval_s=10), time)
+    assert (result.skipped, result.running, result.exit_code) == (3, 0, ExitCode.FAILED)
+    assert result.rounds == 2  # waiting_replicate, then skip: not polled until a deadline
+    states = [(line["copy_status"], line["state"]) for line in _copy_lines(ledger)]
+    assert states == [("waiting_replicate", "running")] * 3 + [("skip", "skipped")] * 3
+    assert pending_copies(ledger) == []  # final: a later `track` has nothing to do
+
+
+async def test_track_always_ends_and_names_the_copies_still_running(tmp_path: Path) -> None:
+    """A word the tool does not know is read as running; the default deadline ends it."""
+    assert TrackSettings().deadline_s == 24 * 3600
+    pair = PendingCopy("p" * 32, "item-1", "cn-south-1", "d" * 32, "cn-north-1", "rec-1")
+    client = _OddStatuses(["paused"] * 10_000)
+    time = SimTime(None)
+    async with LedgerWriter(tmp_path / "ledger.jsonl") as writer:
+        with capture_logs() as logs:
+            result = await track_copies(
+                cast(CsbsClient, client),
+                [pair],
+                LedgerRecorder(writer, "track-1"),
+                TrackSettings(interval_s=3600),
+                sleep=time.sleep,
+                clock=time.clock,
+            )
+    assert time.now == 24 * 3600
+    assert (result.running, result.exit_code) == (1, ExitCode.INTERRUPTED)
+    named = [e for e in logs if e["event"] == "track.still_running"]
+    assert named[0]["pairs"] == ["item-1->cn-south-1 (paused)"]
+
+
+def test_an_old_ledger_in_the_item_vocabulary_still_reads(tmp_path: Path) -> None:
+    """Ledgers written before ``state`` existed speak ``waiting_copy``/``copying``/``fail``."""
+    ledger = tmp_path / "old.jsonl"
+    ids = {
+        "project_id": "p" * 32,
+        "source_region": "cn-north-1",
+        "destination_region": "cn-south-1",
+        "destination_project_id": "d" * 32,
+    }
+    lines = [
+        {"v": 1, "event": "result", "run_id": "r", "checkpoint_item_id": "a", "status":
+         "replicated", "replication_record_id": "rec-a", "attempts": 1, **ids},
+        {"v": 1, "event": "result", "run_id": "r", "checkpoint_item_id": "b", "status":
+         "replicated", "replication_record_id": "rec-b", "attempts": 1, **ids},
+        {"v": 1, "event": "copy_status", "run_id": "t", "checkpoint_item_id": "a",
+         "replication_record_id": "rec-a", "copy_status": "copying", "progress": 5, **ids},
+        {"v": 1, "event": "copy_status", "run_id": "t", "checkpoint_item_id": "b",
+         "replication_record_id": "rec-b", "copy_status": "fail", "progress": 37, **ids},
+    ]  # fmt: skip
+    ledger.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    pending = pending_copies(ledger)
+    assert [(p.checkpoint_item_id, p.last_status) for p in pending] == [("a", "copying")]
+    assert History.load(ledger).copy_failed(("p" * 32, "b", "cn-south-1"))

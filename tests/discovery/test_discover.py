@@ -95,7 +95,7 @@ async def test_pages_through_2600_items_and_skips_what_is_replicated(
             1
             for i in items
             if (r := sim.state.latest_record(i.id, EAST2)) is not None
-            and r.status(sim.state.now()) in {"waiting_copy", "copying"}
+            and r.status(sim.state.now()) in {"waiting_replicate", "replicating"}
         )
         assert summary.in_progress == in_progress > 0
         assert summary.replicated == len(items) - len(expected) - in_progress > 0
@@ -371,6 +371,22 @@ async def test_listing_gives_up_after_the_attempts_and_permanent_errors_pass() -
             "in_progress",
         ),
         (fake_item(1, replication_records=[{"destination_region": EAST2, "status": "fail"}]), None),
+        # The record vocabulary of the real service (issue 15): skip is final, worth sending.
+        (fake_item(1, replication_records=[{"destination_region": EAST2, "status": "skip"}]), None),
+        (
+            fake_item(
+                1,
+                replication_records=[{"destination_region": EAST2, "status": "waiting_replicate"}],
+            ),
+            "in_progress",
+        ),
+        (
+            fake_item(
+                1, replication_records=[{"destination_region": EAST2, "status": "replicating"}]
+            ),
+            "in_progress",
+        ),
+        ({"id": "x", "extend_info": {"copy_status": "na"}}, None),
         (
             fake_item(1, replication_records=[{"destination_region": SOUTH1, "status": "success"}]),
             None,

@@ -19,11 +19,13 @@ import tenacity
 from orchestrator.engine.retry import RetryBudget, RetryPolicy, retrying
 from orchestrator.errors import (
     ConfigError,
+    ErrorTable,
     PermanentApiError,
     TransientApiError,
     TransportError,
+    throttle_window_s,
 )
-from orchestrator.service.client import parse_retry_after
+from orchestrator.service.client import error_for_response, parse_retry_after
 
 
 class FakeTime:
@@ -359,3 +361,61 @@ def test_budget_and_policy_validate_their_settings() -> None:
         RetryPolicy(max_attempts=0)
     with pytest.raises(ConfigError):
         RetryPolicy(base_delay_s=float("nan"))
+
+
+# -- APIG.0308 names its window (issue 15) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "msg", "window"),
+    [
+        ("APIG.0308", "policy user over ratelimit, limit:20, time:1 second", 1.0),
+        ("APIGW.0308", "policy user over ratelimit, limit:200, time:1 minute", 60.0),
+        ("APIG.0308", "... limit:5, TIME: 2 Seconds", 2.0),
+        ("APIG.0308", "The throttling threshold has been reached", None),  # no window said
+        ("CSBS.9999", "time:1 second", None),  # only the gateway's throttling code
+        ("APIG.0308", "time:3 days", None),  # not a rate window worth waiting in a retry
+        (None, None, None),
+    ],
+)
+def test_the_throttling_window_is_read_from_the_message(
+    code: str | None, msg: str | None, window: float | None
+) -> None:
+    assert throttle_window_s(code, msg) == window
+
+
+@pytest.mark.anyio
+async def test_a_throttled_retry_waits_for_the_next_window_with_jitter() -> None:
+    """Without Retry-After, the first backoffs are sub-second: inside a 1 s window. Each
+    retry waits at least the window, and not all the same (jitter)."""
+    time = FakeTime()
+    policy = RetryPolicy(base_delay_s=0.05, max_delay_s=30.0)
+    await _run(
+        _controller(time, policy),
+        _failing(lambda n: TransientApiError("429", window_s=1.0), succeed_at=5),
+    )
+    assert len(time.sleeps) == 4
+    assert all(1.0 <= s <= 1.25 for s in time.sleeps), time.sleeps
+    assert len(set(time.sleeps)) == 4
+
+
+def test_a_429_from_the_gateway_carries_its_window() -> None:
+    body = (
+        b'{"error_code":"APIG.0308","error_msg":"The throttling threshold has been reached: '
+        b'policy user over ratelimit, limit:10, time:1 minute"}'
+    )
+    exc = error_for_response(429, body, {}, table=ErrorTable(), what="POST /x")
+    assert isinstance(exc, TransientApiError)
+    assert exc.window_s == 60.0
+    assert exc.retry_after is None
+
+
+@pytest.mark.anyio
+async def test_the_window_wait_is_bounded_by_the_longest_backoff() -> None:
+    time = FakeTime()
+    policy = RetryPolicy(base_delay_s=0.001, max_delay_s=0.01)
+    await _run(
+        _controller(time, policy),
+        _failing(lambda n: TransientApiError("429", window_s=60.0), succeed_at=2),
+    )
+    assert time.sleeps == [0.01]

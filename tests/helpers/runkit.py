@@ -270,6 +270,10 @@ class SimProcess:
 def cli_env(sim: SimProcess, **extra: str) -> dict[str, str]:
     """The environment of a tool subprocess: the simulator's key, nothing from ours."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "CSBS_"))}
+    # The credential chain's last links stay on loopback (see conftest).
+    for name in ("CSBS_METADATA_URL", "HUAWEICLOUD_SDK_CREDENTIALS_FILE"):
+        if name in os.environ:
+            env[name] = os.environ[name]
     env.update(
         HUAWEICLOUD_SDK_AK=sim.info["ak"],
         HUAWEICLOUD_SDK_SK=sim.info["sk"],

@@ -133,7 +133,7 @@ class Ledger:
             retries=2,
         )
 
-    def copy(self, item: str, copy_status: str, region: str = "cn-east-2") -> None:
+    def copy(self, item: str, copy_status: str, region: str = "cn-east-2", **extra: object) -> None:
         self._line(
             "copy_status",
             "poll-1",
@@ -144,6 +144,7 @@ class Ledger:
             replication_record_id="rr-" + item,
             copy_status=copy_status,
             progress=50,
+            **extra,
         )
 
     def write(self) -> Path:
@@ -375,6 +376,7 @@ def test_render_json_has_stable_documented_keys(ledger: Ledger) -> None:
         "attempts",
         "durations",
         "copy_status",
+        "copy_states",
     ]
     assert list(doc["runs"][0]) == [
         "run_id",
@@ -502,3 +504,23 @@ def test_failed_manifest_is_read_back_by_the_manifest_reader(tmp_path: Path) -> 
         source_region="cn-north-1",
         line=2,
     )
+
+
+def test_skipped_copies_are_shown_and_sent_again_with_copy_failed(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The record vocabulary's ``skip`` is a copy that did not happen (issue 15)."""
+    ledger.started("r1")
+    for item in "abcd":
+        ledger.result("r1", item, "replicated")
+    ledger.finished("r1")
+    ledger.copy("a", "skip", state="skipped")
+    ledger.copy("b", "replicating", state="running")
+    ledger.copy("c", "copying")  # an older ledger: no state, the item vocabulary
+    ledger.copy("d", "fail", state="failed")
+    report = build_report(read(ledger.write()))
+    assert report.copy_states == {"running": 2, "failed": 1, "skipped": 1}
+    assert "Copies by state: running: 2, failed: 1, skipped: 1" in render_table(report)
+    out = tmp_path / "retry.csv"
+    assert write_failed_manifest(read(ledger.path), out, include=("copy_failed",)) == 2
+    assert sorted(row["checkpoint_item_id"] for row in manifest_rows(out)) == ["a", "d"]

@@ -446,3 +446,55 @@ def test_env_mistakes_are_config_errors_without_secrets(env: dict[str, str], mes
     text = str(caught.value)
     for secret in (SK, "tok-x"):
         assert secret not in text
+
+
+# -- temporary credentials: a security token (issue 15) ----------------------------------------
+
+TOKEN = "sec-token-" + "Q" * 200  # real ones are long base64-ish strings
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/p1/providers/x/checkpoint_items/i-1/replicate", b'{"replication": {}}'),
+        ("GET", "/v1/p1/checkpoint_items?limit=5&status=available", b""),
+    ],
+)
+async def test_a_security_token_is_sent_and_signed_as_the_sdk_does(
+    method: str, path: str, body: bytes
+) -> None:
+    url = yarl.URL("https://csbs.cn-north-4.myhuaweicloud.com" + path)
+    headers = {"Content-Type": "application/json"}
+    ours = dict(headers)
+    signer = AkSkSigner(AK, Secret(SK), security_token=Secret(TOKEN), clock=lambda: FIXED)
+    await signer.apply(_no_post, method=method, url=url, headers=ours, body=body, project_id="p1")
+
+    request = SdkRequest(
+        method=method,
+        schema=url.scheme,
+        host=url.host_port_subcomponent,
+        resource_path=url.raw_path,
+        query_params=list(url.query.items()),
+        header_params={**headers, "X-Project-Id": "p1", "X-Sdk-Date": FIXED_SDK_DATE},
+        body=body,
+    )
+    sdk = BasicCredentials(AK, SK).with_security_token(TOKEN).sign_request(request)
+    assert ours["X-Security-Token"] == sdk.header_params["X-Security-Token"] == TOKEN
+    assert "x-security-token" in ours["Authorization"].split("SignedHeaders=")[1]
+    assert ours["Authorization"] == sdk.header_params["Authorization"]
+    assert TOKEN not in repr(signer)
+
+
+def test_security_token_from_env() -> None:
+    env = {
+        "HUAWEICLOUD_SDK_AK": AK,
+        "HUAWEICLOUD_SDK_SK": SK,
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN": TOKEN,
+    }
+    auth = credentials_from_env(env)
+    assert isinstance(auth, AkSkSigner)
+    assert "security_token=Secret('***')" in repr(auth)
+    with pytest.raises(ConfigError, match="belongs to a temporary AK/SK") as caught:
+        credentials_from_env({"HUAWEICLOUD_SDK_SECURITY_TOKEN": TOKEN})
+    assert TOKEN not in str(caught.value)

@@ -193,11 +193,11 @@ async def test_service_refusals_map_to_their_classes(make_simulator: MakeSimulat
 
 @pytest.mark.parametrize(
     ("knob", "status", "code"),
-    [("p503", 503, "CSBS.9997"), ("p500", 500, "CSBS.9999")],
+    [("p503", 503, None), ("p500", 500, "CSBS.9999")],
 )
 @pytest.mark.asyncio
 async def test_server_faults_are_transient(
-    make_simulator: MakeSimulator, knob: str, status: int, code: str
+    make_simulator: MakeSimulator, knob: str, status: int, code: str | None
 ) -> None:
     async with make_simulator(items=30, **{knob: 1.0}) as sim, client_for(sim) as client:
         task = task_for(sim, fresh_items(sim)[0])
@@ -220,7 +220,7 @@ async def test_capacity_refusal_is_transient(make_simulator: MakeSimulator) -> N
         first, second = fresh_items(sim)[:2]
         await client.replicate(task_for(sim, first))
         exc = await raises(TransientApiError, client.replicate(task_for(sim, second)))
-        assert (exc.http_status, exc.error_code) == (503, "CSBS.0001")
+        assert (exc.http_status, exc.error_code) == (503, None)
 
 
 @pytest.mark.asyncio
@@ -412,6 +412,25 @@ async def test_records_capabilities_and_find_replication(make_simulator: MakeSim
         assert (await client.replication_records(project_id, status="fail"))[0]["id"] == record_id
         assert await client.find_replication(task) is None
         assert await client.replicate(task) != record_id  # and a new one may start
+
+
+@pytest.mark.asyncio
+async def test_a_skipped_record_is_not_a_live_replica(make_simulator: MakeSimulator) -> None:
+    """Reconcile reads record statuses in the record vocabulary: ``skip`` is final and
+    leaves no replica, so it does not make the pair ``already_replicated``."""
+    async with (
+        make_simulator(items=30, copy_skip_rate=1.0, copy_wait_s=1, copy_duration_s=1) as sim,
+        client_for(sim, aksk(sim)) as client,
+    ):
+        task = task_for(sim, fresh_items(sim)[0])
+        record_id = await client.replicate(task)
+        assert await client.find_replication(task) == record_id  # waiting_replicate: live
+        sim.advance(5)
+        (record,) = await client.replication_records(
+            task.project_id, source_item_id=task.checkpoint_item_id
+        )
+        assert record["status"] == "skip"
+        assert await client.find_replication(task) is None
 
 
 # -- authentication -------------------------------------------------------------------------------
@@ -750,6 +769,7 @@ def test_error_snippets_are_short_and_single_line() -> None:
         (403, "CSBS.9009", "unverified", AuthError),
         (401, "APIGW.0303", "clock skew", AuthError),
         (400, "CSBS.9006", "quota", PermanentApiError),
+        (400, "CSBS.0001", "service over limit", PermanentApiError),
         (404, "CSBS.3001", "missing", PermanentApiError),
         (302, None, None, PermanentApiError),
     ],
@@ -775,6 +795,15 @@ def test_header_request_id_wins_and_retry_after_is_parsed() -> None:
     assert (exc.request_id, exc.retry_after) == ("from-header", 7.0)
     exc = error_for_response(429, body, {}, table=ErrorTable(), what="x")
     assert exc.request_id == "from-body"
+
+
+def test_csbs_0001_is_final_and_says_what_to_do() -> None:
+    """CSBS.0001 is the *policy* quota: only the user can fix it, so never retried."""
+    body = b'{"error_code":"CSBS.0001","error_msg":"service over limit"}'
+    exc = error_for_response(400, body, {}, table=ErrorTable(), what="POST /x")
+    assert type(exc) is PermanentApiError
+    assert "delete unused backup policies" in str(exc)
+    assert exc.error_msg == "service over limit"  # the service's own words stay as they were
 
 
 def test_an_override_table_reclassifies_a_code() -> None:

@@ -217,9 +217,10 @@ async def test_progression_is_visible_on_item_and_records(api: Api) -> None:
             listed["replication_records"][0]["status"],
         )
 
-    assert await observe() == ("waiting_copy",) * 3
+    # The item speaks its own vocabulary, the records theirs (two fields, two vocabularies).
+    assert await observe() == ("waiting_copy", "waiting_replicate", "waiting_replicate")
     await api.call("POST", "/_sim/advance", {"seconds": 10})
-    assert await observe() == ("copying",) * 3
+    assert await observe() == ("copying", "replicating", "replicating")
     await api.call("POST", "/_sim/advance", {"seconds": 100})
     assert await observe() == ("success",) * 3
     _, _, got = await api.call("GET", item_path)
@@ -292,6 +293,10 @@ async def test_list_filter_sort_page_and_count(api: Api) -> None:
     _, _, fuzzy = await api.call("GET", base, name=name[3:].upper())
     assert name in {i["name"] for i in fuzzy["checkpoint_items"]}
     some = items[5]
+    # resource_name matches fuzzily too (part of it, any case), as the reference says.
+    resource_name = some["extend_info"]["resource_name"]
+    _, _, by_name = await api.call("GET", base, resource_name=resource_name[2:-1].upper())
+    assert some["id"] in {i["id"] for i in by_name["checkpoint_items"]}
     _, _, by_resource = await api.call("GET", base, resource_id=some["resource_id"])
     assert [i["id"] for i in by_resource["checkpoint_items"]] == [some["id"]]
     _, _, window = await api.call(
@@ -361,7 +366,7 @@ async def test_replication_records_filters(api: Api) -> None:
     assert [r["destination_region"] for r in by_item["replication_records"]] == [region_two]
     assert by_item["count"] == 1
     _, _, by_region = await api.call(
-        "GET", path, destination_region=region_one, status="waiting_copy"
+        "GET", path, destination_region=region_one, status="waiting_replicate"
     )
     ids = [r["source_checkpoint_item_id"] for r in by_region["replication_records"]]
     assert one.id in ids

@@ -34,9 +34,10 @@ def sdk_sign(
     project_id: str | None = None,
     sdk_date: str | None = None,
     secret: str | None = None,
+    content_type: str = "application/json",
 ) -> tuple[str, dict[str, str]]:
     """Sign as the official SDK does; returns (url, headers)."""
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": content_type}
     if project_id:
         headers["X-Project-Id"] = project_id
     if sdk_date:
@@ -172,6 +173,35 @@ async def test_sdk_signed_requests_are_accepted(make_simulator: MakeSimulator) -
         status, body = await send(s, "POST", url, headers, payload)
         assert status == 200, body
         assert body["replication"]["checkpoint_item_id"] == item.id
+
+
+async def test_an_unsigned_payload_is_accepted_as_the_sdk_signs_it(
+    make_simulator: MakeSimulator,
+) -> None:
+    """The SDK signs a body that is not JSON with ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD``
+    in place of the body's hash; the gateway accepts it (issue 15)."""
+    async with make_simulator(items=60) as sim, aiohttp.ClientSession() as s:
+        project = sim.state.projects[0]
+        item = next(
+            i
+            for i in sim.state.items_of(project.id)
+            if i.status == "available" and not sim.state.records_of(i)
+        )
+        region = sim.state.capabilities()[project.region][0]
+        payload = orjson.dumps(
+            {"replication": {"destination_region": region, "destination_project_id": "c" * 32}}
+        )
+        path = f"/v1/{project.id}/providers/{PROVIDER_ID}/checkpoint_items/{item.id}/replicate"
+        url, headers = sdk_sign(
+            sim, "POST", path, body=payload, project_id=project.id, content_type="text/plain"
+        )
+        assert headers["X-Sdk-Content-Sha256"] == "UNSIGNED-PAYLOAD"
+        status, body = await send(s, "POST", url, headers, payload)
+        assert status == 200, body
+        # The header is signed like any other: dropping it breaks the signature.
+        del headers["X-Sdk-Content-Sha256"]
+        status, _ = await send(s, "POST", url, headers, payload)
+        assert status == 401
 
 
 async def test_tampered_signatures_are_refused(make_simulator: MakeSimulator) -> None:
