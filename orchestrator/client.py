@@ -77,6 +77,7 @@ _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 _SNIPPET = 200
+_REQUEST_ID_MAX = 100
 _FAILED_RECORD = frozenset({"fail", "failed", "error"})
 _JSON = "application/json"
 _CLOSE_TIMEOUT_S = 5.0
@@ -642,6 +643,9 @@ def error_for_response(
     """The exception for one non-2xx answer (classified by ``table``)."""
     code, msg, body_request_id = parse_error_body(data)
     request_id = headers.get("X-Request-Id") or body_request_id
+    if request_id:
+        # Echoed to the terminal, logs and ledger: printable, single-line, short.
+        request_id = _snippet(request_id)[:_REQUEST_ID_MAX] or None
     text = f"{what}: HTTP {status}" + (f" {code}" if code else "") + (f": {msg}" if msg else "")
     if request_id:
         text += f" (request id {request_id})"

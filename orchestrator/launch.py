@@ -37,6 +37,7 @@ from orchestrator.metrics import RunMetrics, write_textfile
 from orchestrator.plan import Plan
 from orchestrator.progress import NullProgress, Progress, make_progress
 from orchestrator.report import build_report
+from orchestrator.safe_text import for_terminal
 from orchestrator.settings import RunSettings, load_config
 
 __all__ = [
@@ -267,5 +268,7 @@ def print_summary(result: JobResult, ledger: Path, out: TextIO) -> None:
             "the network, then `resume`"
         )
     lines += _problem_lines(result.plan)
-    out.write("\n".join(lines) + "\n")
+    # The credentials and last-error lines quote the service (request ids, messages), the
+    # problem lines a manifest: escape codes in them must not reach the terminal.
+    out.write("\n".join(for_terminal(line, 1000) for line in lines) + "\n")
     out.flush()

@@ -47,6 +47,7 @@ from orchestrator.planning import PlanReport, plan_tasks, print_plan
 from orchestrator.pool import Pool
 from orchestrator.progress import NullProgress, Progress
 from orchestrator.retry import RetryPolicy
+from orchestrator.safe_text import for_terminal
 from orchestrator.schedule import (
     Clock,
     CronSchedule,
@@ -181,7 +182,7 @@ async def discover_with(conn: Connection, config: DiscoverConfig) -> Discovery:
 
 def _print_discovery(discovery: Discovery, out: TextIO) -> None:
     for summary in discovery.summaries:
-        out.write(summary.line() + "\n")
+        out.write(for_terminal(summary.line(), 1000) + "\n")
     out.flush()
 
 
