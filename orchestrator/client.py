@@ -61,6 +61,10 @@ from orchestrator.errors import (
     TransportError,
 )
 from orchestrator.models import PROVIDER_ID, ReplicationTask
+from orchestrator.service.transport_policy import (
+    check_endpoint,
+    refuse_credentials_over_plain_http,
+)
 
 __all__ = [
     "ClientSettings",
@@ -112,6 +116,9 @@ class ClientSettings:
     """0: no per-host limit (the pool's limiters decide)."""
     verify_tls: bool = True
     ca_file: str | None = None
+    """A PEM bundle of CA certificates to trust instead of the system store (a private CA)."""
+    allow_plain_http: bool = False
+    """``--insecure``: accept ``http://`` to a non-loopback host (no credential is sent there)."""
     error_table: ErrorTable = field(default_factory=ErrorTable)
     retry_after_cap_s: float = 60.0
     user_agent: str = f"csbs-orchestrator/{__version__}"
@@ -119,13 +126,16 @@ class ClientSettings:
     def endpoint_for(self, region: str | None) -> str:
         """The base URL (no trailing ``/``) for calls whose source region is ``region``."""
         if self.endpoint:
-            return _checked_base(self.endpoint)
-        region = region or self.region
-        if region is None:
-            raise ConfigError("no CSBS endpoint: set an endpoint URL or a source region")
-        if not _REGION.fullmatch(region):
-            raise ConfigError(f"invalid region name {region!r}")
-        return _checked_base(self.endpoint_template.format(region=region))
+            base = _checked_base(self.endpoint)
+        else:
+            region = region or self.region
+            if region is None:
+                raise ConfigError("no CSBS endpoint: set an endpoint URL or a source region")
+            if not _REGION.fullmatch(region):
+                raise ConfigError(f"invalid region name {region!r}")
+            base = _checked_base(self.endpoint_template.format(region=region))
+        check_endpoint(base, insecure=self.allow_plain_http)
+        return base
 
 
 def _checked_base(url: str) -> str:
@@ -423,6 +433,9 @@ class CsbsClient:
             target = yarl.URL(url)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid URL {url!r}: {exc}") from exc
+        # The body of an IAM token request holds the password.
+        check_endpoint(url, insecure=self._settings.allow_plain_http, what="IAM endpoint")
+        refuse_credentials_over_plain_http(target, "IAM token request")
         headers = {"Content-Type": _JSON}
         status, data, answer_headers = await _send(
             self._open_session(), "POST", target, headers, body
@@ -451,6 +464,8 @@ class CsbsClient:
         prefix = self._prefixes.get(key)
         if prefix is None:
             base = self._settings.endpoint_for(region)
+            if self._auth is not None:  # once per prefix: no cost on the request path
+                refuse_credentials_over_plain_http(yarl.URL(base))
             prefix = self._prefixes[key] = f"{base}/v1/{_segment(project_id)}"
         return prefix
 
@@ -507,7 +522,14 @@ def _ssl_setting(settings: ClientSettings) -> ssl.SSLContext | bool:
     if not settings.verify_tls:
         return False
     if settings.ca_file:
-        return ssl.create_default_context(cafile=settings.ca_file)
+        try:
+            return ssl.create_default_context(cafile=settings.ca_file)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+            raise ConfigError(
+                f"--ca-file {settings.ca_file}: cannot load CA certificates ({reason}); "
+                "give a PEM file of one or more CA certificates"
+            ) from None
     return True
 
 

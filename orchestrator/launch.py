@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
+import structlog
+import yarl
 from rich.console import Console
 
 from orchestrator.auth import (
@@ -38,6 +40,10 @@ from orchestrator.plan import Plan
 from orchestrator.progress import NullProgress, Progress, make_progress
 from orchestrator.report import build_report
 from orchestrator.safe_text import for_terminal
+from orchestrator.service.transport_policy import (
+    check_endpoint,
+    refuse_credentials_over_plain_http,
+)
 from orchestrator.settings import RunSettings, load_config
 
 __all__ = [
@@ -50,6 +56,8 @@ __all__ = [
     "simulator_secrets",
     "write_run_metrics",
 ]
+
+log = structlog.get_logger("orchestrator.launch")
 
 _SECRET_ENV = ("HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_AK", "CSBS_AUTH_TOKEN", "CSBS_IAM_PASSWORD")
 
@@ -69,6 +77,8 @@ class Connection:
             timeouts=Timeouts(total_s=s.request_timeout),
             limit=max(256, s.concurrency * 2),
             verify_tls=s.verify_tls,
+            ca_file=s.ca_file,
+            allow_plain_http=not s.verify_tls,
             error_table=ErrorTable.with_overrides(s.error_codes),
         )
 
@@ -103,6 +113,25 @@ def authenticator(settings: RunSettings, env: Mapping[str, str]) -> Authenticato
     )
 
 
+def check_transport(settings: RunSettings) -> None:
+    """Refuse plain HTTP off loopback before anything is sent (unless ``--insecure``), and
+    say once per run, loudly, that ``--insecure`` is on."""
+    insecure = not settings.verify_tls
+    for url, what in ((settings.endpoint, "endpoint"), (settings.iam_endpoint, "IAM endpoint")):
+        if url:
+            check_endpoint(url, insecure=insecure, what=what)
+            # Every command of the real service sends credentials: say so now, not at the
+            # first request (the client refuses there too).
+            refuse_credentials_over_plain_http(yarl.URL(url), what)
+    if insecure:
+        log.warning(
+            "connection.insecure",
+            detail="--insecure: TLS certificates are NOT verified and plain http:// to other "
+            "hosts is accepted (no credential is sent over it); anyone on the network path "
+            "can read or change this run's traffic",
+        )
+
+
 def _iam_endpoint(region: str | None) -> str:
     if not region:
         raise ConfigError("IAM token auth needs --iam-endpoint or a --region to derive it from")
@@ -122,6 +151,7 @@ async def connect(
 ) -> AsyncIterator[Connection]:
     """The real service, or with ``--simulate`` an embedded simulator for the block's life."""
     if not getattr(args, "simulate", False):
+        check_transport(settings)
         yield Connection(settings, authenticator(settings, env))
         return
     from orchestrator.simulator import Simulator, SimulatorConfig  # noqa: PLC0415 - only for --simulate

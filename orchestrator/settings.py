@@ -144,8 +144,19 @@ OPTIONS: tuple[Option, ...] = (
         "--insecure",
         _bool,
         True,
-        "turn TLS certificate verification off (flag) / on (config verify_tls)",
+        "turn TLS certificate verification off and accept http:// to a non-loopback host, "
+        "where no credential is ever sent (flag) / on (config verify_tls); logs a warning",
         config="connection.verify_tls",
+        group=_CONN,
+    ),
+    Option(
+        "ca_file",
+        "--ca-file",
+        str,
+        None,
+        "PEM file of CA certificates to trust instead of the system store (a private CA)",
+        env="CSBS_CA_FILE",
+        config="connection.ca_file",
         group=_CONN,
     ),
     Option(
@@ -311,6 +322,7 @@ class RunSettings:
     iam_domain: str | None = None
     iam_password: str | None = field(default=None, repr=False)
     verify_tls: bool = True
+    ca_file: str | None = None
     request_timeout: float = 60.0
     concurrency: int = 64
     per_region: int = 32

@@ -1,0 +1,1 @@
+"""Talking to the service: HTTP client, credentials, signing, the transport policy."""
