@@ -33,6 +33,7 @@ Redaction runs *after* the exception renderer so that exception messages are scr
 from __future__ import annotations
 
 import io
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -46,6 +47,7 @@ from rich.text import Text
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from orchestrator.errors import ConfigError
+from orchestrator.safe_file import PRIVATE, open_or_create
 
 __all__ = ["LogFormat", "Redactor", "close_logging", "configure_logging", "resolve_format"]
 
@@ -275,7 +277,10 @@ class _Sinks:
 
     def add_file(self, path: str) -> None:
         try:
-            file = open(path, "ab")  # noqa: SIM115 - lives until close_logging()
+            # 0600 when created (log lines name projects and errors), a regular file only
+            # (a FIFO would block, a symlink planted in a shared directory redirect us).
+            fd, _ = open_or_create(path, os.O_WRONLY | os.O_APPEND, mode=PRIVATE, follow=True)
+            file = os.fdopen(fd, "ab")
         except OSError as exc:
             raise ConfigError(f"cannot open log file {path!r}: {exc.strerror}") from exc
         self._owned.append(file)
