@@ -35,7 +35,7 @@ import enum
 import math
 import re
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -61,6 +61,7 @@ from orchestrator.errors import (
     TransportError,
 )
 from orchestrator.models import PROVIDER_ID, ReplicationTask
+from orchestrator.secret_set import MASK, SecretSet
 from orchestrator.service.transport_policy import (
     check_endpoint,
     refuse_credentials_over_plain_http,
@@ -82,6 +83,9 @@ _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 _SNIPPET = 200
 _REQUEST_ID_MAX = 100
+# Headers that carry a credential: tokens are learnt as secrets; all are masked in answers.
+_TOKEN_HEADERS = ("X-Auth-Token", "X-Security-Token")
+_CREDENTIAL_HEADERS = (*_TOKEN_HEADERS, "Authorization")
 _FAILED_RECORD = frozenset({"fail", "failed", "error"})
 _JSON = "application/json"
 _CLOSE_TIMEOUT_S = 5.0
@@ -164,10 +168,16 @@ class CsbsClient:
     a closed client cannot be reopened. ``auth=None`` sends no credentials (simulator)."""
 
     def __init__(
-        self, settings: ClientSettings | None = None, auth: Authenticator | None = None
+        self,
+        settings: ClientSettings | None = None,
+        auth: Authenticator | None = None,
+        *,
+        secrets: SecretSet | None = None,
     ) -> None:
         self._settings = settings or ClientSettings()
         self._auth = auth
+        # Shared with the log redactor when given: tokens learnt here are scrubbed there too.
+        self._secrets = secrets if secrets is not None else SecretSet()
         self._session: aiohttp.ClientSession | None = None
         timeouts = self._settings.timeouts
         # GETs only (see Timeouts); every other call uses the session's, without sock_read.
@@ -409,6 +419,7 @@ class CsbsClient:
                     body=body or b"",
                     project_id=project_id,
                 )
+                self._learn(headers)
             limits = self._read_timeout if method == "GET" else None
             status, data, answer_headers = await _send(
                 session, method, url, headers, body, limits=limits
@@ -425,7 +436,16 @@ class CsbsClient:
             ):
                 renewed = True
                 continue
-            raise self._error(status, data, answer_headers, f"{method} {url.raw_path}")
+            raise self._error(status, data, answer_headers, f"{method} {url.raw_path}", headers)
+
+    def _learn(self, headers: Mapping[str, str]) -> None:
+        """Tokens this request carries become known secrets before it is sent (an IAM token
+        is learnt at run time): two lookups per request, a set insert once per token."""
+        secrets = self._secrets
+        for name in _TOKEN_HEADERS:
+            value = headers.get(name)
+            if value and value not in secrets:
+                secrets.add(value)
 
     async def _post_unauthenticated(self, url: str, body: bytes) -> tuple[Mapping[str, str], bytes]:
         """For authenticators (IAM tokens): a JSON POST mapped like every other call."""
@@ -444,7 +464,14 @@ class CsbsClient:
             return answer_headers, data
         raise self._error(status, data, answer_headers, f"POST {target.raw_path}")
 
-    def _error(self, status: int, data: bytes, headers: Mapping[str, str], what: str) -> ApiError:
+    def _error(
+        self,
+        status: int,
+        data: bytes,
+        headers: Mapping[str, str],
+        what: str,
+        used: Mapping[str, str] | None = None,
+    ) -> ApiError:
         return error_for_response(
             status,
             data,
@@ -452,7 +479,25 @@ class CsbsClient:
             table=self._settings.error_table,
             what=what,
             retry_after_cap_s=self._settings.retry_after_cap_s,
+            scrub=self._scrubber(used or {}),
         )
+
+    def _scrubber(self, used: Mapping[str, str]) -> Callable[[str], str]:
+        """Masks every known secret and this request's own credentials (a signature is new
+        each time) in what the answer says: a server may echo them, and the message goes to
+        the ledger, the logs and the terminal."""
+        extra = [value for name in _CREDENTIAL_HEADERS if (value := used.get(name))]
+        extra += [v.rsplit("Signature=", 1)[1] for v in extra if "Signature=" in v]
+        secrets = self._secrets
+
+        def scrub(text: str) -> str:
+            text = secrets.scrub(text)
+            for value in extra:
+                if value in text:
+                    text = text.replace(value, MASK)
+            return text
+
+        return scrub
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -661,13 +706,17 @@ def error_for_response(
     table: ErrorTable,
     what: str,
     retry_after_cap_s: float = 60.0,
+    scrub: Callable[[str], str] | None = None,
 ) -> ApiError:
-    """The exception for one non-2xx answer (classified by ``table``)."""
+    """The exception for one non-2xx answer (classified by ``table``). ``scrub`` masks
+    secrets in what the server said (code, message, request id) before anything keeps it."""
     code, msg, body_request_id = parse_error_body(data)
     request_id = headers.get("X-Request-Id") or body_request_id
     if request_id:
         # Echoed to the terminal, logs and ledger: printable, single-line, short.
         request_id = _snippet(request_id)[:_REQUEST_ID_MAX] or None
+    if scrub is not None:
+        code, msg, request_id = (None if t is None else scrub(t) for t in (code, msg, request_id))
     text = f"{what}: HTTP {status}" + (f" {code}" if code else "") + (f": {msg}" if msg else "")
     if request_id:
         text += f" (request id {request_id})"

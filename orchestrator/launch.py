@@ -40,6 +40,7 @@ from orchestrator.plan import Plan
 from orchestrator.progress import NullProgress, Progress, make_progress
 from orchestrator.report import build_report
 from orchestrator.safe_text import for_terminal
+from orchestrator.secret_set import SecretSet
 from orchestrator.service.transport_policy import (
     check_endpoint,
     refuse_credentials_over_plain_http,
@@ -68,6 +69,9 @@ class Connection:
 
     settings: RunSettings
     auth: Authenticator | None
+    secrets: SecretSet | None = None
+    """The log redactor's secrets: the client adds the tokens it learns, and scrubs them
+    (and everything else in it) out of the error messages the ledger keeps."""
 
     def client_settings(self) -> ClientSettings:
         s = self.settings
@@ -83,7 +87,7 @@ class Connection:
         )
 
     def client(self) -> CsbsClient:
-        return CsbsClient(self.client_settings(), self.auth)
+        return CsbsClient(self.client_settings(), self.auth, secrets=self.secrets)
 
 
 def secrets_of(
@@ -150,9 +154,10 @@ async def connect(
     args: argparse.Namespace, settings: RunSettings, env: Mapping[str, str]
 ) -> AsyncIterator[Connection]:
     """The real service, or with ``--simulate`` an embedded simulator for the block's life."""
+    secrets: SecretSet | None = getattr(args, "secret_set", None)  # set by open_output
     if not getattr(args, "simulate", False):
         check_transport(settings)
-        yield Connection(settings, authenticator(settings, env))
+        yield Connection(settings, authenticator(settings, env), secrets)
         return
     from orchestrator.simulator import Simulator, SimulatorConfig  # noqa: PLC0415 - only for --simulate
 
@@ -166,7 +171,7 @@ async def connect(
             endpoint=sim.base_url,
             project_id=settings.project_id or sim.state.projects[0].id,
         )
-        yield Connection(simulated, AkSkSigner(config.ak, Secret(config.sk)))
+        yield Connection(simulated, AkSkSigner(config.ak, Secret(config.sk)), secrets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +186,13 @@ class Output:
 
 
 def open_output(args: argparse.Namespace, secrets: Iterable[str]) -> Output:
-    """Configure logging so that logs and the progress display never share a stream badly."""
+    """Configure logging so that logs and the progress display never share a stream badly.
+
+    The secrets become one :class:`SecretSet`, kept on ``args.secret_set`` for
+    :func:`connect`: the client adds the tokens it learns to the very set the log redactor
+    scrubs with."""
+    known = SecretSet(secrets)
+    args.secret_set = known
     console = Console(stderr=True)
     # is_interactive: a terminal that can redraw (not TERM=dumb); a dumb one gets log events.
     live = console.is_interactive and args.log_format != "json"
@@ -189,7 +200,7 @@ def open_output(args: argparse.Namespace, secrets: Iterable[str]) -> Output:
         fmt=args.log_format,
         level=args.log_level,
         log_file=args.log_file,
-        secrets=secrets,
+        secrets=known,
         console=console if live else None,
     )
     return Output(console, live)

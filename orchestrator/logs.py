@@ -14,12 +14,14 @@ Where lines go:
   progress rows instead of both fighting over the terminal. See ``orchestrator/progress.py``.
 
 Secrets: a redaction processor masks the values of keys named like a secret (``sk``,
-``password``, ``token``, ``authorization``, ``x-auth-token``, ``x-subject-token``, nested dicts
-and lists too) and replaces every occurrence of the given secret strings in string values with
-``***``. Rendered lines are scrubbed once more for the secret strings, which also covers
-``repr()`` of odd objects and console tracebacks. Tracebacks never show local variables (they
-hold headers and tokens). Secrets learnt later (an IAM token) are covered by key name only:
-never log them under an innocent key.
+``password``, ``pwd``, ``passphrase``, ``token``, ``authorization``, ``api_key``,
+``private_key``, ``credential``, ``signature``, ``x-auth-token``, ``x-subject-token``, nested
+dicts and lists too) and replaces every occurrence of the known secret strings in string
+values with ``***``. Rendered lines are scrubbed once more for the secret strings in every
+escaped form (JSON, ``repr``, both), which also covers ``repr()`` of odd objects and console
+tracebacks. Tracebacks never show local variables (they hold headers and tokens). The known
+secrets are a :class:`~orchestrator.secret_set.SecretSet` that grows during the run: the
+client adds each token it learns (an IAM token) before sending it.
 
 JSON processor chain (the hot path; a line costs about 7 µs, a filtered-out debug call 0.1 µs)::
 
@@ -48,23 +50,47 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from orchestrator.errors import ConfigError
 from orchestrator.safe_file import PRIVATE, open_or_create
+from orchestrator.secret_set import MASK, SecretSet
 
 __all__ = ["LogFormat", "Redactor", "close_logging", "configure_logging", "resolve_format"]
 
 LogFormat = Literal["auto", "json", "console"]
 
 _LEVELS = frozenset({"debug", "info", "warning", "error", "critical"})
-MASK = "***"
-_MASK_BYTES = MASK.encode()
 _KEY_CACHE_SIZE = 4096
 
 # Words that mark a key as secret wherever they appear in it (``iam_password``, ``X-Auth-Token``).
 _SECRET_WORDS = frozenset(
-    {"secret", "sk", "password", "passwd", "token", "authorization", "cookie", "credentials"}
+    {
+        "secret",
+        "sk",
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "token",
+        "authorization",
+        "cookie",
+        "credential",
+        "credentials",
+        "signature",
+    }
 )
-# Long enough to be matched inside run-together names (``secretKey``, ``securitytoken``);
-# ``token`` only at the end, so ``total_tokens`` (a limiter size) stays readable.
-_SECRET_INFIXES = ("secret", "password", "passwd", "authorization")
+# Long enough to be matched inside run-together names (``secretKey``, ``securitytoken``,
+# ``api_key`` once separators are dropped); ``token`` only at the end, so ``total_tokens`` (a
+# limiter size) stays readable.
+_SECRET_INFIXES = (
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "authorization",
+    "credential",
+    "apikey",
+    "privatekey",
+    "accesskeysecret",
+)
+_SEPARATORS = str.maketrans("", "", "_-. ")
 # Values that can hold no secret text; skipped before the (slow, ABC) Mapping check.
 _PLAIN = frozenset({int, float, bool, type(None)})
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
@@ -72,7 +98,7 @@ _WORD = re.compile(r"[a-z0-9]+")
 
 
 def _is_secret_key(key: str) -> bool:
-    lowered = key.lower()
+    lowered = key.lower().translate(_SEPARATORS)
     if any(infix in lowered for infix in _SECRET_INFIXES):
         return True
     words = _WORD.findall(_CAMEL.sub(r"\1_\2", key).lower())
@@ -86,12 +112,11 @@ class Redactor:
     it builds new ones.
     """
 
-    __slots__ = ("_key_cache", "_raw_secrets", "_secrets")
+    __slots__ = ("_key_cache", "_secrets")
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first: a secret that contains another is masked whole.
-        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
-        self._raw_secrets = tuple(secret.encode() for secret in self._secrets)
+    def __init__(self, secrets: Iterable[str] | SecretSet = ()) -> None:
+        # Shared, not copied: secrets learnt later in the run (tokens) are scrubbed too.
+        self._secrets = secrets if isinstance(secrets, SecretSet) else SecretSet(secrets)
         # Event keys come from code, so this memo stays small; it keeps the per-line cost at one
         # dict lookup per key. Capped: nested dicts may be keyed by data (item ids).
         self._key_cache: dict[str, bool] = {}
@@ -117,17 +142,11 @@ class Redactor:
         return event_dict
 
     def scrub(self, text: str) -> str:
-        """``text`` with every known secret string replaced by ``***``."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
+        """``text`` with every known secret string (in every escaped form) replaced by ``***``."""
+        return self._secrets.scrub(text)
 
     def scrub_bytes(self, data: bytes) -> bytes:
-        for raw in self._raw_secrets:
-            if raw in data:
-                data = data.replace(raw, _MASK_BYTES)
-        return data
+        return self._secrets.scrub_bytes(data)
 
     def _secret_key(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -172,7 +191,7 @@ def configure_logging(
     level: str,
     log_file: str | None,
     stream: TextIO | BinaryIO | None = None,
-    secrets: Iterable[str] = (),
+    secrets: Iterable[str] | SecretSet = (),
     console: Console | None = None,
 ) -> None:
     """Configure structlog for this process. Call once; :func:`close_logging` undoes it.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -43,7 +43,7 @@ class HostileServer:
 
 @contextmanager
 def serve(
-    routes: dict[tuple[str, str], Handler], *, ssl_context: ssl.SSLContext | None = None
+    routes: Mapping[tuple[str, str], Handler], *, ssl_context: ssl.SSLContext | None = None
 ) -> Iterator[HostileServer]:
     """Serve ``{(method, path pattern): handler}`` on 127.0.0.1 until the block ends."""
     loop = asyncio.new_event_loop()
