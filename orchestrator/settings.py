@@ -389,6 +389,10 @@ def load_config(path: str | None) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib recurses once per nested array or inline table: a file nested thousands
+        # deep exhausts the stack. No real config nests more than a few levels.
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
 
 
 def _from_config(config: Mapping[str, Any], dotted: str) -> Any:
