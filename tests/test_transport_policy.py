@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import structlog
 import trustme
+from aiohttp import web
+from hostile import serve
 
 from orchestrator.auth import AkSkSigner, IamPasswordToken, Secret
 from orchestrator.cli import main
@@ -178,3 +180,22 @@ async def test_an_unreadable_ca_file_is_a_clear_config_error(tmp_path: Path) -> 
         client = CsbsClient(ClientSettings(endpoint="https://127.0.0.1:9", ca_file=str(path)))
         with pytest.raises(ConfigError, match="--ca-file"):
             await client.__aenter__()
+
+
+@pytest.mark.anyio
+async def test_a_redirect_is_never_followed_and_credentials_stay_home() -> None:
+    async def thief(request: web.Request) -> web.Response:
+        return web.json_response({"regions": []})
+
+    with serve({("*", "/{tail:.*}"): thief}) as elsewhere:
+
+        async def redirect(request: web.Request) -> web.Response:
+            raise web.HTTPFound(elsewhere.base_url + request.path)
+
+        with serve({("*", "/{tail:.*}"): redirect}) as server:
+            auth = AkSkSigner("AK1", Secret("sk-redirect-0001"))
+            async with CsbsClient(ClientSettings(endpoint=server.base_url), auth) as client:
+                with pytest.raises(PermanentApiError, match="HTTP 302"):
+                    await client.capabilities("a" * 32)
+            assert len(server.seen) == 1
+    assert elsewhere.seen == []  # not followed: no signature, token or body went there
