@@ -50,6 +50,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from orchestrator.errors import ConfigError
 from orchestrator.safe_file import PRIVATE, open_or_create
+from orchestrator.safe_text import for_terminal
 from orchestrator.secret_set import MASK, SecretSet
 
 __all__ = ["LogFormat", "Redactor", "close_logging", "configure_logging", "resolve_format"]
@@ -58,6 +59,7 @@ LogFormat = Literal["auto", "json", "console"]
 
 _LEVELS = frozenset({"debug", "info", "warning", "error", "critical"})
 _KEY_CACHE_SIZE = 4096
+_CONSOLE_VALUE_MAX = 4000
 
 # Words that mark a key as secret wherever they appear in it (``iam_password``, ``X-Auth-Token``).
 _SECRET_WORDS = frozenset(
@@ -340,10 +342,14 @@ class _Sinks:
                 json_line = redactor.scrub_bytes(orjson.dumps(data, default=repr))
             console_line = ""
             if needs_console:
+                # Values may quote the service or a file: escape their control characters so
+                # that only the renderer's own colours reach the terminal.
+                shown = {
+                    k: for_terminal(v, _CONSOLE_VALUE_MAX) if type(v) is str else v
+                    for k, v in event_dict.items()
+                }
                 # Tracebacks are rendered here, after the redactor ran: scrub the text itself.
-                console_line = redactor.scrub(
-                    str(console_renderer(logger, method_name, event_dict))
-                )
+                console_line = redactor.scrub(str(console_renderer(logger, method_name, shown)))
             return tuple(json_line if flag else console_line for flag in flags), {}
 
         return render

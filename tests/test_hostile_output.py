@@ -196,3 +196,23 @@ async def test_discover_skips_ids_that_are_not_uuids(tmp_path: Path) -> None:
     write_manifest(found.tasks, target)
     assert FORMULA not in target.read_text()
     assert target.stat().st_mode & 0o777 == 0o600
+
+
+def test_console_log_lines_escape_control_characters() -> None:
+    import io
+
+    import structlog
+
+    from orchestrator.logs import close_logging, configure_logging
+
+    out = io.StringIO()
+    configure_logging(fmt="console", level="info", log_file=None, stream=out)
+    try:
+        structlog.get_logger().warning("replicate.failed", error="x" + ESC_CLEAR + OSC_TITLE)
+    finally:
+        close_logging()
+    text = out.getvalue()
+    assert "replicate.failed" in text
+    assert "\x1b[2J" not in text
+    assert "\x07" not in text
+    assert "\\x1b[2J" in text
