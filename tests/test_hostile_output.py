@@ -216,3 +216,44 @@ def test_console_log_lines_escape_control_characters() -> None:
     assert "\x1b[2J" not in text
     assert "\x07" not in text
     assert "\\x1b[2J" in text
+
+
+async def _list_hostile_items(request: web.Request) -> web.Response:
+    def item(item_id: str) -> dict[str, Any]:
+        return {"id": item_id, "name": "n", "status": "available", "replication_records": []}
+
+    items = [item(ITEM), item(FORMULA), item("@SUM(1)" + OSC_TITLE), item("-2+3")]
+    return web.json_response({"checkpoint_items": items})
+
+
+def test_discover_against_a_hostile_listing_writes_no_formula(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _clean_env(monkeypatch)
+    target = tmp_path / "found.csv"
+    route = ("GET", "/v1/{project}/checkpoint_items")
+    with serve({route: _list_hostile_items}) as server:
+        code = main(
+            [
+                "discover",
+                "-o",
+                str(target),
+                "--endpoint",
+                server.base_url,
+                "--project-id",
+                PROJECT,
+                "--region",
+                "cn-north-1",
+                "--to",
+                f"cn-east-2={DEST}",
+                "--log-format",
+                "console",
+            ]
+        )
+    out, err = capsys.readouterr()
+    assert code == ExitCode.OK
+    assert "3 with an invalid id skipped" in out
+    assert "\x1b" not in out + err
+    rows = list(csv.reader(target.open()))
+    assert [row[0] for row in rows[1:]] == [ITEM]
+    assert target.stat().st_mode & 0o777 == 0o600
