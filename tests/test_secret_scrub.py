@@ -189,3 +189,33 @@ def test_an_echoed_iam_password_never_reaches_the_terminal_or_log(
     for text in (ledger.read_text(), log.read_text(), out, err):
         assert secrets.scrub(text) == text  # no form of the password anywhere
         assert "iam-pass" not in text
+
+
+async def _echo_signature(request: web.Request) -> web.Response:
+    message = f"refused {request.headers.get('Authorization')}"
+    return web.json_response({"error_code": "CSBS.9998", "error_msg": message}, status=400)
+
+
+def test_an_echoed_signature_never_reaches_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("CSBS_AUTH_TOKEN", "CSBS_IAM_PASSWORD", "CSBS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", "AKECHO01")
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", "sk-echo-secret-0001")
+    manifest, ledger = tmp_path / "m.csv", tmp_path / "l.jsonl"
+    manifest.write_text(
+        "checkpoint_item_id,project_id,source_region,destination_region,destination_project_id\n"
+        f"{ITEM},{PROJECT},cn-north-1,cn-east-2,{'b' * 32}\n"
+    )
+    with serve({("*", "/v1/{tail:.*}"): _echo_signature}) as server:
+        argv = ["run", "--manifest", str(manifest), "--ledger", str(ledger)]
+        code = main([*argv, "--endpoint", server.base_url, "--no-progress"])
+    capsys.readouterr()
+    assert code == ExitCode.FAILED
+    sent = server.seen[-1].headers["Authorization"]
+    signature = sent.rsplit("Signature=", 1)[1]
+    failed = [orjson.loads(x) for x in ledger.read_bytes().splitlines()]
+    msg = next(r["error_msg"] for r in failed if r.get("status") == "failed")
+    assert msg == "refused ***"
+    assert signature not in ledger.read_text()
