@@ -275,7 +275,7 @@ class CsbsClient:
         self, project_id: str, item_id: str, *, region: str | None = None
     ) -> dict[str, Any]:
         data = await self._get_json(project_id, region, f"/checkpoint_items/{_segment(item_id)}")
-        return cast("dict[str, Any]", _field(data, "checkpoint_item", dict))
+        return cast("dict[str, Any]", _field(data, "checkpoint_item", dict, self._secrets.scrub))
 
     async def iter_items(
         self,
@@ -294,7 +294,7 @@ class CsbsClient:
         while True:
             page_query = query if marker is None else [*query, ("marker", marker)]
             data = await self._get_json(project_id, region, "/checkpoint_items", page_query)
-            page = _field(data, "checkpoint_items", list)
+            page = _field(data, "checkpoint_items", list, self._secrets.scrub)
             for item in page:
                 yield item
             if len(page) < page_size:
@@ -311,7 +311,7 @@ class CsbsClient:
     ) -> int:
         query = [(k, _query_value(v)) for k, v in filters.items()]
         data = await self._get_json(project_id, region, "/checkpoint_items/count", query)
-        count = _field(data, "count", int)
+        count = _field(data, "count", int, self._secrets.scrub)
         return int(count)
 
     async def replication_records(
@@ -333,7 +333,9 @@ class CsbsClient:
             if value is not None
         ]
         data = await self._get_json(project_id, region, "/replication_records", query)
-        return cast("list[dict[str, Any]]", _field(data, "replication_records", list))
+        return cast(
+            "list[dict[str, Any]]", _field(data, "replication_records", list, self._secrets.scrub)
+        )
 
     async def capabilities(
         self, project_id: str, *, region: str | None = None
@@ -341,7 +343,7 @@ class CsbsClient:
         """Source region -> the regions it may replicate to."""
         data = await self._get_json(project_id, region, "/replication_capabilities")
         result: dict[str, list[str]] = {}
-        for entry in _field(data, "regions", list):
+        for entry in _field(data, "regions", list, self._secrets.scrub):
             if isinstance(entry, dict) and isinstance(entry.get("name"), str):
                 destinations = entry.get("replication_destinations") or []
                 result[entry["name"]] = [d for d in destinations if isinstance(d, str)]
@@ -387,7 +389,7 @@ class CsbsClient:
         try:
             return orjson.loads(data)
         except ValueError:
-            raise _malformed("GET", path, data) from None
+            raise _malformed("GET", path, data, self._secrets.scrub) from None
 
     async def _call(
         self,
@@ -588,18 +590,26 @@ def _query_value(value: str | int | bool) -> str:
     return str(value)
 
 
-def _field(data: Any, name: str, kind: type[Any]) -> Any:
+def _field(data: Any, name: str, kind: type[Any], scrub: Callable[[str], str]) -> Any:
+    """``data[name]`` if it is a ``kind``; else a transient error quoting the answer, with
+    ``scrub`` masking any secret the server echoed in it."""
     value = data.get(name) if isinstance(data, dict) else None
     if isinstance(value, bool) or not isinstance(value, kind):
         raise TransientApiError(
-            f"answer without a valid {name!r} field", http_status=200, error_msg=_snippet(data)
+            f"answer without a valid {name!r} field",
+            http_status=200,
+            error_msg=scrub(_snippet(data)),
         )
     return value
 
 
-def _malformed(method: str, path: str, data: bytes) -> TransientApiError:
+def _malformed(
+    method: str, path: str, data: bytes, scrub: Callable[[str], str]
+) -> TransientApiError:
     return TransientApiError(
-        f"{method} {path}: 2xx answer is not JSON", http_status=200, error_msg=_snippet(data)
+        f"{method} {path}: 2xx answer is not JSON",
+        http_status=200,
+        error_msg=scrub(_snippet(data)),
     )
 
 

@@ -219,3 +219,21 @@ def test_an_echoed_signature_never_reaches_the_ledger(
     msg = next(r["error_msg"] for r in failed if r.get("status") == "failed")
     assert msg == "refused ***"
     assert signature not in ledger.read_text()
+
+
+@pytest.mark.anyio
+async def test_a_2xx_answer_echoing_the_token_is_scrubbed_too() -> None:
+    from orchestrator.auth import Secret, StaticToken
+    from orchestrator.client import ClientSettings, CsbsClient
+    from orchestrator.errors import TransientApiError
+
+    async def echo_ok(request: web.Request) -> web.Response:
+        return web.json_response({"unexpected": request.headers.get("X-Auth-Token")})
+
+    with serve({("*", "/{tail:.*}"): echo_ok}) as server:
+        auth = StaticToken(Secret("tok-2xx-echo-0001"))
+        async with CsbsClient(ClientSettings(endpoint=server.base_url), auth) as client:
+            with pytest.raises(TransientApiError) as raised:
+                await client.capabilities(PROJECT)
+    assert "tok-2xx-echo" not in str(raised.value.error_msg)
+    assert "***" in str(raised.value.error_msg)
