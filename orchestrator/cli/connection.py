@@ -10,6 +10,7 @@ from typing import Any
 
 from orchestrator.config.settings import RunSettings, load_config
 from orchestrator.errors import ConfigError
+from orchestrator.secret_set import SecretSet
 from orchestrator.service.auth import AkSkSigner, Secret
 from orchestrator.service.connect import Connection, connection
 
@@ -28,8 +29,9 @@ async def connect(
     args: argparse.Namespace, settings: RunSettings, env: Mapping[str, str]
 ) -> AsyncIterator[Connection]:
     """The real service, or with ``--simulate`` an embedded simulator for the block's life."""
+    secrets: SecretSet | None = getattr(args, "secret_set", None)  # set by open_output
     if not getattr(args, "simulate", False):
-        yield await connection(settings, env)
+        yield await connection(settings, env, secrets)
         return
     from orchestrator.simulator import Simulator, SimulatorConfig  # noqa: PLC0415 - only for --simulate
 
@@ -43,4 +45,4 @@ async def connect(
             endpoint=sim.base_url,
             project_id=settings.project_id or sim.state.projects[0].id,
         )
-        yield Connection(simulated, AkSkSigner(config.ak, Secret(config.sk)))
+        yield Connection(simulated, AkSkSigner(config.ak, Secret(config.sk)), secrets)

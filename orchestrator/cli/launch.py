@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 import anyio
+import structlog
 from rich.console import Console
 
 from orchestrator.cli.connection import connect, simulator_knobs
@@ -32,6 +33,8 @@ from orchestrator.insight.metrics import RunMetrics, write_textfile
 from orchestrator.insight.report import build_report
 from orchestrator.ledger.file import iter_records
 from orchestrator.ledger.format import StopReason
+from orchestrator.safe_text import for_terminal
+from orchestrator.secret_set import SecretSet
 from orchestrator.service.client import CsbsClient
 
 __all__ = [
@@ -42,6 +45,8 @@ __all__ = [
     "simulator_secrets",
     "write_run_metrics",
 ]
+
+log = structlog.get_logger("orchestrator.cli.launch")
 
 _SECRET_ENV = (
     "HUAWEICLOUD_SDK_SK",
@@ -73,7 +78,13 @@ class Output:
 
 
 def open_output(args: argparse.Namespace, secrets: Iterable[str]) -> Output:
-    """Configure logging so that logs and the progress display never share a stream badly."""
+    """Configure logging so that logs and the progress display never share a stream badly.
+
+    The secrets become one :class:`SecretSet`, kept on ``args.secret_set`` for
+    :func:`connect`: the client adds the tokens it learns to the very set the log redactor
+    scrubs with."""
+    known = SecretSet(secrets)
+    args.secret_set = known
     console = Console(stderr=True)
     # is_interactive: a terminal that can redraw (not TERM=dumb); a dumb one gets log events.
     live = console.is_interactive and args.log_format != "json"
@@ -81,7 +92,7 @@ def open_output(args: argparse.Namespace, secrets: Iterable[str]) -> Output:
         fmt=args.log_format,
         level=args.log_level,
         log_file=args.log_file,
-        secrets=secrets,
+        secrets=known,
         console=console if live else None,
     )
     return Output(console, live)
@@ -188,5 +199,7 @@ def print_summary(result: JobResult, ledger: Path, out: TextIO) -> None:
             "the network, then `resume`"
         )
     lines += _problem_lines(result.plan)
-    out.write("\n".join(lines) + "\n")
+    # The credentials and last-error lines quote the service (request ids, messages), the
+    # problem lines a manifest: escape codes in them must not reach the terminal.
+    out.write("\n".join(for_terminal(line, 1000) for line in lines) + "\n")
     out.flush()

@@ -14,12 +14,14 @@ Where lines go:
   progress rows instead of both fighting over the terminal. See ``orchestrator/progress.py``.
 
 Secrets: a redaction processor masks the values of keys named like a secret (``sk``,
-``password``, ``token``, ``authorization``, ``x-auth-token``, ``x-subject-token``, nested dicts
-and lists too) and replaces every occurrence of the given secret strings in string values with
-``***``. Rendered lines are scrubbed once more for the secret strings, which also covers
-``repr()`` of odd objects and console tracebacks. Tracebacks never show local variables (they
-hold headers and tokens). Secrets learnt later (an IAM token) are covered by key name only:
-never log them under an innocent key.
+``password``, ``pwd``, ``passphrase``, ``token``, ``authorization``, ``api_key``,
+``private_key``, ``credential``, ``signature``, ``x-auth-token``, ``x-subject-token``, nested
+dicts and lists too) and replaces every occurrence of the known secret strings in string
+values with ``***``. Rendered lines are scrubbed once more for the secret strings in every
+escaped form (JSON, ``repr``, both), which also covers ``repr()`` of odd objects and console
+tracebacks. Tracebacks never show local variables (they hold headers and tokens). The known
+secrets are a :class:`~orchestrator.secret_set.SecretSet` that grows during the run: the
+client adds each token it learns (an IAM token) before sending it.
 
 JSON processor chain (the hot path; a line costs about 7 µs, a filtered-out debug call 0.1 µs)::
 
@@ -33,6 +35,7 @@ Redaction runs *after* the exception renderer so that exception messages are scr
 from __future__ import annotations
 
 import io
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -46,23 +49,50 @@ from rich.text import Text
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from orchestrator.errors import ConfigError
+from orchestrator.safe_file import PRIVATE, open_or_create
+from orchestrator.safe_text import for_terminal
+from orchestrator.secret_set import MASK, SecretSet
 
 __all__ = ["LogFormat", "Redactor", "close_logging", "configure_logging", "resolve_format"]
 
 LogFormat = Literal["auto", "json", "console"]
 
 _LEVELS = frozenset({"debug", "info", "warning", "error", "critical"})
-MASK = "***"
-_MASK_BYTES = MASK.encode()
 _KEY_CACHE_SIZE = 4096
+_CONSOLE_VALUE_MAX = 4000
 
 # Words that mark a key as secret wherever they appear in it (``iam_password``, ``X-Auth-Token``).
 _SECRET_WORDS = frozenset(
-    {"secret", "sk", "password", "passwd", "token", "authorization", "cookie", "credentials"}
+    {
+        "secret",
+        "sk",
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "token",
+        "authorization",
+        "cookie",
+        "credential",
+        "credentials",
+        "signature",
+    }
 )
-# Long enough to be matched inside run-together names (``secretKey``, ``securitytoken``);
-# ``token`` only at the end, so ``total_tokens`` (a limiter size) stays readable.
-_SECRET_INFIXES = ("secret", "password", "passwd", "authorization")
+# Long enough to be matched inside run-together names (``secretKey``, ``securitytoken``,
+# ``api_key`` once separators are dropped); ``token`` only at the end, so ``total_tokens`` (a
+# limiter size) stays readable.
+_SECRET_INFIXES = (
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "authorization",
+    "credential",
+    "apikey",
+    "privatekey",
+    "accesskeysecret",
+)
+_SEPARATORS = str.maketrans("", "", "_-. ")
 # Values that can hold no secret text; skipped before the (slow, ABC) Mapping check.
 _PLAIN = frozenset({int, float, bool, type(None)})
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
@@ -70,7 +100,7 @@ _WORD = re.compile(r"[a-z0-9]+")
 
 
 def _is_secret_key(key: str) -> bool:
-    lowered = key.lower()
+    lowered = key.lower().translate(_SEPARATORS)
     if any(infix in lowered for infix in _SECRET_INFIXES):
         return True
     words = _WORD.findall(_CAMEL.sub(r"\1_\2", key).lower())
@@ -84,12 +114,11 @@ class Redactor:
     it builds new ones.
     """
 
-    __slots__ = ("_key_cache", "_raw_secrets", "_secrets")
+    __slots__ = ("_key_cache", "_secrets")
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first: a secret that contains another is masked whole.
-        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
-        self._raw_secrets = tuple(secret.encode() for secret in self._secrets)
+    def __init__(self, secrets: Iterable[str] | SecretSet = ()) -> None:
+        # Shared, not copied: secrets learnt later in the run (tokens) are scrubbed too.
+        self._secrets = secrets if isinstance(secrets, SecretSet) else SecretSet(secrets)
         # Event keys come from code, so this memo stays small; it keeps the per-line cost at one
         # dict lookup per key. Capped: nested dicts may be keyed by data (item ids).
         self._key_cache: dict[str, bool] = {}
@@ -115,17 +144,11 @@ class Redactor:
         return event_dict
 
     def scrub(self, text: str) -> str:
-        """``text`` with every known secret string replaced by ``***``."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
+        """``text`` with every known secret string (in every escaped form) replaced by ``***``."""
+        return self._secrets.scrub(text)
 
     def scrub_bytes(self, data: bytes) -> bytes:
-        for raw in self._raw_secrets:
-            if raw in data:
-                data = data.replace(raw, _MASK_BYTES)
-        return data
+        return self._secrets.scrub_bytes(data)
 
     def _secret_key(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -170,7 +193,7 @@ def configure_logging(
     level: str,
     log_file: str | None,
     stream: TextIO | BinaryIO | None = None,
-    secrets: Iterable[str] = (),
+    secrets: Iterable[str] | SecretSet = (),
     console: Console | None = None,
 ) -> None:
     """Configure structlog for this process. Call once; :func:`close_logging` undoes it.
@@ -275,7 +298,10 @@ class _Sinks:
 
     def add_file(self, path: str) -> None:
         try:
-            file = open(path, "ab")  # noqa: SIM115 - lives until close_logging()
+            # 0600 when created (log lines name projects and errors), a regular file only
+            # (a FIFO would block, a symlink planted in a shared directory redirect us).
+            fd, _ = open_or_create(path, os.O_WRONLY | os.O_APPEND, mode=PRIVATE, follow=True)
+            file = os.fdopen(fd, "ab")
         except OSError as exc:
             raise ConfigError(f"cannot open log file {path!r}: {exc.strerror}") from exc
         self._owned.append(file)
@@ -316,10 +342,14 @@ class _Sinks:
                 json_line = redactor.scrub_bytes(orjson.dumps(data, default=repr))
             console_line = ""
             if needs_console:
+                # Values may quote the service or a file: escape their control characters so
+                # that only the renderer's own colours reach the terminal.
+                shown = {
+                    k: for_terminal(v, _CONSOLE_VALUE_MAX) if type(v) is str else v
+                    for k, v in event_dict.items()
+                }
                 # Tracebacks are rendered here, after the redactor ran: scrub the text itself.
-                console_line = redactor.scrub(
-                    str(console_renderer(logger, method_name, event_dict))
-                )
+                console_line = redactor.scrub(str(console_renderer(logger, method_name, shown)))
             return tuple(json_line if flag else console_line for flag in flags), {}
 
         return render

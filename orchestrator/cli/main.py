@@ -566,5 +566,8 @@ def _ours_inside(exc: BaseException, ours: type[BaseException]) -> BaseException
 
 
 def _fail(message: str, code: ExitCode) -> int:
-    print(f"csbs-orchestrator: error: {message}", file=sys.stderr)
+    from orchestrator.safe_text import for_terminal
+
+    # Messages may quote the service or a file: no escape codes through, and one screenful.
+    print(f"csbs-orchestrator: error: {for_terminal(message, 2000)}", file=sys.stderr)
     return code

@@ -54,6 +54,7 @@ from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.format import StopReason
+from orchestrator.safe_text import for_terminal
 from orchestrator.scheduling.scheduler import (
     Clock,
     CronSchedule,
@@ -187,7 +188,7 @@ async def discover_with(conn: Connection, config: DiscoverConfig) -> Discovery:
 
 def _print_discovery(discovery: Discovery, out: TextIO) -> None:
     for summary in discovery.summaries:
-        out.write(summary.line() + "\n")
+        out.write(for_terminal(summary.line(), 1000) + "\n")
     out.flush()
 
 

@@ -41,6 +41,7 @@ from orchestrator.engine.plan import Plan, RegionCounts
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.history import History
 from orchestrator.models import ReplicationTask
+from orchestrator.safe_text import for_terminal
 
 __all__ = [
     "PlanReport",
@@ -191,7 +192,8 @@ def render_plan(report: PlanReport) -> str:
         f"estimate: {est['requests']} requests, {when} at the configured limits "
         "(no retries assumed)"
     )
-    return "\n".join(lines) + "\n"
+    # Regions, ids and reasons come from the manifest: no escape codes to the terminal.
+    return "\n".join(for_terminal(line, 1000) for line in lines) + "\n"
 
 
 def _supported(value: bool | None, report: PlanReport) -> str:

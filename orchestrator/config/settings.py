@@ -144,8 +144,19 @@ OPTIONS: tuple[Option, ...] = (
         "--insecure",
         _bool,
         True,
-        "turn TLS certificate verification off (flag) / on (config verify_tls)",
+        "turn TLS certificate verification off and accept http:// to a non-loopback host, "
+        "where no credential is ever sent (flag) / on (config verify_tls); logs a warning",
         config="connection.verify_tls",
+        group=_CONN,
+    ),
+    Option(
+        "ca_file",
+        "--ca-file",
+        str,
+        None,
+        "PEM file of CA certificates to trust instead of the system store (a private CA)",
+        env="CSBS_CA_FILE",
+        config="connection.ca_file",
         group=_CONN,
     ),
     Option(
@@ -311,6 +322,7 @@ class RunSettings:
     iam_domain: str | None = None
     iam_password: str | None = field(default=None, repr=False)
     verify_tls: bool = True
+    ca_file: str | None = None
     request_timeout: float = 60.0
     concurrency: int = 64
     per_region: int = 32
@@ -352,6 +364,10 @@ def load_config(path: str | None) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib recurses once per nested array or inline table: a file nested thousands
+        # deep exhausts the stack. No real config nests more than a few levels.
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
 
 
 def _from_config(config: Mapping[str, Any], dotted: str) -> Any:

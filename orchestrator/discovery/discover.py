@@ -51,6 +51,7 @@ from orchestrator.atomic_file import replacing
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import ConfigError, TransientApiError
 from orchestrator.models import ReplicationTask
+from orchestrator.safe_text import csv_row, for_terminal, is_uuid
 from orchestrator.service.records import CopyState, RecordReader
 
 __all__ = [
@@ -442,6 +443,8 @@ class SourceSummary:
     pairs: int = 0
     replicated: int = 0
     in_progress: int = 0
+    invalid_ids: int = 0
+    """Listed items whose id is no UUID: never written (a manifest cell a spreadsheet may run)."""
 
     def line(self) -> str:
         return (
@@ -450,6 +453,7 @@ class SourceSummary:
             f"{self.pairs} pairs written"
             + (f" ({self.replicas} replicas ignored)" if self.replicas else "")
             + (f" ({self.not_available} not available)" if self.not_available else "")
+            + (f" ({self.invalid_ids} with an invalid id skipped)" if self.invalid_ids else "")
         )
 
 
@@ -479,6 +483,14 @@ async def discover(
         summary = SourceSummary(source)
         async for item in _list(client, source, config, retry or RetryPolicy(), sleep):
             summary.listed += 1
+            if not is_uuid(item["id"]):
+                # The id goes into a manifest and back into a URL: only the service's own
+                # UUID form is trusted; anything else (a formula, escape codes) is skipped.
+                summary.invalid_ids += 1
+                log.warning(
+                    "discover.invalid_id", source=str(source), item_id=for_terminal(item["id"], 80)
+                )
+                continue
             for task in _pairs_of(item, source, config, summary, reader):
                 if task.key not in seen_pairs:
                     seen_pairs.add(task.key)
@@ -584,12 +596,14 @@ def write_manifest(tasks: Iterable[ReplicationTask], path: str | os.PathLike[str
             writer.writerow(MANIFEST_COLUMNS)
             for t in tasks:
                 writer.writerow(
-                    (
-                        t.checkpoint_item_id,
-                        t.project_id,
-                        t.source_region or "",
-                        t.destination_region,
-                        t.destination_project_id,
+                    csv_row(
+                        (
+                            t.checkpoint_item_id,
+                            t.project_id,
+                            t.source_region or "",
+                            t.destination_region,
+                            t.destination_project_id,
+                        )
                     )
                 )
                 count += 1

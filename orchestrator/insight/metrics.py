@@ -173,4 +173,5 @@ def write_textfile(path: str | os.PathLike[str], metrics: RunMetrics) -> None:
     """
     target = Path(path)
     text = render_metrics(metrics, previous_success=_previous_success(target))
-    replace_file(target, text.encode())  # 0644: node_exporter usually runs as another user
+    # 0644, as documented: node_exporter usually runs as another user. Counts only, no ids.
+    replace_file(target, text.encode(), mode=0o644)

@@ -51,6 +51,7 @@ import orjson
 from orchestrator.atomic_file import replace_file
 from orchestrator.errors import ConfigError, LedgerError
 from orchestrator.models import FINAL_SUCCESS, ResultStatus
+from orchestrator.safe_text import csv_row, for_terminal
 from orchestrator.service.records import CopyState, RecordReader, ledger_line_state
 
 __all__ = [
@@ -469,6 +470,8 @@ def _fmt_seconds(value: float | None) -> str:
 
 
 def _grid(headers: tuple[str, ...], rows: list[tuple[str, ...]], numeric: set[int]) -> list[str]:
+    # Every cell may come from the ledger, hence from the service: no escape codes through.
+    rows = [tuple(for_terminal(cell, 200) for cell in row) for row in rows]
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
 
     def line(cells: tuple[str, ...]) -> str:
@@ -491,7 +494,9 @@ def _text(value: object) -> str:
 
 def render_table(report: Report) -> str:
     """Plain aligned text for a terminal or an e-mail; stable, no colours."""
-    scope = {"last": "last run", "all": "all runs"}.get(report.scope, f"run {report.scope}")
+    scope = {"last": "last run", "all": "all runs"}.get(
+        report.scope, f"run {for_terminal(report.scope, 100)}"
+    )
     out = [f"Ledger report: {scope}, {len(report.runs)} run(s), {report.pairs} pair(s)"]
     if not report.runs:
         out.append("  (no runs in this ledger)")
@@ -655,7 +660,7 @@ def render_csv(report: Report) -> str:
     writer.writerow(("destination_region", "status", "count"))
     for region in report.regions:
         for status in report.statuses:
-            writer.writerow((region, status, report.counts.get((region, status), 0)))
+            writer.writerow(csv_row((region, status, report.counts.get((region, status), 0))))
     return buffer.getvalue()
 
 
@@ -689,6 +694,8 @@ def write_failed_manifest(
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(MANIFEST_HEADER)
-    writer.writerows(rows)
-    replace_file(path, buffer.getvalue().encode())  # 0644: whoever runs the manifest
+    # Ids and names come from the ledger, so from the service or a manifest: a spreadsheet
+    # must not run them as formulas. (A neutralised id is no UUID: `run` then rejects it.)
+    writer.writerows(csv_row(row) for row in rows)
+    replace_file(path, buffer.getvalue().encode())  # 0600, like every file the tool writes
     return len(rows)

@@ -87,6 +87,7 @@ from orchestrator.atomic_file import fsync_directory
 from orchestrator.errors import LedgerError, LedgerLockedError, LedgerWriteError
 from orchestrator.ledger.format import SCHEMA_VERSION
 from orchestrator.ledger.serial_thread import SerialThread
+from orchestrator.safe_file import PRIVATE, open_or_create, open_regular
 
 __all__ = [
     "LedgerReader",
@@ -96,7 +97,10 @@ __all__ = [
     "last_record",
 ]
 
-_OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+# Read and write: the torn-tail check reads through the very descriptor that was checked to be
+# a regular file (a second open by name could meet another file).
+_OPEN_FLAGS: Final = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
 _TAIL_CHUNK: Final = 65536
 _SCAN_CHUNK: Final = 1 << 20
 _dumps = orjson.dumps
@@ -347,12 +351,9 @@ class LedgerWriter:
 def _open_locked(path: str, fsync: bool) -> tuple[int, int]:
     """Open ``path`` for appending, lock it, cut a torn last line. Returns (fd, bytes cut)."""
     try:
-        try:
-            fd = os.open(path, _OPEN_FLAGS | os.O_EXCL, 0o644)
-            created = True
-        except FileExistsError:
-            fd = os.open(path, _OPEN_FLAGS, 0o644)
-            created = False
+        # Never through a symlink, never blocking on a FIFO, 0600 whatever the umask: a
+        # ledger directory (the scheduler's above all) may be writable by others.
+        fd, created = open_or_create(path, _OPEN_FLAGS, mode=PRIVATE)
     except OSError as exc:
         raise LedgerError(f"{path}: cannot open the ledger: {exc.strerror or exc}") from exc
     try:
@@ -386,20 +387,16 @@ def _cut_torn_tail(fd: int, path: str) -> int:
     size = os.fstat(fd).st_size
     if size == 0:
         return 0
-    rfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if os.pread(rfd, 1, size - 1) == b"\n":
-            return 0
-        keep, end = 0, size
-        while end > 0:
-            start = max(0, end - _TAIL_CHUNK)
-            newline = os.pread(rfd, end - start, start).rfind(b"\n")
-            if newline >= 0:
-                keep = start + newline + 1
-                break
-            end = start
-    finally:
-        os.close(rfd)
+    if os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    keep, end = 0, size
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        end = start
     os.ftruncate(fd, keep)
     return size - keep
 
@@ -435,7 +432,9 @@ class LedgerReader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         try:
-            f = open(self.name, "rb")  # noqa: SIM115 (closed by the with below)
+            # A FIFO or device named like a ledger must not hang the reader; a symlink to a
+            # ledger is fine to read (``report latest.jsonl``).
+            f = os.fdopen(open_regular(self.name, os.O_RDONLY, follow=True), "rb")
         except OSError as exc:
             reason = exc.strerror or exc
             raise LedgerError(f"{self.name}: cannot open the ledger: {reason}") from exc
@@ -492,7 +491,7 @@ def last_record(path: str | os.PathLike[str], event: str) -> dict[str, Any] | No
     """
     name = os.fspath(path)
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_regular(name, os.O_RDONLY, follow=True)
         try:
             return _last_with(fd, event.encode(), event)
         finally:

@@ -32,12 +32,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import orjson
 
 from orchestrator.atomic_file import replace_file
 from orchestrator.errors import LedgerError
+from orchestrator.safe_file import open_regular
 
 __all__ = ["SavedFold", "load_snapshot", "save_snapshot", "snapshot_path"]
 
@@ -71,7 +72,7 @@ def save_snapshot(ledger: str | os.PathLike[str], fold: SavedFold) -> int:
     Raises LedgerError when the ledger is shorter than the fold says (cut by hand since it
     was read), OSError on a failed read or write."""
     sections, body = _encode_pairs(fold.pairs)
-    with open(ledger, "rb") as f:
+    with _open_read(ledger, follow=True) as f:
         try:
             identity = _identity(f.fileno(), fold.end)
         except _Unusable as exc:
@@ -94,6 +95,10 @@ def save_snapshot(ledger: str | os.PathLike[str], fold: SavedFold) -> int:
     return len(data)
 
 
+def _open_read(path: str | os.PathLike[str], *, follow: bool) -> BinaryIO:
+    return os.fdopen(open_regular(path, os.O_RDONLY, follow=follow), "rb")
+
+
 def _remove_stale_temporaries(target: Path) -> None:
     """Delete what a save killed midway left (``replace_file``'s temporary files). Saves run
     under the ledger's lock, so no other save can be writing one now."""
@@ -104,7 +109,8 @@ def _remove_stale_temporaries(target: Path) -> None:
 def load_snapshot(ledger: str | os.PathLike[str]) -> tuple[SavedFold | None, str]:
     """The saved fold of ``ledger``, or None and why it cannot be used."""
     try:
-        with open(snapshot_path(ledger), "rb") as f:
+        # Beside the ledger, perhaps in a directory others write: no symlink, no FIFO.
+        with _open_read(snapshot_path(ledger), follow=False) as f:
             data = f.read()
     except FileNotFoundError:
         return None, "no snapshot"
@@ -113,7 +119,7 @@ def load_snapshot(ledger: str | os.PathLike[str]) -> tuple[SavedFold | None, str
     try:
         header, body = _parse(data)
         fold = _decode(header, body)
-        with open(ledger, "rb") as f:
+        with _open_read(ledger, follow=True) as f:
             if header["ledger"] != _identity(f.fileno(), fold.end):
                 return None, "the ledger is not the one the snapshot describes"
     except _Unusable as exc:

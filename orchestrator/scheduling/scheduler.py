@@ -44,6 +44,8 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 from orchestrator.atomic_file import replace_file
 from orchestrator.errors import ConfigError, ScheduleError
 from orchestrator.ledger.snapshot import snapshot_path
+from orchestrator.safe_file import NotRegularFileError, open_or_create, open_regular
+from orchestrator.safe_text import for_terminal
 
 __all__ = [
     "LOCK_FILE_NAME",
@@ -463,11 +465,15 @@ class _StateFile:
 
     def load(self) -> ScheduleState | None:
         try:
-            raw = self.path.read_bytes()
+            # The state directory is untrusted: no symlink, no FIFO (it would block for good).
+            with os.fdopen(open_regular(self.path, os.O_RDONLY), "rb") as handle:
+                raw = handle.read()
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise ScheduleError(f"schedule state {self.path}: cannot read: {exc}") from exc
+            raise ScheduleError(
+                f"schedule state {self.path}: cannot read: {exc.strerror or exc}"
+            ) from exc
         try:
             return ScheduleState.from_json(json.loads(raw))
         except (ValueError, KeyError, TypeError) as exc:
@@ -499,9 +505,10 @@ class _FiringLock:
     @classmethod
     def try_acquire(cls, path: Path, note: str) -> _FiringLock | None:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # A symlink planted here would make us truncate and write the file it names.
+            fd, _ = open_or_create(path, os.O_RDWR)
         except OSError as exc:
-            raise ScheduleError(f"schedule lock {path}: cannot open: {exc}") from exc
+            raise ScheduleError(f"schedule lock {path}: cannot open: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -523,7 +530,8 @@ class _FiringLock:
 
 def _lock_holder(path: Path) -> str:
     with contextlib.suppress(OSError):
-        note = path.read_text(errors="replace").strip()
+        with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as handle:
+            note = for_terminal(handle.read(200).decode(errors="replace").strip(), 200)
         if note:
             return note
     return "unknown holder"
@@ -786,9 +794,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _unlink_unless_locked(path: Path) -> bool:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
+        fd = open_regular(path, os.O_RDONLY)
+    except (FileNotFoundError, NotRegularFileError):
+        return False  # gone, or a symlink/FIFO planted there: not ours to follow or delete
     except OSError as exc:
         raise ScheduleError(f"ledger {path}: cannot open for pruning: {exc}") from exc
     try:

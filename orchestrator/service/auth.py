@@ -51,6 +51,8 @@ _PLAIN_PATH = re.compile(r"[A-Za-z0-9._~/-]*")
 _PLAIN_QUERY = re.compile(r"[A-Za-z0-9._~=&-]*")
 # An AK goes unquoted into the Authorization header: refuse anything that could break it.
 _ACCESS_KEY = re.compile(r"[A-Za-z0-9]+")
+# A token goes into a header as it is: printable ASCII only (no CR/LF to split it).
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]+")
 _SHA256_BLOCK = 64
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
@@ -274,6 +276,12 @@ class StaticToken:
     def __init__(self, token: Secret) -> None:
         if not token:
             raise ConfigError("the auth token is empty")
+        if not _HEADER_SAFE.fullmatch(token.reveal()):
+            # CR/LF would split the header (aiohttp refuses it mid-run as a bare ValueError).
+            raise ConfigError(
+                "the auth token holds a line break, control or non-ASCII character: "
+                "check CSBS_AUTH_TOKEN (a stray CR/LF from a file or a copy and paste?)"
+            )
         self._token = token
 
     def __repr__(self) -> str:
@@ -391,6 +399,8 @@ class IamPasswordToken:
         value = headers.get("X-Subject-Token")
         if not value:
             raise AuthError("IAM answered without an X-Subject-Token header")
+        if not _HEADER_SAFE.fullmatch(value):
+            raise AuthError("IAM answered a token that no header can carry (control characters)")
         lifetime = _lifetime(body) or self._default_lifetime
         margin = min(self._refresh_before, lifetime / 5)
         return _Token(Secret(value), fetched_at + lifetime - margin)

@@ -35,7 +35,7 @@ import enum
 import math
 import re
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -61,10 +61,15 @@ from orchestrator.errors import (
     throttle_window_s,
 )
 from orchestrator.models import PROVIDER_ID, ReplicationTask
+from orchestrator.secret_set import MASK, SecretSet
 from orchestrator.service.auth import Authenticator
 from orchestrator.service.error_body import SNIPPET, parse_error_body
 from orchestrator.service.error_body import snippet as _snippet
 from orchestrator.service.records import RecordReader, live_record_id
+from orchestrator.service.transport_policy import (
+    check_endpoint,
+    refuse_credentials_over_plain_http,
+)
 
 __all__ = [
     "ClientSettings",
@@ -79,6 +84,13 @@ _REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+")
 # Ids made of unreserved characters go into a path as they are; anything else is quoted.
 _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _SNIPPET = SNIPPET
+_TAGS = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+_REQUEST_ID_MAX = 100
+# Headers that carry a credential: tokens are learnt as secrets; all are masked in answers.
+_TOKEN_HEADERS = ("X-Auth-Token", "X-Security-Token")
+_CREDENTIAL_HEADERS = (*_TOKEN_HEADERS, "Authorization")
+_FAILED_RECORD = frozenset({"fail", "failed", "error"})
 _JSON = "application/json"
 _CLOSE_TIMEOUT_S = 5.0
 
@@ -112,6 +124,9 @@ class ClientSettings:
     """0: no per-host limit (the pool's limiters decide)."""
     verify_tls: bool = True
     ca_file: str | None = None
+    """A PEM bundle of CA certificates to trust instead of the system store (a private CA)."""
+    allow_plain_http: bool = False
+    """``--insecure``: accept ``http://`` to a non-loopback host (no credential is sent there)."""
     error_table: ErrorTable = field(default_factory=ErrorTable)
     retry_after_cap_s: float = 60.0
     user_agent: str = f"csbs-orchestrator/{__version__}"
@@ -119,13 +134,16 @@ class ClientSettings:
     def endpoint_for(self, region: str | None) -> str:
         """The base URL (no trailing ``/``) for calls whose source region is ``region``."""
         if self.endpoint:
-            return _checked_base(self.endpoint)
-        region = region or self.region
-        if region is None:
-            raise ConfigError("no CSBS endpoint: set an endpoint URL or a source region")
-        if not _REGION.fullmatch(region):
-            raise ConfigError(f"invalid region name {region!r}")
-        return _checked_base(self.endpoint_template.format(region=region))
+            base = _checked_base(self.endpoint)
+        else:
+            region = region or self.region
+            if region is None:
+                raise ConfigError("no CSBS endpoint: set an endpoint URL or a source region")
+            if not _REGION.fullmatch(region):
+                raise ConfigError(f"invalid region name {region!r}")
+            base = _checked_base(self.endpoint_template.format(region=region))
+        check_endpoint(base, insecure=self.allow_plain_http)
+        return base
 
 
 def _checked_base(url: str) -> str:
@@ -154,10 +172,16 @@ class CsbsClient:
     a closed client cannot be reopened. ``auth=None`` sends no credentials (simulator)."""
 
     def __init__(
-        self, settings: ClientSettings | None = None, auth: Authenticator | None = None
+        self,
+        settings: ClientSettings | None = None,
+        auth: Authenticator | None = None,
+        *,
+        secrets: SecretSet | None = None,
     ) -> None:
         self._settings = settings or ClientSettings()
         self._auth = auth
+        # Shared with the log redactor when given: tokens learnt here are scrubbed there too.
+        self._secrets = secrets if secrets is not None else SecretSet()
         self._session: aiohttp.ClientSession | None = None
         timeouts = self._settings.timeouts
         # GETs only (see Timeouts); every other call uses the session's, without sock_read.
@@ -256,7 +280,7 @@ class CsbsClient:
         self, project_id: str, item_id: str, *, region: str | None = None
     ) -> dict[str, Any]:
         data = await self._get_json(project_id, region, f"/checkpoint_items/{_segment(item_id)}")
-        return cast("dict[str, Any]", _field(data, "checkpoint_item", dict))
+        return cast("dict[str, Any]", _field(data, "checkpoint_item", dict, self._secrets.scrub))
 
     async def iter_items(
         self,
@@ -275,7 +299,7 @@ class CsbsClient:
         while True:
             page_query = query if marker is None else [*query, ("marker", marker)]
             data = await self._get_json(project_id, region, "/checkpoint_items", page_query)
-            page = _field(data, "checkpoint_items", list)
+            page = _field(data, "checkpoint_items", list, self._secrets.scrub)
             for item in page:
                 yield item
             if len(page) < page_size:
@@ -292,7 +316,7 @@ class CsbsClient:
     ) -> int:
         query = [(k, _query_value(v)) for k, v in filters.items()]
         data = await self._get_json(project_id, region, "/checkpoint_items/count", query)
-        count = _field(data, "count", int)
+        count = _field(data, "count", int, self._secrets.scrub)
         return int(count)
 
     async def replication_records(
@@ -314,7 +338,9 @@ class CsbsClient:
             if value is not None
         ]
         data = await self._get_json(project_id, region, "/replication_records", query)
-        return cast("list[dict[str, Any]]", _field(data, "replication_records", list))
+        return cast(
+            "list[dict[str, Any]]", _field(data, "replication_records", list, self._secrets.scrub)
+        )
 
     async def capabilities(
         self, project_id: str, *, region: str | None = None
@@ -322,7 +348,7 @@ class CsbsClient:
         """Source region -> the regions it may replicate to."""
         data = await self._get_json(project_id, region, "/replication_capabilities")
         result: dict[str, list[str]] = {}
-        for entry in _field(data, "regions", list):
+        for entry in _field(data, "regions", list, self._secrets.scrub):
             if isinstance(entry, dict) and isinstance(entry.get("name"), str):
                 destinations = entry.get("replication_destinations") or []
                 result[entry["name"]] = [d for d in destinations if isinstance(d, str)]
@@ -377,7 +403,7 @@ class CsbsClient:
         try:
             return orjson.loads(data)
         except ValueError:
-            raise _malformed("GET", path, data) from None
+            raise _malformed("GET", path, data, self._secrets.scrub) from None
 
     async def _call(
         self,
@@ -409,6 +435,7 @@ class CsbsClient:
                     body=body or b"",
                     project_id=project_id,
                 )
+                self._learn(headers)
             limits = self._read_timeout if method == "GET" else None
             status, data, answer_headers = await _send(
                 session, method, url, headers, body, limits=limits
@@ -425,7 +452,16 @@ class CsbsClient:
             ):
                 renewed = True
                 continue
-            raise self._error(status, data, answer_headers, f"{method} {url.raw_path}")
+            raise self._error(status, data, answer_headers, f"{method} {url.raw_path}", headers)
+
+    def _learn(self, headers: Mapping[str, str]) -> None:
+        """Tokens this request carries become known secrets before it is sent (an IAM token
+        is learnt at run time): two lookups per request, a set insert once per token."""
+        secrets = self._secrets
+        for name in _TOKEN_HEADERS:
+            value = headers.get(name)
+            if value and value not in secrets:
+                secrets.add(value)
 
     async def _post_unauthenticated(self, url: str, body: bytes) -> tuple[Mapping[str, str], bytes]:
         """For authenticators (IAM tokens): a JSON POST mapped like every other call."""
@@ -433,6 +469,9 @@ class CsbsClient:
             target = yarl.URL(url)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid URL {url!r}: {exc}") from exc
+        # The body of an IAM token request holds the password.
+        check_endpoint(url, insecure=self._settings.allow_plain_http, what="IAM endpoint")
+        refuse_credentials_over_plain_http(target, "IAM token request")
         headers = {"Content-Type": _JSON}
         status, data, answer_headers = await _send(
             self._open_session(), "POST", target, headers, body
@@ -441,7 +480,14 @@ class CsbsClient:
             return answer_headers, data
         raise self._error(status, data, answer_headers, f"POST {target.raw_path}")
 
-    def _error(self, status: int, data: bytes, headers: Mapping[str, str], what: str) -> ApiError:
+    def _error(
+        self,
+        status: int,
+        data: bytes,
+        headers: Mapping[str, str],
+        what: str,
+        used: Mapping[str, str] | None = None,
+    ) -> ApiError:
         return error_for_response(
             status,
             data,
@@ -449,7 +495,25 @@ class CsbsClient:
             table=self._settings.error_table,
             what=what,
             retry_after_cap_s=self._settings.retry_after_cap_s,
+            scrub=self._scrubber(used or {}),
         )
+
+    def _scrubber(self, used: Mapping[str, str]) -> Callable[[str], str]:
+        """Masks every known secret and this request's own credentials (a signature is new
+        each time) in what the answer says: a server may echo them, and the message goes to
+        the ledger, the logs and the terminal."""
+        extra = [value for name in _CREDENTIAL_HEADERS if (value := used.get(name))]
+        extra += [v.rsplit("Signature=", 1)[1] for v in extra if "Signature=" in v]
+        secrets = self._secrets
+
+        def scrub(text: str) -> str:
+            # This request's whole headers first: they contain shorter known secrets (the AK).
+            for value in extra:
+                if value in text:
+                    text = text.replace(value, MASK)
+            return secrets.scrub(text)
+
+        return scrub
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -461,6 +525,8 @@ class CsbsClient:
         prefix = self._prefixes.get(key)
         if prefix is None:
             base = self._settings.endpoint_for(region)
+            if self._auth is not None:  # once per prefix: no cost on the request path
+                refuse_credentials_over_plain_http(yarl.URL(base))
             prefix = self._prefixes[key] = f"{base}/v1/{_segment(project_id)}"
         return prefix
 
@@ -517,7 +583,14 @@ def _ssl_setting(settings: ClientSettings) -> ssl.SSLContext | bool:
     if not settings.verify_tls:
         return False
     if settings.ca_file:
-        return ssl.create_default_context(cafile=settings.ca_file)
+        try:
+            return ssl.create_default_context(cafile=settings.ca_file)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+            raise ConfigError(
+                f"--ca-file {settings.ca_file}: cannot load CA certificates ({reason}); "
+                "give a PEM file of one or more CA certificates"
+            ) from None
     return True
 
 
@@ -531,18 +604,26 @@ def _query_value(value: str | int | bool) -> str:
     return str(value)
 
 
-def _field(data: Any, name: str, kind: type[Any]) -> Any:
+def _field(data: Any, name: str, kind: type[Any], scrub: Callable[[str], str]) -> Any:
+    """``data[name]`` if it is a ``kind``; else a transient error quoting the answer, with
+    ``scrub`` masking any secret the server echoed in it."""
     value = data.get(name) if isinstance(data, dict) else None
     if isinstance(value, bool) or not isinstance(value, kind):
         raise TransientApiError(
-            f"answer without a valid {name!r} field", http_status=200, error_msg=_snippet(data)
+            f"answer without a valid {name!r} field",
+            http_status=200,
+            error_msg=scrub(_snippet(data)),
         )
     return value
 
 
-def _malformed(method: str, path: str, data: bytes) -> TransientApiError:
+def _malformed(
+    method: str, path: str, data: bytes, scrub: Callable[[str], str]
+) -> TransientApiError:
     return TransientApiError(
-        f"{method} {path}: 2xx answer is not JSON", http_status=200, error_msg=_snippet(data)
+        f"{method} {path}: 2xx answer is not JSON",
+        http_status=200,
+        error_msg=scrub(_snippet(data)),
     )
 
 
@@ -579,10 +660,17 @@ def error_for_response(
     table: ErrorTable,
     what: str,
     retry_after_cap_s: float = 60.0,
+    scrub: Callable[[str], str] | None = None,
 ) -> ApiError:
-    """The exception for one non-2xx answer (classified by ``table``)."""
+    """The exception for one non-2xx answer (classified by ``table``). ``scrub`` masks
+    secrets in what the server said (code, message, request id) before anything keeps it."""
     code, msg, body_request_id = parse_error_body(data)
     request_id = headers.get("X-Request-Id") or body_request_id
+    if request_id:
+        # Echoed to the terminal, logs and ledger: printable, single-line, short.
+        request_id = _snippet(request_id)[:_REQUEST_ID_MAX] or None
+    if scrub is not None:
+        code, msg, request_id = (None if t is None else scrub(t) for t in (code, msg, request_id))
     text = f"{what}: HTTP {status}" + (f" {code}" if code else "") + (f": {msg}" if msg else "")
     if request_id:
         text += f" (request id {request_id})"

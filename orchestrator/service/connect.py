@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import structlog
+import yarl
+
 from orchestrator.config.settings import RunSettings
 from orchestrator.errors import ConfigError, ErrorTable
+from orchestrator.secret_set import SecretSet
 from orchestrator.service.auth import (
     Authenticator,
     IamPasswordToken,
@@ -18,8 +22,14 @@ from orchestrator.service.auth import (
 )
 from orchestrator.service.client import ClientSettings, CsbsClient, Timeouts
 from orchestrator.service.credentials import resolve_credentials
+from orchestrator.service.transport_policy import (
+    check_endpoint,
+    refuse_credentials_over_plain_http,
+)
 
-__all__ = ["Connection", "authenticator", "connection"]
+__all__ = ["Connection", "authenticator", "check_transport", "connection"]
+
+log = structlog.get_logger("orchestrator.connect")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +38,9 @@ class Connection:
 
     settings: RunSettings
     auth: Authenticator | None
+    secrets: SecretSet | None = None
+    """The log redactor's secrets: the client adds the tokens it learns, and scrubs them
+    (and everything else in it) out of the error messages the ledger keeps."""
 
     def client_settings(self) -> ClientSettings:
         s = self.settings
@@ -37,11 +50,13 @@ class Connection:
             timeouts=Timeouts(total_s=s.request_timeout),
             limit=max(256, s.concurrency * 2),
             verify_tls=s.verify_tls,
+            ca_file=s.ca_file,
+            allow_plain_http=not s.verify_tls,
             error_table=ErrorTable.with_overrides(s.error_codes),
         )
 
     def client(self) -> CsbsClient:
-        return CsbsClient(self.client_settings(), self.auth)
+        return CsbsClient(self.client_settings(), self.auth, secrets=self.secrets)
 
 
 async def authenticator(settings: RunSettings, env: Mapping[str, str]) -> Authenticator:
@@ -67,6 +82,29 @@ def _iam_endpoint(region: str | None) -> str:
     return f"https://iam.{region}.myhuaweicloud.com"
 
 
-async def connection(settings: RunSettings, env: Mapping[str, str]) -> Connection:
-    """The real service as the settings and the credential chain describe it."""
-    return Connection(settings, await authenticator(settings, env))
+def check_transport(settings: RunSettings) -> None:
+    """Refuse plain HTTP off loopback before anything is sent (unless ``--insecure``), and
+    say once per run, loudly, that ``--insecure`` is on."""
+    insecure = not settings.verify_tls
+    for url, what in ((settings.endpoint, "endpoint"), (settings.iam_endpoint, "IAM endpoint")):
+        if url:
+            check_endpoint(url, insecure=insecure, what=what)
+            # Every command of the real service sends credentials: say so now, not at the
+            # first request (the client refuses there too).
+            refuse_credentials_over_plain_http(yarl.URL(url), what)
+    if insecure:
+        log.warning(
+            "connection.insecure",
+            detail="--insecure: TLS certificates are NOT verified and plain http:// to other "
+            "hosts is accepted (no credential is sent over it); anyone on the network path "
+            "can read or change this run's traffic",
+        )
+
+
+async def connection(
+    settings: RunSettings, env: Mapping[str, str], secrets: SecretSet | None = None
+) -> Connection:
+    """The real service as the settings and the credential chain describe it; plain HTTP
+    off loopback is refused before any credential is looked up."""
+    check_transport(settings)
+    return Connection(settings, await authenticator(settings, env), secrets)

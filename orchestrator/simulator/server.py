@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -41,6 +42,7 @@ class Simulator:
         clock: Clock | None = None,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config or SimulatorConfig()
         self.clock = AdvancingClock(clock or ScaledClock(self.config.time_scale))
@@ -52,6 +54,8 @@ class Simulator:
         self._port = port
         self._runner: web.AppRunner | None = None
         self._used = False
+        # Serve HTTPS with this context (tests of --ca-file and certificate checks).
+        self._ssl = ssl_context
 
     @property
     def faults(self) -> FaultConfig:
@@ -74,7 +78,8 @@ class Simulator:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}"
 
     def info(self) -> dict[str, Any]:
         """The start-up document: where it listens, its estate and the credentials it takes."""
@@ -113,7 +118,7 @@ class Simulator:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._port, backlog=1024)
+            site = web.TCPSite(runner, self._host, self._port, backlog=1024, ssl_context=self._ssl)
             await site.start()
         except BaseException:
             await runner.cleanup()

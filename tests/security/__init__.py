@@ -1,0 +1,1 @@
+"""Tests against hostile servers, files and inputs: escapes, formulas, TLS, secrets."""
