@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, ClassVar, Self, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -151,6 +151,9 @@ class _State(enum.Enum):
 class CsbsClient:
     """The CSBS v1 calls of one run. Use as ``async with CsbsClient(settings, auth) as c:``;
     a closed client cannot be reopened. ``auth=None`` sends no credentials (simulator)."""
+
+    #: The path prefix after the host (``/v1/<project>``); the CBR client says ``v3``.
+    api_version: ClassVar[str] = "v1"
 
     def __init__(
         self, settings: ClientSettings | None = None, auth: Authenticator | None = None
@@ -450,7 +453,7 @@ class CsbsClient:
         prefix = self._prefixes.get(key)
         if prefix is None:
             base = self._settings.endpoint_for(region)
-            prefix = self._prefixes[key] = f"{base}/v1/{_segment(project_id)}"
+            prefix = self._prefixes[key] = f"{base}/{self.api_version}/{_segment(project_id)}"
         return prefix
 
 

@@ -1,0 +1,1 @@
+"""The replication engine: manifest, plan, pool and what paces them."""
