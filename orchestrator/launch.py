@@ -37,6 +37,7 @@ from orchestrator.metrics import RunMetrics, write_textfile
 from orchestrator.plan import Plan
 from orchestrator.progress import NullProgress, Progress, make_progress
 from orchestrator.report import build_report
+from orchestrator.service.cbr import CbrClient
 from orchestrator.settings import RunSettings, load_config
 
 __all__ = [
@@ -72,6 +73,9 @@ class Connection:
         )
 
     def client(self) -> CsbsClient:
+        """The client of the run's service (``--service``): CSBS v1, or CBR v3."""
+        if self.settings.service == "cbr":
+            return CbrClient(self.client_settings(), self.auth)
         return CsbsClient(self.client_settings(), self.auth)
 
 

@@ -149,7 +149,7 @@ def _pair_key(record: Mapping[str, Any]) -> bytes | None:
     """A 16-byte digest of (project, item, destination region): a fifth of the memory of the
     three strings, and collisions are out of reach at 128 bits."""
     project = record.get("project_id")
-    item = record.get("checkpoint_item_id")
+    item = record.get("checkpoint_item_id") or record.get("backup_id")  # CSBS or CBR
     region = record.get("destination_region")
     if project is None or item is None or region is None:
         return None
@@ -253,7 +253,7 @@ class _Tally:
         tally = self.errors.get(str(code))
         if tally is None:
             msg = record.get("error_msg")
-            item = record.get("checkpoint_item_id")
+            item = record.get("checkpoint_item_id") or record.get("backup_id")
             self.errors[str(code)] = _ErrorTally(
                 1,
                 None if msg is None else str(msg),

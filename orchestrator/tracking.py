@@ -153,7 +153,7 @@ def _pending_of(record: Mapping[str, Any], history: History) -> PendingCopy | No
         return None
     record_id = record.get("replication_record_id")
     project = record.get("project_id")
-    item = record.get("checkpoint_item_id")
+    item = record.get("checkpoint_item_id") or record.get("backup_id")
     region = record.get("destination_region")
     if not all(isinstance(v, str) and v for v in (record_id, project, item, region)):
         return None
