@@ -26,7 +26,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -43,7 +43,7 @@ from orchestrator.errors import (
 from orchestrator.exitcodes import ExitCode
 from orchestrator.history import History
 from orchestrator.launch import connect
-from orchestrator.ledger import LedgerWriter, iter_records
+from orchestrator.ledger import LedgerWriter, iter_records, last_record
 from orchestrator.models import FINAL_SUCCESS
 from orchestrator.recorder import LedgerRecorder
 from orchestrator.settings import RunSettings
@@ -82,8 +82,19 @@ class PendingCopy:
     source_region: str | None
     replication_record_id: str
     last_status: str | None = None
+    #: A CBR pair (its ledger lines say ``backup_id``): the destination vault, else None.
+    destination_vault_id: str | None = None
 
     def ids(self) -> dict[str, str | None]:
+        if self.destination_vault_id is not None:
+            return {
+                "project_id": self.project_id,
+                "backup_id": self.checkpoint_item_id,
+                "source_region": self.source_region,
+                "destination_region": self.destination_region,
+                "destination_project_id": self.destination_project_id,
+                "destination_vault_id": self.destination_vault_id,
+            }
         return {
             "project_id": self.project_id,
             "checkpoint_item_id": self.checkpoint_item_id,
@@ -171,6 +182,7 @@ def _pending_of(record: Mapping[str, Any], history: History) -> PendingCopy | No
         source_region=_text(record.get("source_region")),
         replication_record_id=str(record_id),
         last_status=last,
+        destination_vault_id=_text(record.get("destination_vault_id")),
     )
 
 
@@ -358,6 +370,7 @@ def _with_status(pair: PendingCopy, status: str) -> PendingCopy:
         pair.source_region,
         pair.replication_record_id,
         status,
+        pair.destination_vault_id,
     )
 
 
@@ -422,9 +435,25 @@ def launch_track(args: argparse.Namespace, settings: RunSettings) -> int:
     return result.exit_code
 
 
+def ledger_service(ledger: Path, asked: str | None) -> str:
+    """The service of the ledger's last run (CSBS for ledgers from before ``--service``);
+    ``asked`` (an explicit ``--service``) must agree with it."""
+    started = last_record(ledger, "run_started") if ledger.exists() else None
+    recorded = started.get("settings") if started else None
+    service = (recorded.get("service") if isinstance(recorded, dict) else None) or "csbs"
+    if asked is not None and asked != service:
+        raise ConfigError(
+            f"{ledger}: its runs used --service {service}, not {asked}: "
+            f"track it with --service {service} (or leave --service out)"
+        )
+    return str(service)
+
+
 async def _track(
     args: argparse.Namespace, settings: RunSettings, options: TrackSettings
 ) -> TrackResult:
+    service = ledger_service(Path(args.ledger), getattr(args, "service", None))
+    settings = replace(settings, service=service)
     async with connect(args, settings, os.environ) as conn:
         return await track_ledger(Path(args.ledger), conn.client, options)
 

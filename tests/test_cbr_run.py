@@ -27,8 +27,8 @@ from orchestrator.service.cbr import CbrClient
 from orchestrator.service.protocol import ReplicationService
 from orchestrator.settings import RunSettings
 from orchestrator.simulator import Simulator
+from orchestrator.simulator.cbr import OP_LOGS, vault_id
 from orchestrator.simulator.cbr import REPLICATE as CBR_REPLICATE
-from orchestrator.simulator.cbr import vault_id
 from orchestrator.simulator.sample import CBR_MANIFEST_COLUMNS, cbr_rows, write_estate_manifest
 
 MakeSimulator = Callable[..., Simulator]
@@ -362,3 +362,66 @@ def test_cbr_results_fold_like_csbs_ones(tmp_path: Path) -> None:
     plan = Plan.from_manifest(path, default_project_id=_PROJECT, history=history, service="cbr")
     assert plan.totals.already_done == 1
     assert Counter(w.task.checkpoint_item_id for w in plan.work()) == Counter()
+
+
+# -- track (operation logs), report, metrics over a CBR ledger ---------------------------------
+
+
+@pytest.mark.anyio
+async def test_track_follows_cbr_copies_through_operation_logs(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    from orchestrator.history import History
+    from orchestrator.report import build_report
+    from orchestrator.tracking import TrackSettings, pending_copies, track_ledger
+
+    async with make_simulator(items=30, copy_wait_s=5, copy_duration_s=30, seed=4) as sim:
+        manifest, ledger = tmp_path / "cbr.csv", tmp_path / "ledger.jsonl"
+        write_estate_manifest(sim.state, manifest, limit=5, service="cbr")
+        assert (await _run(sim, manifest, ledger)).exit_code == ExitCode.OK
+        pending = pending_copies(ledger)
+        assert len(pending) == 5
+        assert all(p.destination_vault_id for p in pending)
+
+        async def sleep(seconds: float) -> None:
+            sim.advance(seconds)
+
+        before = dict(sim.counters.requests)
+        result = await track_ledger(
+            ledger, lambda: _client(sim), TrackSettings(interval_s=10), sleep=sleep
+        )
+        asked = {
+            route
+            for (route, _), n in sim.counters.requests.items()
+            if n > before.get((route, _), 0)
+        }
+
+    assert (result.success, result.failed, result.missing) == (5, 0, 0)
+    assert OP_LOGS in asked
+    copies = [r for r in iter_records(ledger) if r["event"] == "copy_status"]
+    assert Counter(r["copy_status"] for r in copies) == {
+        "waiting_copy": 5,
+        "copying": 5,
+        "success": 5,
+    }
+    assert all("backup_id" in r and r["destination_vault_id"] for r in copies)
+    history = History.load(ledger)
+    keys = [(p.project_id, p.checkpoint_item_id, p.destination_region) for p in pending]
+    assert {history.copy_status(key) for key in keys} == {"success"}
+    report = build_report(iter_records(ledger), run="last")
+    assert report.totals["replicated"] == 5
+
+
+def test_track_takes_the_ledgers_service_and_refuses_another(tmp_path: Path) -> None:
+    from orchestrator.errors import ConfigError
+    from orchestrator.tracking import ledger_service
+
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.write_text(
+        '{"v": 1, "event": "run_started", "ts": "2026-01-01T00:00:00Z", "run_id": "r", '
+        '"settings": {"service": "cbr"}}\n'
+    )
+    assert ledger_service(ledger, None) == "cbr"
+    assert ledger_service(ledger, "cbr") == "cbr"
+    with pytest.raises(ConfigError, match="--service cbr"):
+        ledger_service(ledger, "csbs")
