@@ -425,3 +425,75 @@ def test_track_takes_the_ledgers_service_and_refuses_another(tmp_path: Path) -> 
     assert ledger_service(ledger, "cbr") == "cbr"
     with pytest.raises(ConfigError, match="--service cbr"):
         ledger_service(ledger, "csbs")
+
+
+# -- discover --service cbr ------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_discover_cbr_lists_backups_and_names_destination_vaults(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    from orchestrator.discover import DiscoverConfig, Source, discover, write_manifest
+
+    async with make_simulator(items=60, seed=9) as sim:
+        project = sim.state.projects[0]
+        first, second = sim.state.capabilities()[project.region][:2]
+        dest_one, dest_two = (sim.state.destination_projects[r] for r in (first, second))
+        own_vault = vault_id(dest_two, second)
+        config = DiscoverConfig.from_config(
+            {
+                "discover": {
+                    "rules": [
+                        {
+                            "to": [
+                                {"region": first, "project_id": dest_one},
+                                {"region": second, "project_id": dest_two, "vault_id": own_vault},
+                            ]
+                        }
+                    ],
+                    "cbr": {"destination_vaults": {first: vault_id(dest_one, first)}},
+                }
+            },
+            default_source=Source(project.id, project.region),
+            service="cbr",
+        )
+        async with _client(sim) as client:
+            await client.replicate(_fresh(sim, 1)[0])  # a copy under way hides its pair
+            found = await discover(client, config)
+        available = [i for i in sim.state.items_of(project.id) if i.status == "available"]
+        blocked = {
+            (r.item.id, r.destination_region)
+            for i in available
+            for r in sim.state.records_of(i)
+            if r.blocks_duplicate(sim.state.now())
+        }
+        expected = {(i.id, r) for i in available for r in (first, second)} - blocked
+        assert {(t.checkpoint_item_id, t.destination_region) for t in found.tasks} == expected
+        assert blocked, "the estate's history should hide some pairs"
+        vaults = {t.destination_region: t.destination_vault_id for t in found.tasks}
+        assert vaults == {first: vault_id(dest_one, first), second: own_vault}
+
+        manifest = tmp_path / "discovered.csv"
+        assert write_manifest(found.tasks, manifest, service="cbr") == len(expected)
+        plan = Plan.from_manifest(manifest, default_project_id=None, service="cbr")
+        assert plan.totals.to_send == len(expected)
+
+
+def test_discover_cbr_needs_a_vault_per_destination_region() -> None:
+    from orchestrator.discover import DiscoverConfig, Source
+    from orchestrator.errors import ConfigError
+
+    rules = {"rules": [{"to": [{"region": "cn-east-2", "project_id": _PROJECT}]}]}
+    source = Source(_PROJECT, "cn-north-1")
+    config = DiscoverConfig.from_config({"discover": rules}, default_source=source, service="cbr")
+    with pytest.raises(ConfigError, match=r"destination_vaults = \{ \"cn-east-2\""):
+        config.check()
+    bad = {"discover": {**rules, "cbr": {"destination_vaults": {"cn-east-2": "vault-1"}}}}
+    with pytest.raises(ConfigError, match="a vault id"):
+        DiscoverConfig.from_config(bad, default_source=source, service="cbr")
+    with pytest.raises(ConfigError, match="--service cbr"):
+        DiscoverConfig.from_config(
+            {"discover": {**rules, "cbr": {"destination_vaults": {"cn-east-2": _VAULT}}}},
+            default_source=source,
+        )
