@@ -497,3 +497,18 @@ def test_discover_cbr_needs_a_vault_per_destination_region() -> None:
             {"discover": {**rules, "cbr": {"destination_vaults": {"cn-east-2": _VAULT}}}},
             default_source=source,
         )
+
+
+def test_the_cbr_demo_manifest_runs_against_the_embedded_simulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make demo-cbr``: configs/example-cbr-manifest.csv is the estate of --simulate."""
+    for name in ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "CSBS_SERVICE", "CSBS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    manifest = Path(__file__).parent.parent / "configs" / "example-cbr-manifest.csv"
+    ledger = tmp_path / "demo.jsonl"
+    argv = ["run", "--simulate", "--service", "cbr", "--manifest", str(manifest)]
+    assert cli.main([*argv, "--ledger", str(ledger), "--no-progress"]) == ExitCode.OK
+    results = [r for r in iter_records(ledger) if r["event"] == "result"]
+    assert len(results) == 60
+    assert {r["status"] for r in results} <= _SUCCESS
