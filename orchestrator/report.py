@@ -74,6 +74,15 @@ MANIFEST_HEADER = (
     "project_id",
     "source_region",
 )
+#: The failed-pairs manifest of a CBR ledger (its lines say backup_id): a CBR manifest.
+CBR_MANIFEST_HEADER = (
+    "backup_id",
+    "destination_region",
+    "destination_project_id",
+    "destination_vault_id",
+    "project_id",
+    "source_region",
+)
 _SUCCESS = frozenset(str(status) for status in FINAL_SUCCESS)
 _INCLUDABLE = frozenset(STATUS_ORDER) - _SUCCESS | {COPY_FAILED}
 _RUN_EVENTS = frozenset({"run_started", "attempt", "result", "run_finished"})
@@ -164,8 +173,10 @@ def _row_key(record: Mapping[str, Any]) -> bytes:
 
 
 def _manifest_row(record: Mapping[str, Any]) -> tuple[str, ...] | None:
-    values = tuple(record.get(name) for name in MANIFEST_HEADER)
-    if any(value is None or value == "" for value in values[:4]):
+    cbr = "backup_id" in record
+    header = CBR_MANIFEST_HEADER if cbr else MANIFEST_HEADER
+    values = tuple(record.get(name) for name in header)
+    if any(value is None or value == "" for value in values[: 5 if cbr else 4]):
         return None  # a row the manifest reader would reject; cannot be sent again as is
     return tuple("" if value is None else str(value) for value in values)
 
@@ -665,7 +676,8 @@ def write_failed_manifest(
     rows = list(_scan(records, run, wanted).tally.rows.values())
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_HEADER)
+    cbr = bool(rows) and len(rows[0]) == len(CBR_MANIFEST_HEADER)
+    writer.writerow(CBR_MANIFEST_HEADER if cbr else MANIFEST_HEADER)
     writer.writerows(rows)
     replace_file(path, buffer.getvalue().encode())  # 0644: whoever runs the manifest
     return len(rows)

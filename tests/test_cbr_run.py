@@ -512,3 +512,23 @@ def test_the_cbr_demo_manifest_runs_against_the_embedded_simulator(
     results = [r for r in iter_records(ledger) if r["event"] == "result"]
     assert len(results) == 60
     assert {r["status"] for r in results} <= _SUCCESS
+
+
+def test_the_failed_pairs_of_a_cbr_ledger_make_a_cbr_manifest(tmp_path: Path) -> None:
+    from orchestrator.report import write_failed_manifest
+
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.write_text(
+        '{"v": 1, "event": "run_started", "ts": "2026-01-01T00:00:00Z", "run_id": "r", '
+        '"settings": {"service": "cbr"}}\n'
+        '{"v": 1, "event": "result", "ts": "2026-01-01T00:00:01Z", "run_id": "r", '
+        f'"backup_id": "{_BACKUP}", "project_id": "{_PROJECT}", "source_region": "cn-north-1", '
+        f'"destination_region": "cn-east-2", "destination_project_id": "{_PROJECT}", '
+        f'"destination_vault_id": "{_VAULT}", "status": "failed", "error_code": '
+        '"BackupService.1012"}\n'
+    )
+    out = tmp_path / "again.csv"
+    assert write_failed_manifest(iter_records(ledger), out) == 1
+    assert out.read_text().splitlines()[0].startswith("backup_id,")
+    plan = Plan.from_manifest(out, default_project_id=None, service="cbr")
+    assert [w.task.destination_vault_id for w in plan.work()] == [_VAULT]
