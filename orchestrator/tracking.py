@@ -33,7 +33,6 @@ from typing import Any, Final, TextIO
 import anyio
 import structlog
 
-from orchestrator.client import CsbsClient
 from orchestrator.errors import (
     ConfigError,
     OrchestratorError,
@@ -46,6 +45,7 @@ from orchestrator.launch import connect
 from orchestrator.ledger import LedgerWriter, iter_records, last_record
 from orchestrator.models import FINAL_SUCCESS
 from orchestrator.recorder import LedgerRecorder
+from orchestrator.service.protocol import ReplicationService
 from orchestrator.settings import RunSettings
 
 __all__ = [
@@ -195,7 +195,7 @@ def _text(value: object) -> str | None:
 Seen = tuple[str, int | None] | None  # (copy status, progress); None: the service does not know
 
 
-async def poll_copy(client: CsbsClient, pair: PendingCopy) -> Seen:
+async def poll_copy(client: ReplicationService, pair: PendingCopy) -> Seen:
     """The copy status and progress of ``pair``'s replication record, or None if unknown."""
     try:
         try:
@@ -240,7 +240,7 @@ def _status_in(records: Iterable[Any], record_id: str) -> Seen:
 
 
 async def track_copies(
-    client: CsbsClient,
+    client: ReplicationService,
     pending: Sequence[PendingCopy],
     recorder: LedgerRecorder,
     settings: TrackSettings,
@@ -274,7 +274,7 @@ async def track_copies(
 
 
 async def _round(
-    client: CsbsClient, pairs: Sequence[PendingCopy], concurrency: int
+    client: ReplicationService, pairs: Sequence[PendingCopy], concurrency: int
 ) -> dict[PendingCopy, Seen]:
     """Poll each pair once, ``concurrency`` at a time; pairs that hit a transient error are
     left out of the answer (they stay open)."""
@@ -391,7 +391,7 @@ def _log_round(result: TrackResult, still_open: Sequence[PendingCopy], answered:
 
 async def track_ledger(
     ledger: Path,
-    client_factory: Callable[[], CsbsClient],
+    client_factory: Callable[[], ReplicationService],
     settings: TrackSettings,
     *,
     sleep: Sleep = anyio.sleep,
