@@ -75,7 +75,7 @@ def _service(text: str) -> str:
     return value
 
 
-#: The backup services spoken (see orchestrator/service/protocol.py's ``Service``).
+#: The backup services spoken: CSBS v1 (orchestrator/client.py), CBR v3 (service/cbr.py).
 _SERVICES = ("csbs", "cbr")
 
 OPTIONS: tuple[Option, ...] = (

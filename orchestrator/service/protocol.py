@@ -10,21 +10,13 @@ vocabulary: a replication record is ``{"id", "status", "destination_region",
 
 from __future__ import annotations
 
-import enum
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from orchestrator.models import ReplicationTask
 
-__all__ = ["ReplicationService", "Service"]
-
-
-class Service(enum.StrEnum):
-    """Which backup service a run talks to (``--service``, ``connection.service``)."""
-
-    CSBS = "csbs"
-    CBR = "cbr"
+__all__ = ["ReplicationService"]
 
 
 class ReplicationService(Protocol):
