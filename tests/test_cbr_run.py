@@ -532,3 +532,43 @@ def test_the_failed_pairs_of_a_cbr_ledger_make_a_cbr_manifest(tmp_path: Path) ->
     assert out.read_text().splitlines()[0].startswith("backup_id,")
     plan = Plan.from_manifest(out, default_project_id=None, service="cbr")
     assert [w.task.destination_vault_id for w in plan.work()] == [_VAULT]
+
+
+@pytest.mark.anyio
+async def test_schedule_runs_cbr_discovery_night_after_night(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    import io
+    from datetime import UTC, datetime
+
+    from orchestrator.discover import Destination, DiscoverConfig, Rule, Source
+    from orchestrator.launch import Connection
+    from orchestrator.nightly import Nightly
+    from orchestrator.schedule import Firing
+
+    async with make_simulator(items=120, seed=6) as sim:
+        project = sim.state.projects[0]
+        region = sim.state.capabilities()[project.region][0]
+        dest = sim.state.destination_projects[region]
+        config = DiscoverConfig(
+            sources=(Source(project.id, project.region),),
+            rules=(Rule((Destination(region, dest),)),),
+            service="cbr",
+            vaults={region: vault_id(dest, region)},
+        )
+        settings = RunSettings(endpoint=sim.base_url, service="cbr", **FAST)
+        conn = Connection(settings, AkSkSigner(sim.config.ak, Secret(sim.config.sk)))
+        nightly = Nightly(conn, lambda _now: config, state_dir=tmp_path, keep=5, out=io.StringIO())
+
+        def night(day: int) -> Firing:
+            moment = datetime(2026, 3, day, 1, 30, tzinfo=UTC)
+            return Firing(moment, moment)
+
+        assert await nightly(night(28)) == ExitCode.OK
+        sent = sum(sim.counters.replications.values())
+        assert sent > 10
+        assert await nightly(night(29)) == ExitCode.OK  # every pair now has a copy under way
+        assert sum(sim.counters.replications.values()) == sent
+        first = tmp_path / "ledger-20260328T0130Z.jsonl"
+        results = [r for r in iter_records(first) if r["event"] == "result"]
+        assert all(r["destination_vault_id"] == vault_id(dest, region) for r in results)
