@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: venv demo test lint typecheck bench clean
+.PHONY: venv demo demo-cbr test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,18 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	rm -f demo-ledger.jsonl
+	rm -f demo-ledger.jsonl demo-cbr-ledger.jsonl
 	$(BIN)/python -m orchestrator run --simulate --manifest configs/example-manifest.csv \
 		--ledger demo-ledger.jsonl --config configs/example.toml
-	$(BIN)/python -m orchestrator report demo-ledger.jsonl
+	$(BIN)/python -m orchestrator report demo-ledger.jsonl demo-cbr-ledger.jsonl
+
+# The same engine against CBR v3 (vaults and backups): see docs/cbr.md.
+demo-cbr: $(STAMP)
+	rm -f demo-cbr-ledger.jsonl
+	$(BIN)/python -m orchestrator run --simulate --service cbr \
+		--manifest configs/example-cbr-manifest.csv \
+		--ledger demo-cbr-ledger.jsonl --config configs/example.toml
+	$(BIN)/python -m orchestrator report demo-cbr-ledger.jsonl
 
 lint: $(STAMP)
 	$(BIN)/ruff check orchestrator tests $(wildcard bench)
@@ -35,4 +43,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache demo-ledger.jsonl
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache demo-ledger.jsonl demo-cbr-ledger.jsonl

@@ -46,6 +46,8 @@ class ReplicationTask:
 
     ``project_id`` is the *source* project, already resolved from the row or the run's default.
     ``line`` is the manifest line the row came from (0 when discovered from the API).
+    For CBR, ``checkpoint_item_id`` holds the source *backup* id and ``destination_vault_id``
+    the vault that receives the copy; a CSBS task has no vault.
     """
 
     checkpoint_item_id: str
@@ -57,10 +59,16 @@ class ReplicationTask:
     description: str | None = None
     enable_acceleration: bool | None = None
     line: int = 0
+    destination_vault_id: str | None = None
 
     @property
     def key(self) -> PairKey:
         return (self.project_id, self.checkpoint_item_id, self.destination_region)
+
+    @property
+    def is_cbr(self) -> bool:
+        """A CBR v3 task (it names a destination vault), else CSBS."""
+        return self.destination_vault_id is not None
 
 
 @dataclass(frozen=True, slots=True)

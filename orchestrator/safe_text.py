@@ -20,6 +20,7 @@ refuse anything else where it enters, so that no formula or escape sequence can 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 __all__ = ["TERMINAL_LIMIT", "csv_row", "for_csv", "for_terminal", "is_uuid"]
 
@@ -60,7 +61,7 @@ def for_csv(value: object) -> object:
     return value
 
 
-def csv_row(values: tuple[object, ...] | list[object]) -> list[object]:
+def csv_row(values: Iterable[object]) -> list[object]:
     """:func:`for_csv` of every cell of a row."""
     return [for_csv(value) for value in values]
 

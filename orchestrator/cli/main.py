@@ -450,7 +450,21 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         )
     recorded = started.get("settings") or {}
     settings = _settings(args, recorded if isinstance(recorded, dict) else None)
+    _refuse_other_service(ledger, recorded, settings.service)
     return launch_job(args, settings, manifest=Path(str(manifest)))
+
+
+def _refuse_other_service(ledger: object, recorded: object, wanted: str) -> None:
+    """A ledger's pairs belong to one service: resuming them with another would send CSBS
+    item ids to CBR (or the reverse). Ledgers from before ``--service`` were CSBS runs."""
+    from orchestrator.errors import ConfigError
+
+    service = (recorded.get("service") if isinstance(recorded, dict) else None) or "csbs"
+    if wanted != service:
+        raise ConfigError(
+            f"{ledger}: the run being resumed used --service {service}, not {wanted}: "
+            f"resume it with --service {service} (or leave --service out)"
+        )
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:

@@ -110,7 +110,11 @@ def discover_config(
     if settings.project_id and settings.region:
         default = Source(settings.project_id.lower(), settings.region)
     base = DiscoverConfig.from_config(
-        config, default_source=default, now=now, path=getattr(args, "config", None)
+        config,
+        default_source=default,
+        now=now,
+        path=getattr(args, "config", None),
+        service=settings.service,
     )
     filters = {key: getattr(args, flag, None) for flag, key in _FILTER_FLAGS.items()}
     result = base.with_overrides(filters=filters, to=getattr(args, "to", None) or (), now=now)
@@ -205,7 +209,7 @@ def launch_discover(args: argparse.Namespace, settings: RunSettings) -> int:
                 return await discover_with(conn, dconfig)
 
         discovery = anyio.run(main)
-        count = write_manifest(discovery.tasks, args.output)
+        count = write_manifest(discovery.tasks, args.output, service=settings.service)
         _print_discovery(discovery, sys.stdout)
         print(f"wrote {count} pairs to {args.output}")
         return ExitCode.OK
@@ -234,7 +238,7 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
                     )
                 # Saved as a manifest next to the ledger, so that `resume` can replay it.
                 saved = discovered_manifest(ledger)
-                write_manifest(discovery.tasks, saved)
+                write_manifest(discovery.tasks, saved, service=conn.settings.service)
                 spec = JobSpec(
                     ledger=ledger,
                     settings=conn.settings,

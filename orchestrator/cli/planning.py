@@ -278,7 +278,11 @@ async def _plan(args: argparse.Namespace, settings: RunSettings, manifest: Path)
 
     def build(project_id: str | None) -> Plan:
         return Plan.from_manifest(
-            manifest, default_project_id=project_id, history=history, retry_failed=retry_failed
+            manifest,
+            default_project_id=project_id,
+            history=history,
+            retry_failed=retry_failed,
+            service=settings.service,
         )
 
     unsupported: dict[Route, int] | None = None

@@ -110,6 +110,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="destination regions per item for --write-manifest (default: %(default)s)",
     )
     parser.add_argument(
+        "--manifest-service",
+        choices=("csbs", "cbr"),
+        default="csbs",
+        help="--write-manifest for CSBS (checkpoint items) or CBR (backups and destination "
+        "vaults) (default: %(default)s)",
+    )
+    parser.add_argument(
         "--retry-after",
         type=float,
         default=None,
@@ -175,6 +182,7 @@ def _write_manifest(args: argparse.Namespace, config: SimulatorConfig) -> int:
             args.write_manifest,
             limit=args.manifest_rows,
             destinations=args.manifest_destinations,
+            service=args.manifest_service,
         )
     except OSError as exc:
         print(f"csbs-orchestrator simulate: {args.write_manifest}: {exc.strerror}", file=sys.stderr)

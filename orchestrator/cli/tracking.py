@@ -29,7 +29,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -45,11 +45,11 @@ from orchestrator.errors import (
     TransientApiError,
 )
 from orchestrator.exitcodes import ExitCode
-from orchestrator.ledger.file import LedgerWriter, iter_records
+from orchestrator.ledger.file import LedgerWriter, iter_records, last_record
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.models import FINAL_SUCCESS
-from orchestrator.service.client import CsbsClient
+from orchestrator.service.protocol import ReplicationService
 from orchestrator.service.records import CopyState, RecordReader, find_record
 
 __all__ = [
@@ -86,8 +86,19 @@ class PendingCopy:
     source_region: str | None
     replication_record_id: str
     last_status: str | None = None
+    #: A CBR pair (its ledger lines say ``backup_id``): the destination vault, else None.
+    destination_vault_id: str | None = None
 
     def ids(self) -> dict[str, str | None]:
+        if self.destination_vault_id is not None:
+            return {
+                "project_id": self.project_id,
+                "backup_id": self.checkpoint_item_id,
+                "source_region": self.source_region,
+                "destination_region": self.destination_region,
+                "destination_project_id": self.destination_project_id,
+                "destination_vault_id": self.destination_vault_id,
+            }
         return {
             "project_id": self.project_id,
             "checkpoint_item_id": self.checkpoint_item_id,
@@ -163,7 +174,7 @@ def _pending_of(
         return None
     record_id = record.get("replication_record_id")
     project = record.get("project_id")
-    item = record.get("checkpoint_item_id")
+    item = record.get("checkpoint_item_id") or record.get("backup_id")
     region = record.get("destination_region")
     if not all(isinstance(v, str) and v for v in (record_id, project, item, region)):
         return None
@@ -182,6 +193,7 @@ def _pending_of(
         source_region=_text(record.get("source_region")),
         replication_record_id=str(record_id),
         last_status=last,
+        destination_vault_id=_text(record.get("destination_vault_id")),
     )
 
 
@@ -204,7 +216,7 @@ class Answer:
 Seen = Answer | None  # None: the service does not know the record
 
 
-async def poll_copy(client: CsbsClient, pair: PendingCopy) -> Seen:
+async def poll_copy(client: ReplicationService, pair: PendingCopy) -> Seen:
     """The copy status and progress of ``pair``'s replication record, or None if unknown."""
     try:
         try:
@@ -248,7 +260,7 @@ def _status_in(records: Iterable[Any], record_id: str, reader: RecordReader) -> 
 
 
 async def track_copies(
-    client: CsbsClient,
+    client: ReplicationService,
     pending: Sequence[PendingCopy],
     recorder: LedgerRecorder,
     settings: TrackSettings,
@@ -298,7 +310,7 @@ def _log_still_running(pairs: Sequence[PendingCopy]) -> None:
 
 
 async def _round(
-    client: CsbsClient, pairs: Sequence[PendingCopy], concurrency: int
+    client: ReplicationService, pairs: Sequence[PendingCopy], concurrency: int
 ) -> dict[PendingCopy, Seen]:
     """Poll each pair once, ``concurrency`` at a time; pairs that hit a transient error are
     left out of the answer (they stay open)."""
@@ -396,6 +408,7 @@ def _with_status(pair: PendingCopy, status: str) -> PendingCopy:
         pair.source_region,
         pair.replication_record_id,
         status,
+        pair.destination_vault_id,
     )
 
 
@@ -416,7 +429,7 @@ def _log_round(result: TrackResult, still_open: Sequence[PendingCopy], answered:
 
 async def track_ledger(
     ledger: Path,
-    client_factory: Callable[[], CsbsClient],
+    client_factory: Callable[[], ReplicationService],
     settings: TrackSettings,
     *,
     sleep: Sleep = anyio.sleep,
@@ -460,9 +473,25 @@ def launch_track(args: argparse.Namespace, settings: RunSettings) -> int:
     return result.exit_code
 
 
+def ledger_service(ledger: Path, asked: str | None) -> str:
+    """The service of the ledger's last run (CSBS for ledgers from before ``--service``);
+    ``asked`` (an explicit ``--service``) must agree with it."""
+    started = last_record(ledger, "run_started") if ledger.exists() else None
+    recorded = started.get("settings") if started else None
+    service = (recorded.get("service") if isinstance(recorded, dict) else None) or "csbs"
+    if asked is not None and asked != service:
+        raise ConfigError(
+            f"{ledger}: its runs used --service {service}, not {asked}: "
+            f"track it with --service {service} (or leave --service out)"
+        )
+    return str(service)
+
+
 async def _track(
     args: argparse.Namespace, settings: RunSettings, options: TrackSettings
 ) -> TrackResult:
+    service = ledger_service(Path(args.ledger), getattr(args, "service", None))
+    settings = replace(settings, service=service)
     async with connect(args, settings, os.environ) as conn:
         return await track_ledger(Path(args.ledger), conn.client, options)
 

@@ -67,7 +67,28 @@ class Option:
 
 _CONN = "connection"
 
+
+def _service(text: str) -> str:
+    value = text.strip().lower()
+    if value not in _SERVICES:
+        raise ValueError(f"service must be one of {', '.join(_SERVICES)}")
+    return value
+
+
+#: The backup services spoken: CSBS v1 (orchestrator/client.py), CBR v3 (service/cbr.py).
+_SERVICES = ("csbs", "cbr")
+
 OPTIONS: tuple[Option, ...] = (
+    Option(
+        "service",
+        "--service",
+        _service,
+        "csbs",
+        "backup service: csbs (v1 checkpoint items) or cbr (v3 vault backups)",
+        env="CSBS_SERVICE",
+        config="connection.service",
+        group=_CONN,
+    ),
     Option(
         "endpoint",
         "--endpoint",
@@ -317,6 +338,7 @@ class RunSettings:
     endpoint: str | None = None
     region: str | None = None
     project_id: str | None = None
+    service: str = "csbs"
     iam_endpoint: str | None = None
     iam_user: str | None = None
     iam_domain: str | None = None

@@ -28,6 +28,12 @@ status other than ``available``                  not a source (only available it
 
 Listing is idempotent, so a transient error part way (503, 429, a cut connection) restarts
 the listing of that source with backoff; items already seen are not counted twice.
+
+CBR (``service="cbr"``): the backups of every vault of the source project are listed with
+``GET /v3/{project}/backups``; each pair also needs the *vault* that receives the copy in its
+destination region: a rule's ``to`` entry may name it (``vault_id``), else
+``[discover.cbr] destination_vaults = { "cn-east-2" = "<vault id>" }`` does. A destination
+region with neither is refused before anything is listed.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from orchestrator.safe_text import csv_row, for_terminal, is_uuid
 from orchestrator.service.records import CopyState, RecordReader
 
 __all__ = [
+    "CBR_MANIFEST_COLUMNS",
     "MANIFEST_COLUMNS",
     "Destination",
     "DiscoverConfig",
@@ -95,7 +102,25 @@ _RULE_MATCH_KEYS: Final = frozenset(
 )
 _RULE_KEYS: Final = _RULE_MATCH_KEYS | {"to"}
 _FILTER_KEYS: Final = frozenset({"status", "resource_type", "name", "policy_id", "created_since"})
-_DISCOVER_KEYS: Final = _FILTER_KEYS | {"page_size", "include_replicas", "sources", "rules"}
+_DISCOVER_KEYS: Final = _FILTER_KEYS | {
+    "page_size",
+    "include_replicas",
+    "sources",
+    "rules",
+    "cbr",
+}
+#: The columns of a discovered CBR manifest (see orchestrator/engine/cbr_manifest.py).
+CBR_MANIFEST_COLUMNS: Final = (
+    "backup_id",
+    "project_id",
+    "source_region",
+    "destination_region",
+    "destination_project_id",
+    "destination_vault_id",
+)
+_UUID: Final = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 ALREADY_REPLICATED: Final = "replicated"
 IN_PROGRESS: Final = "in_progress"
@@ -132,6 +157,7 @@ class Source:
 class Destination:
     region: str
     project_id: str
+    vault_id: str | None = None  # CBR: the vault of ``region`` that receives the copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +222,9 @@ class DiscoverConfig:
     filters: Filters = field(default_factory=Filters)
     page_size: int = 1000
     include_replicas: bool = False
+    service: str = "csbs"
+    #: CBR: destination region -> vault id, for rule destinations that name no vault.
+    vaults: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(
@@ -205,6 +234,7 @@ class DiscoverConfig:
         default_source: Source | None = None,
         now: datetime | None = None,
         path: str | None = None,
+        service: str = "csbs",
     ) -> DiscoverConfig:
         """Read the ``[discover]`` table of a config file (see configs/example.toml).
 
@@ -224,9 +254,10 @@ class DiscoverConfig:
         if not sources and default_source is not None:
             sources = (default_source,)
         rules = tuple(
-            _rule(entry, f"{where} rules[{i}]")
+            _rule(entry, f"{where} rules[{i}]", cbr=service == "cbr")
             for i, entry in enumerate(_table_list(section.get("rules", []), where, "rules"))
         )
+        vaults = _cbr_vaults(section.get("cbr"), f"{where}.cbr", cbr=service == "cbr")
         since = section.get("created_since")
         try:
             created_since = None if since is None else parse_since(str(since), now=now)
@@ -246,7 +277,7 @@ class DiscoverConfig:
         include = section.get("include_replicas", False)
         if not isinstance(include, bool):
             raise ConfigError(f"{where} include_replicas: true or false, got {include!r}")
-        return cls(sources, rules, filters, page_size, include)
+        return cls(sources, rules, filters, page_size, include, service, vaults)
 
     def with_overrides(
         self,
@@ -282,6 +313,15 @@ class DiscoverConfig:
                 "discover: no destination rules: add [[discover.rules]] to the config, "
                 "or pass --to REGION=PROJECT_ID"
             )
+        if self.service == "cbr":
+            for rule in self.rules:
+                for dest in rule.to:
+                    if dest.vault_id is None and dest.region not in self.vaults:
+                        raise ConfigError(
+                            f"discover --service cbr: no destination vault for {dest.region}: "
+                            f'set [discover.cbr] destination_vaults = {{ "{dest.region}" = '
+                            '"<vault id>" } or vault_id in the rule\'s destination'
+                        )
 
 
 def _refuse_unknown(table: Mapping[str, Any], known: frozenset[str], where: str) -> None:
@@ -329,7 +369,33 @@ def _source(entry: Mapping[str, Any], where: str) -> Source:
     )
 
 
-def _rule(entry: Mapping[str, Any], where: str) -> Rule:
+def _vault(value: object, where: str) -> str:
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        raise ConfigError(f"{where}: a vault id (a UUID, 8-4-4-4-12 hex digits), got {value!r}")
+    return value.lower()
+
+
+def _cbr_vaults(section: object, where: str, *, cbr: bool) -> dict[str, str]:
+    """``[discover.cbr] destination_vaults``: region -> vault id (CBR runs only)."""
+    if section is None:
+        return {}
+    if not cbr:
+        raise ConfigError(f"{where}: CBR settings given, but the service is csbs (--service cbr)")
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    _refuse_unknown(section, frozenset({"destination_vaults"}), where)
+    vaults = section.get("destination_vaults", {})
+    if not isinstance(vaults, Mapping):
+        raise ConfigError(f'{where} destination_vaults: a table {{ "region" = "vault id" }}')
+    return {
+        _region(region, f"{where} destination_vaults"): _vault(
+            vault, f"{where} destination_vaults.{region}"
+        )
+        for region, vault in vaults.items()
+    }
+
+
+def _rule(entry: Mapping[str, Any], where: str, *, cbr: bool = False) -> Rule:
     _refuse_unknown(entry, _RULE_KEYS, where)
     targets = entry.get("to")
     if not isinstance(targets, list) or not targets:
@@ -339,10 +405,14 @@ def _rule(entry: Mapping[str, Any], where: str) -> Rule:
         at = f"{where} to[{i}]"
         if not isinstance(target, Mapping):
             raise ConfigError(f"{at}: a table {{ region = ..., project_id = ... }}")
-        _refuse_unknown(target, frozenset({"region", "project_id"}), at)
+        _refuse_unknown(target, frozenset({"region", "project_id", "vault_id"}), at)
+        vault = target.get("vault_id")
+        if vault is not None and not cbr:
+            raise ConfigError(f"{at} vault_id: only CBR has vaults (--service cbr)")
         dest = Destination(
             _region(target.get("region"), f"{at} region"),
             _project(target.get("project_id"), f"{at} project_id"),
+            None if vault is None else _vault(vault, f"{at} vault_id"),
         )
         if any(d.region == dest.region for d in to):
             raise ConfigError(f"{at}: region {dest.region} is listed twice in one rule")
@@ -556,17 +626,18 @@ def _pairs_of(
     if not config.include_replicas and _text(_extend(item).get("copy_from")):
         summary.replicas += 1
         return
-    targets: dict[str, str] = {}  # region -> project: the first rule naming a region wins
+    targets: dict[str, Destination] = {}  # the first rule naming a region wins
     for rule in config.rules:
         if rule.matches(source, item):
             for dest in rule.to:
-                targets.setdefault(dest.region, dest.project_id)
+                targets.setdefault(dest.region, dest)
     targets.pop(source.region, None)  # never "replicate" into the item's own region
     if not targets:
         return
     summary.matched += 1
     item_id = str(item["id"]).lower()
-    for region, project in targets.items():
+    cbr = config.service == "cbr"
+    for region, dest in targets.items():
         state = pair_state(item, region, reader)
         if state == ALREADY_REPLICATED:
             summary.replicated += 1
@@ -577,35 +648,64 @@ def _pairs_of(
                 checkpoint_item_id=item_id,
                 project_id=source.project_id,
                 destination_region=region,
-                destination_project_id=project,
+                destination_project_id=dest.project_id,
                 source_region=source.region,
+                destination_vault_id=(dest.vault_id or config.vaults.get(region)) if cbr else None,
             )
 
 
 # --------------------------------------------------------------------------- output
 
 
-def write_manifest(tasks: Iterable[ReplicationTask], path: str | os.PathLike[str]) -> int:
-    """Write the pairs as a CSV manifest (replaced atomically); returns the rows written."""
+def write_manifest(
+    tasks: Iterable[ReplicationTask], path: str | os.PathLike[str], *, service: str = "csbs"
+) -> int:
+    """Write the pairs as a CSV manifest (replaced atomically); returns the rows written.
+    ``service="cbr"``: a CBR manifest (backups and destination vaults)."""
+    if service == "cbr":
+        return _write_rows(
+            path,
+            CBR_MANIFEST_COLUMNS,
+            (
+                (
+                    t.checkpoint_item_id,
+                    t.project_id,
+                    t.source_region or "",
+                    t.destination_region,
+                    t.destination_project_id,
+                    t.destination_vault_id or "",
+                )
+                for t in tasks
+            ),
+        )
+    return _write_rows(
+        path,
+        MANIFEST_COLUMNS,
+        (
+            (
+                t.checkpoint_item_id,
+                t.project_id,
+                t.source_region or "",
+                t.destination_region,
+                t.destination_project_id,
+            )
+            for t in tasks
+        ),
+    )
+
+
+def _write_rows(
+    path: str | os.PathLike[str], columns: Sequence[str], rows: Iterable[Sequence[str]]
+) -> int:
     target = Path(path)
     count = 0
     try:
         with replacing(target) as raw:
             handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(MANIFEST_COLUMNS)
-            for t in tasks:
-                writer.writerow(
-                    csv_row(
-                        (
-                            t.checkpoint_item_id,
-                            t.project_id,
-                            t.source_region or "",
-                            t.destination_region,
-                            t.destination_project_id,
-                        )
-                    )
-                )
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow(csv_row(row))
                 count += 1
             handle.flush()
             handle.detach()  # the file stays open for replacing() to fsync and rename

@@ -174,6 +174,7 @@ def build_plan(spec: JobSpec, history: History) -> Plan:
         default_project_id=spec.settings.project_id,
         history=history,
         retry_failed=spec.retry_failed,
+        service=spec.settings.service,
     )
 
 
@@ -202,7 +203,7 @@ async def run_job(
         plan = await anyio.to_thread.run_sync(build_plan, spec, history)
         if spec.strict:
             _refuse_if_invalid(plan, spec)
-        recorder = LedgerRecorder(ledger, run_id)
+        recorder = LedgerRecorder(ledger, run_id, cbr=spec.settings.service == "cbr")
         await recorder.run_started(
             manifest=str(spec.manifest.resolve()) if spec.manifest else None,
             source=spec.source or ("manifest" if spec.manifest else "discover"),
@@ -368,6 +369,7 @@ def _record_rejections(recorder: LedgerRecorder, plan: Plan, spec: JobSpec) -> i
 
 
 def _row_ids(row: Any) -> dict[str, str | None]:
+    # A CBR row's backup id travels as checkpoint_item_id; the recorder names it backup_id.
     names: Iterable[str] = (
         "checkpoint_item_id",
         "project_id",

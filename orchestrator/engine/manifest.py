@@ -39,7 +39,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Final, Literal, NamedTuple, TypeVar
 
@@ -54,6 +54,7 @@ __all__ = [
     "ManifestFormat",
     "RowError",
     "RowFields",
+    "check_row",
     "detect_format",
     "is_region_name",
     "iter_manifest",
@@ -70,6 +71,12 @@ OPTIONAL_FIELDS: Final = (
 )
 FIELDS: Final = REQUIRED_FIELDS + OPTIONAL_FIELDS
 _KNOWN: Final = frozenset(FIELDS)
+#: Columns only a CBR manifest has: a CSBS run refuses the whole file, naming the flag.
+_CBR_ONLY: Final = frozenset({"backup_id", "destination_vault_id"})
+_CBR_MANIFEST: Final = (
+    "this is a CBR manifest (backup_id, destination_vault_id): run with --service cbr; "
+    f"a CSBS manifest has the columns {', '.join(FIELDS)}"
+)
 
 ManifestFormat = Literal["csv", "jsonl"]
 
@@ -403,6 +410,8 @@ class _Columns:
     def from_header(cls, path: str, line: int, cells: list[str]) -> _Columns:
         names = [c.strip().lower() for c in cells]
         for column in names:
+            if column in _CBR_ONLY:
+                raise ManifestError(path, line, column, _CBR_MANIFEST)
             if column not in _KNOWN:
                 known = ", ".join(FIELDS)
                 raise ManifestError(
@@ -595,6 +604,8 @@ def _json_row(
         _raw(obj.get("destination_project_id")),
     )
     unknown = obj.keys() - _KNOWN
+    if unknown & _CBR_ONLY:
+        raise ManifestError(path, line, sorted(unknown & _CBR_ONLY)[0], _CBR_MANIFEST)
     if unknown:
         key = sorted(unknown)[0]
         return RowError(path, line, key, f"unknown key; the keys are: {', '.join(FIELDS)}", *ids)
@@ -647,6 +658,33 @@ def _parse_bool_text(value: str | None) -> bool | _BadBool | None:
     if folded in _FALSE:
         return False
     return _BadBool(value)
+
+
+def check_row(
+    path: str, line: int, values: Mapping[str, object], default_project_id: str | None
+) -> ReplicationTask | RowError:
+    """The careful path over one row given by field name (values are strings, or a bool for
+    ``enable_acceleration``): for readers of other layouts (CBR's manifest) that share the
+    rules of every CSBS field."""
+
+    def text(key: str) -> str | None:
+        value = values.get(key)
+        return (value.strip() or None) if isinstance(value, str) else None
+
+    accel = values.get("enable_acceleration")
+    if isinstance(accel, str):
+        accel = _parse_bool_text(accel.strip() or None)
+    row = _Values(
+        text("checkpoint_item_id") or "",
+        text("destination_region") or "",
+        text("destination_project_id") or "",
+        text("project_id"),
+        text("source_region"),
+        text("name"),
+        text("description"),
+        accel,
+    )
+    return _validate(path, line, row, default_project_id)
 
 
 class _Values(NamedTuple):

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Final
 
+from orchestrator.engine.cbr_manifest import iter_cbr_fields, iter_cbr_manifest
 from orchestrator.engine.manifest import (
     RowError,
     RowFields,
@@ -167,14 +168,25 @@ class Plan:
         history: History | None = None,
         retry_failed: bool = False,
         max_rejected: int = MAX_REJECTED,
+        service: str = "csbs",
     ) -> Plan:
         """Validate and index the manifest (pass 1); :meth:`work` reads it again.
 
         Raises :class:`ManifestError` for a manifest that cannot be read at all; bad rows
-        end up in :attr:`rejected`.
+        end up in :attr:`rejected`. ``service="cbr"`` reads a CBR manifest (backups and
+        destination vaults, see :mod:`orchestrator.engine.cbr_manifest`).
         """
         name = os.fspath(path)
         stamp = _file_stamp(name)
+        if service == "cbr":
+            return cls._from_cbr_manifest(
+                name,
+                stamp,
+                default_project_id=default_project_id,
+                history=history,
+                retry_failed=retry_failed,
+                max_rejected=max_rejected,
+            )
 
         def rows() -> Iterator[RowFields | RowError]:
             return iter_manifest_fields(name, default_project_id=default_project_id)
@@ -185,6 +197,36 @@ class Plan:
                     name, None, None, "the manifest changed while the run was planned: run again"
                 )
             return iter_manifest(name, default_project_id=default_project_id, only_lines=marks)
+
+        return cls(
+            rows,
+            tasks,
+            by_line=True,
+            history=history,
+            retry_failed=retry_failed,
+            max_rejected=max_rejected,
+        )
+
+    @classmethod
+    def _from_cbr_manifest(
+        cls,
+        name: str,
+        stamp: tuple[int, int, int],
+        *,
+        default_project_id: str | None,
+        history: History | None,
+        retry_failed: bool,
+        max_rejected: int,
+    ) -> Plan:
+        def rows() -> Iterator[RowFields | RowError]:
+            return iter_cbr_fields(name, default_project_id=default_project_id)
+
+        def tasks(marks: bytearray) -> Iterator[ReplicationTask | RowError]:
+            if _file_stamp(name) != stamp:
+                raise ManifestError(
+                    name, None, None, "the manifest changed while the run was planned: run again"
+                )
+            return iter_cbr_manifest(name, default_project_id=default_project_id, only_lines=marks)
 
         return cls(
             rows,

@@ -78,6 +78,15 @@ MANIFEST_HEADER = (
     "project_id",
     "source_region",
 )
+#: The failed-pairs manifest of a CBR ledger (its lines say backup_id): a CBR manifest.
+CBR_MANIFEST_HEADER = (
+    "backup_id",
+    "destination_region",
+    "destination_project_id",
+    "destination_vault_id",
+    "project_id",
+    "source_region",
+)
 _SUCCESS = frozenset(str(status) for status in FINAL_SUCCESS)
 _INCLUDABLE = frozenset(STATUS_ORDER) - _SUCCESS | {COPY_FAILED}
 _RUN_EVENTS = frozenset({"run_started", "attempt", "result", "run_finished"})
@@ -155,7 +164,7 @@ def _pair_key(record: Mapping[str, Any]) -> bytes | None:
     """A 16-byte digest of (project, item, destination region): a fifth of the memory of the
     three strings, and collisions are out of reach at 128 bits."""
     project = record.get("project_id")
-    item = record.get("checkpoint_item_id")
+    item = record.get("checkpoint_item_id") or record.get("backup_id")  # CSBS or CBR
     region = record.get("destination_region")
     if project is None or item is None or region is None:
         return None
@@ -170,8 +179,10 @@ def _row_key(record: Mapping[str, Any]) -> bytes:
 
 
 def _manifest_row(record: Mapping[str, Any]) -> tuple[str, ...] | None:
-    values = tuple(record.get(name) for name in MANIFEST_HEADER)
-    if any(value is None or value == "" for value in values[:4]):
+    cbr = "backup_id" in record
+    header = CBR_MANIFEST_HEADER if cbr else MANIFEST_HEADER
+    values = tuple(record.get(name) for name in header)
+    if any(value is None or value == "" for value in values[: 5 if cbr else 4]):
         return None  # a row the manifest reader would reject; cannot be sent again as is
     return tuple("" if value is None else str(value) for value in values)
 
@@ -259,7 +270,7 @@ class _Tally:
         tally = self.errors.get(str(code))
         if tally is None:
             msg = record.get("error_msg")
-            item = record.get("checkpoint_item_id")
+            item = record.get("checkpoint_item_id") or record.get("backup_id")
             self.errors[str(code)] = _ErrorTally(
                 1,
                 None if msg is None else str(msg),
@@ -693,7 +704,8 @@ def write_failed_manifest(
     rows = list(_scan(records, run, wanted).tally.rows.values())
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_HEADER)
+    cbr = bool(rows) and len(rows[0]) == len(CBR_MANIFEST_HEADER)
+    writer.writerow(CBR_MANIFEST_HEADER if cbr else MANIFEST_HEADER)
     # Ids and names come from the ledger, so from the service or a manifest: a spreadsheet
     # must not run them as formulas. (A neutralised id is no UUID: `run` then rejects it.)
     writer.writerows(csv_row(row) for row in rows)

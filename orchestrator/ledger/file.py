@@ -19,7 +19,10 @@ Every line is one JSON object (UTF-8, no blank lines) with these common fields:
 ==========  =================================================================
 
 A *pair* is (``project_id``, ``checkpoint_item_id``, ``destination_region``): the source
-project, the backup, the region it is copied to. Event-specific fields:
+project, the backup, the region it is copied to. A CBR run (``settings.service`` ``"cbr"``)
+writes ``backup_id`` in place of ``checkpoint_item_id`` and adds ``destination_vault_id``
+after ``destination_project_id`` on its ``attempt``, ``result`` and ``copy_status`` lines;
+readers take either id. Event-specific fields:
 
 ``run_started``
     ``manifest`` (absolute path, or null when tasks were discovered), ``source``

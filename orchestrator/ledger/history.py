@@ -254,7 +254,7 @@ class History:
                     self._fold_other_result(record)
                     continue
                 project = record.get("project_id")
-                item = record.get("checkpoint_item_id")
+                item = record.get("checkpoint_item_id") or record.get("backup_id")
                 region = record.get("destination_region")
                 if type(project) is not str or type(item) is not str or type(region) is not str:
                     self.skipped += 1
@@ -374,7 +374,7 @@ class History:
 
     def _key_of(self, record: dict[str, Any]) -> bytes | None:
         project = record.get("project_id")
-        item = record.get("checkpoint_item_id")
+        item = record.get("checkpoint_item_id") or record.get("backup_id")
         region = record.get("destination_region")
         if type(project) is not str or type(item) is not str or type(region) is not str:
             self.skipped += 1

@@ -82,11 +82,13 @@ timestamp = _Timestamps()
 
 
 class LedgerRecorder:
-    """Writes one run's lines. ``run_id`` ties them together."""
+    """Writes one run's lines. ``run_id`` ties them together. ``cbr``: the run replicates
+    CBR backups, so rejected rows name ``backup_id`` (a task says so itself)."""
 
-    def __init__(self, sink: LineSink, run_id: str) -> None:
+    def __init__(self, sink: LineSink, run_id: str, *, cbr: bool = False) -> None:
         self._sink = sink
         self.run_id = run_id
+        self.cbr = cbr
 
     def _line(self, event: str, **fields: Any) -> dict[str, Any]:
         return {
@@ -112,7 +114,7 @@ class LedgerRecorder:
         return self._sink.write(self._attempt_line(task, 1))
 
     def _attempt_line(self, task: ReplicationTask, number: int) -> dict[str, Any]:
-        return {
+        line = {
             "v": SCHEMA_VERSION,
             "event": LedgerEvent.ATTEMPT,
             "ts": timestamp(),
@@ -123,6 +125,7 @@ class LedgerRecorder:
             "destination_project_id": task.destination_project_id,
             "attempt": number,
         }
+        return line if task.destination_vault_id is None else _as_cbr(line, task)
 
     def result(self, task: ReplicationTask, outcome: Outcome, started: float) -> None:
         finished = time.time()
@@ -150,7 +153,7 @@ class LedgerRecorder:
         }
         if outcome.outcome_unknown:
             line.update(_UNKNOWN)
-        self._sink.write(line)
+        self._sink.write(line if task.destination_vault_id is None else _as_cbr(line, task))
 
     def rejected(
         self,
@@ -161,10 +164,12 @@ class LedgerRecorder:
         reason: str,
         ids: Mapping[str, str | None],
     ) -> None:
+        item_key = "backup_id" if self.cbr else "checkpoint_item_id"
+        extra = {"destination_vault_id": ids.get("destination_vault_id")} if self.cbr else {}
         self._sink.write(
             self._line(
                 "result",
-                checkpoint_item_id=ids.get("checkpoint_item_id"),
+                **{item_key: ids.get("checkpoint_item_id")},
                 project_id=ids.get("project_id"),
                 source_region=None,
                 destination_region=ids.get("destination_region"),
@@ -178,6 +183,7 @@ class LedgerRecorder:
                 manifest=manifest,
                 manifest_line=line,
                 field=field,
+                **extra,
             )
         )
 
@@ -205,3 +211,17 @@ class LedgerRecorder:
 
     async def run_finished(self, **fields: Any) -> None:
         await self._sink.write_durable(self._line("run_finished", **fields))
+
+
+def _as_cbr(line: dict[str, Any], task: ReplicationTask) -> dict[str, Any]:
+    """A CBR pair's line: ``backup_id`` for ``checkpoint_item_id``, and the destination vault
+    next to the destination project (same order otherwise)."""
+    out: dict[str, Any] = {}
+    for key, value in line.items():
+        if key == "checkpoint_item_id":
+            out["backup_id"] = value
+            continue
+        out[key] = value
+        if key == "destination_project_id":
+            out["destination_vault_id"] = task.destination_vault_id
+    return out

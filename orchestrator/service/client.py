@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, ClassVar, Self, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -170,6 +170,9 @@ class _State(enum.Enum):
 class CsbsClient:
     """The CSBS v1 calls of one run. Use as ``async with CsbsClient(settings, auth) as c:``;
     a closed client cannot be reopened. ``auth=None`` sends no credentials (simulator)."""
+
+    #: The path prefix after the host (``/v1/<project>``); the CBR client says ``v3``.
+    api_version: ClassVar[str] = "v1"
 
     def __init__(
         self,
@@ -527,7 +530,7 @@ class CsbsClient:
             base = self._settings.endpoint_for(region)
             if self._auth is not None:  # once per prefix: no cost on the request path
                 refuse_credentials_over_plain_http(yarl.URL(base))
-            prefix = self._prefixes[key] = f"{base}/v1/{_segment(project_id)}"
+            prefix = self._prefixes[key] = f"{base}/{self.api_version}/{_segment(project_id)}"
         return prefix
 
 

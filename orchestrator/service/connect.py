@@ -20,6 +20,7 @@ from orchestrator.service.auth import (
     IamPasswordToken,
     Secret,
 )
+from orchestrator.service.cbr import CbrClient
 from orchestrator.service.client import ClientSettings, CsbsClient, Timeouts
 from orchestrator.service.credentials import resolve_credentials
 from orchestrator.service.transport_policy import (
@@ -56,6 +57,9 @@ class Connection:
         )
 
     def client(self) -> CsbsClient:
+        """The client of the run's service (``--service``): CSBS v1, or CBR v3."""
+        if self.settings.service == "cbr":
+            return CbrClient(self.client_settings(), self.auth, secrets=self.secrets)
         return CsbsClient(self.client_settings(), self.auth, secrets=self.secrets)
 
 

@@ -22,6 +22,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.models import PROVIDER_ID
 from orchestrator.simulator import query
 from orchestrator.simulator.auth import Authenticator
+from orchestrator.simulator.cbr import CBR_ROUTES, CbrFace
 from orchestrator.simulator.clock import AdvancingClock
 from orchestrator.simulator.counters import Counters
 from orchestrator.simulator.faults import Fault, FaultInjector
@@ -46,7 +47,16 @@ TOKENS = "POST /v3/auth/tokens"
 METADATA = "GET /openstack/latest/securitykey"
 UNKNOWN = "unknown"
 #: Route names as they appear in the counters (method and path template).
-ROUTES = (REPLICATE, CAPABILITIES, LIST_ITEMS, COUNT_ITEMS, GET_ITEM, LIST_RECORDS, TOKENS)
+ROUTES = (
+    REPLICATE,
+    CAPABILITIES,
+    LIST_ITEMS,
+    COUNT_ITEMS,
+    GET_ITEM,
+    LIST_RECORDS,
+    TOKENS,
+    *CBR_ROUTES,
+)
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+$")
 _PROJECT = re.compile(
@@ -55,6 +65,11 @@ _PROJECT = re.compile(
 _MAX_TEXT = 255
 #: The destination of a replicate request, kept on the request for the duplicate counter.
 _DESTINATION = web.RequestKey("destination_region", str)
+
+
+def _mark_destination(request: web.Request, region: str) -> None:
+    request[_DESTINATION] = region
+
 
 _Answer = tuple[int, dict[str, Any]]
 _Handler = Callable[[web.Request, bytes, str], _Answer]
@@ -128,6 +143,12 @@ class SimulatorApp:
         # request and still unique across restarts.
         self._id_prefix = uuid.uuid4().hex[:16]
         self._id_counter = itertools.count(1)
+        self._cbr = CbrFace(
+            estate,
+            faults,
+            on_destination=_mark_destination,
+            on_replicated=counters.replicated,
+        )
 
     def _request_id(self) -> str:
         return f"{self._id_prefix}{next(self._id_counter):016x}"
@@ -148,6 +169,8 @@ class SimulatorApp:
         add("GET", f"{items}/{{item_id}}", self._csbs(GET_ITEM, self._get_item))
         if self._records_endpoint:
             add("GET", f"{_V1}/replication_records", self._csbs(LIST_RECORDS, self._list_records))
+        self._cbr.add_routes(add, self._csbs)
+        add("GET", "/_sim/vaults", self._sim(lambda _: {"vaults": self._cbr.vaults()}))
         add("POST", "/v3/auth/tokens", self._tokens)
         add("GET", "/openstack/latest/securitykey", self._security_key)
         add("GET", "/_sim/counters", self._sim(lambda _: self._counters.snapshot()))
