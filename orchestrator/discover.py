@@ -62,7 +62,9 @@ __all__ = [
     "Rule",
     "Source",
     "SourceSummary",
+    "destinations_for",
     "discover",
+    "list_source",
     "pair_state",
     "parse_since",
     "write_manifest",
@@ -525,6 +527,33 @@ async def _list(
         return
 
 
+def list_source(
+    client: ItemLister,
+    source: Source,
+    config: DiscoverConfig,
+    *,
+    retry: RetryPolicy | None = None,
+    sleep: Sleep = anyio.sleep,
+) -> AsyncIterator[dict[str, Any]]:
+    """Every item of one source once, paged, restarted with backoff on a transient error
+    (what ``coverage`` lists too)."""
+    return _list(client, source, config, retry or RetryPolicy(), sleep)
+
+
+def destinations_for(
+    item: Mapping[str, Any], source: Source, config: DiscoverConfig
+) -> dict[str, str]:
+    """Region -> destination project of every rule matching ``item`` (the first rule naming
+    a region wins); never the item's own region."""
+    targets: dict[str, str] = {}
+    for rule in config.rules:
+        if rule.matches(source, item):
+            for dest in rule.to:
+                targets.setdefault(dest.region, dest.project_id)
+    targets.pop(source.region, None)  # never "replicate" into the item's own region
+    return targets
+
+
 def _pairs_of(
     item: Mapping[str, Any], source: Source, config: DiscoverConfig, summary: SourceSummary
 ) -> Iterable[ReplicationTask]:
@@ -534,12 +563,7 @@ def _pairs_of(
     if not config.include_replicas and _text(_extend(item).get("copy_from")):
         summary.replicas += 1
         return
-    targets: dict[str, str] = {}  # region -> project: the first rule naming a region wins
-    for rule in config.rules:
-        if rule.matches(source, item):
-            for dest in rule.to:
-                targets.setdefault(dest.region, dest.project_id)
-    targets.pop(source.region, None)  # never "replicate" into the item's own region
+    targets = destinations_for(item, source, config)
     if not targets:
         return
     summary.matched += 1

@@ -112,6 +112,8 @@ def simulator_knobs(args: argparse.Namespace) -> dict[str, Any]:
     """``[simulator]`` knobs of the config file, with ``--sim-seed`` on top."""
     knobs = dict(load_config(args.config).get("simulator", {}))
     knobs["seed"] = args.sim_seed
+    if getattr(args, "sim_age_days", None) is not None:
+        knobs["age_days"] = args.sim_age_days
     return knobs
 
 
