@@ -274,7 +274,8 @@ def _add_coverage(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="append",
         default=None,
         metavar="REGION",
-        help="destination region to judge (repeatable; replaces [[discover.rules]])",
+        help="destination region to judge (repeatable; replaces [[discover.rules]]; "
+        "default: the rules)",
     )
     coverage.add_argument(
         "--ledger",
@@ -373,6 +374,14 @@ def _add_discovery(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--page-size", type=int, default=None, help="items per listing page (default: 1000)"
+    )
+    group.add_argument(
+        "--select",
+        choices=("all", "newest"),
+        default=None,
+        help="all: every available backup lacking a copy; newest: per resource and region only "
+        "the newest, when the region holds nothing as new, largest lag first "
+        "(default: [discover] select, else all)",
     )
 
 

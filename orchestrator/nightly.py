@@ -106,7 +106,12 @@ def discover_config(
         config, default_source=default, now=now, path=getattr(args, "config", None)
     )
     filters = {key: getattr(args, flag, None) for flag, key in _FILTER_FLAGS.items()}
-    result = base.with_overrides(filters=filters, to=getattr(args, "to", None) or (), now=now)
+    result = base.with_overrides(
+        filters=filters,
+        to=getattr(args, "to", None) or (),
+        now=now,
+        select=getattr(args, "select", None),
+    )
     page_size = getattr(args, "page_size", None)
     if page_size is not None:
         result = replace(result, page_size=page_size)
