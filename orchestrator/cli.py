@@ -196,10 +196,26 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     report = sub.add_parser(
         "report", help="summarise a ledger: per region and status, top errors, durations"
     )
-    report.add_argument("ledger", metavar="LEDGER", help="the ledger to read")
+    report.add_argument(
+        "ledger",
+        metavar="LEDGER",
+        nargs="+",
+        help="the ledger(s) to read; with several (one per account or shard), 'last' means the "
+        "last run of each",
+    )
     report.add_argument("--run", default="last", help="'last', 'all' or a run id (default: last)")
     report.add_argument(
-        "--format", choices=("table", "json", "csv"), default="table", help="(default: table)"
+        "--format",
+        choices=("table", "json", "csv", "html"),
+        default="table",
+        help="html: one self-contained page with charts (default: table)",
+    )
+    report.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        metavar="FILE",
+        help="write the report here (default: stdout)",
     )
     report.add_argument(
         "--failed-manifest",
@@ -549,7 +565,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from orchestrator.errors import ConfigError
-    from orchestrator.ledger import iter_records
+    from orchestrator.insight.ledgers import selected_records
     from orchestrator.report import (
         build_report,
         render_csv,
@@ -558,19 +574,39 @@ def _cmd_report(args: argparse.Namespace) -> int:
         write_failed_manifest,
     )
 
-    ledger = Path(args.ledger)
-    if not ledger.exists():
-        raise ConfigError(f"{ledger}: no such ledger")
-    report = build_report(iter_records(ledger), run=args.run)
-    render = {"table": render_table, "json": render_json, "csv": render_csv}[args.format]
-    sys.stdout.write(render(report))
+    ledgers = [Path(p) for p in args.ledger]
+    for ledger in ledgers:
+        if not ledger.exists():
+            raise ConfigError(f"{ledger}: no such ledger")
+    records, run = selected_records(ledgers, args.run)
+    report = build_report(records(), run=run)
+    if args.format == "html":
+        from orchestrator.insight.ledgers import html_report
+
+        text = html_report(report, records())
+    else:
+        text = {"table": render_table, "json": render_json, "csv": render_csv}[args.format](report)
+    _write_output(text, args.output)
     if args.failed_manifest:
         include = [part.strip() for part in args.include.split(",") if part.strip()]
-        count = write_failed_manifest(
-            iter_records(ledger), args.failed_manifest, run=args.run, include=include
-        )
+        count = write_failed_manifest(records(), args.failed_manifest, run=run, include=include)
         print(f"wrote {count} pairs to {args.failed_manifest}", file=sys.stderr)
     return ExitCode.OK
+
+
+def _write_output(text: str, output: str | None) -> None:
+    from pathlib import Path
+
+    from orchestrator.atomic_file import replace_file
+    from orchestrator.errors import ConfigError
+
+    if output is None or output == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        replace_file(Path(output), text.encode())
+    except OSError as exc:
+        raise ConfigError(f"{output}: cannot write: {exc.strerror}") from None
 
 
 def _cmd_track(args: argparse.Namespace) -> int:

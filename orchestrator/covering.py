@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import re
 import sys
@@ -48,8 +47,8 @@ from orchestrator.insight.coverage_render import (
     render_json,
     render_table,
 )
+from orchestrator.insight.ledgers import several
 from orchestrator.launch import Connection, connect, open_output, secrets_of, simulator_secrets
-from orchestrator.ledger import iter_records
 from orchestrator.logs import close_logging
 from orchestrator.metrics import write_families
 from orchestrator.nightly import listing_retry
@@ -129,7 +128,7 @@ def load_facts(ledgers: Sequence[str | os.PathLike[str]]) -> dict[tuple[str, str
     for path in paths:
         if not path.is_file():
             raise ConfigError(f"{path}: no such ledger")
-    return ledger_facts(itertools.chain.from_iterable(iter_records(p) for p in paths))
+    return ledger_facts(several(paths))
 
 
 async def measure(
@@ -169,8 +168,12 @@ _RENDER = {"table": render_table, "json": render_json, "csv": render_csv}
 
 def render(coverage: Coverage, fmt: str) -> bytes:
     if fmt == "html":
-        from orchestrator.insight.html import coverage_html  # noqa: PLC0415 - plotly is heavy
-
+        try:
+            from orchestrator.insight.html import coverage_html  # noqa: PLC0415 - plotly is heavy
+        except ImportError as exc:
+            raise ConfigError(
+                "--format html needs plotly: pip install 'csbs-orchestrator[html]'"
+            ) from exc
         return coverage_html(coverage).encode()
     return _RENDER[fmt](coverage).encode()
 
