@@ -463,6 +463,18 @@ def _add_schedule(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     group.add_argument(
         "--once", action="store_true", help="fire now, once, then exit (default: keep running)"
     )
+    group.add_argument(
+        "--coverage",
+        action="store_true",
+        help="end each firing with `coverage`: its table, and its gauges in --metrics-file "
+        "(default: [schedule] coverage, else off)",
+    )
+    group.add_argument(
+        "--rpo",
+        default=None,
+        metavar="DURATION",
+        help="RPO of --coverage, e.g. 26h (default: [schedule] rpo, else 26h)",
+    )
     _add_connection(schedule)
     _add_discovery(schedule)
     _add_run_options(schedule)

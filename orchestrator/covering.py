@@ -57,6 +57,7 @@ from orchestrator.settings import RunSettings, load_config
 
 __all__ = [
     "coverage_config",
+    "for_coverage",
     "launch_coverage",
     "load_facts",
     "measure",
@@ -96,8 +97,7 @@ def coverage_config(
     now: datetime | None = None,
 ) -> DiscoverConfig:
     """The sources and destination rules of ``[discover]``; ``region_to`` replaces the rules
-    with one catch-all per region. Items of every status are listed: a copy of a backup that
-    is no longer ``available`` still protects its resource."""
+    with one catch-all per region. See :func:`for_coverage` for what is listed."""
     default = None
     if settings.project_id and settings.region:
         default = Source(settings.project_id.lower(), settings.region)
@@ -105,7 +105,7 @@ def coverage_config(
     if region_to:
         rules = tuple(Rule((Destination(_region(r), _NO_PROJECT),)) for r in region_to)
         base = replace(base, rules=rules)
-    base = replace(base, filters=replace(base.filters, status=None))
+    base = for_coverage(base)
     if not base.rules:
         raise ConfigError(
             "coverage: no destination: add [[discover.rules]] to the config or pass "
@@ -113,6 +113,13 @@ def coverage_config(
         )
     base.check()
     return base
+
+
+def for_coverage(config: DiscoverConfig) -> DiscoverConfig:
+    """Discovery's sources and rules, listing every backup: of every status (a copy of a
+    backup no longer ``available`` still protects its resource) and of any age (a
+    ``created_since`` window would hide the older copies a region holds)."""
+    return replace(config, filters=replace(config.filters, status=None, created_since=None))
 
 
 def _region(text: str) -> str:
