@@ -298,7 +298,8 @@ def _add_coverage(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="append",
         default=None,
         metavar="LEDGER",
-        help="a ledger whose history explains gaps (repeatable; default: none)",
+        help="a ledger whose history explains gaps, or a directory of them (repeatable; "
+        "default: none)",
     )
     coverage.add_argument(
         "--format",

@@ -130,11 +130,16 @@ def _region(text: str) -> str:
 
 
 def load_facts(ledgers: Sequence[str | os.PathLike[str]]) -> dict[tuple[str, str], LedgerFact]:
-    """The tool's own history from every ledger given (a missing one is a usage error)."""
-    paths = [Path(p) for p in ledgers]
-    for path in paths:
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such ledger")
+    """The tool's own history from every ledger given; a directory stands for every
+    ``*.jsonl`` file in it (a schedule's dated ledgers). A missing path is a usage error."""
+    paths: list[Path] = []
+    for given in map(Path, ledgers):
+        if given.is_dir():
+            paths += sorted(given.glob("*.jsonl"))
+        elif given.is_file():
+            paths.append(given)
+        else:
+            raise ConfigError(f"{given}: no such ledger")
     return ledger_facts(several(paths))
 
 

@@ -14,7 +14,7 @@ import pytest
 from simthread import cli_env, simulator_thread
 
 from orchestrator.cli import main
-from orchestrator.covering import parse_duration
+from orchestrator.covering import load_facts, parse_duration
 from orchestrator.errors import ConfigError
 from orchestrator.insight.coverage import (
     CopyState,
@@ -309,3 +309,21 @@ def test_coverage_names_a_missing_ledger(
         code = main(_argv(sim, "--ledger", str(tmp_path / "nope.jsonl")))
     assert code == 2
     assert "nope.jsonl: no such ledger" in capsys.readouterr().err
+
+
+def test_a_ledger_directory_stands_for_every_ledger_in_it(tmp_path: Path) -> None:
+    key = "00000000-0000-4000-8000-000000000001"
+    for night, status in (("01", "failed"), ("02", "gave_up")):
+        line = {
+            "event": "result",
+            "checkpoint_item_id": key,
+            "destination_region": "cn-east-2",
+            "status": status,
+            "http_status": 503,
+            "attempts": 3,
+            "finished_at": f"2026-12-{night}T02:00:00+00:00",
+        }
+        (tmp_path / f"ledger-202612{night}T0130Z.jsonl").write_text(json.dumps(line) + "\n")
+    (tmp_path / "notes.txt").write_text("not a ledger")
+    facts = load_facts([tmp_path])
+    assert facts[key, "cn-east-2"].reason == "gave up: 503 x3 on 2026-12-02"
