@@ -315,7 +315,10 @@ def test_a_ledger_directory_stands_for_every_ledger_in_it(tmp_path: Path) -> Non
     key = "00000000-0000-4000-8000-000000000001"
     for night, status in (("01", "failed"), ("02", "gave_up")):
         line = {
+            "v": 1,
             "event": "result",
+            "ts": f"2026-12-{night}T02:00:00+00:00",
+            "run_id": night,
             "checkpoint_item_id": key,
             "destination_region": "cn-east-2",
             "status": status,
