@@ -3,15 +3,19 @@ nothing as new, the largest lag removed first; on fixed items and on an aged sim
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import MakeSimulator
+from simthread import cli_env, simulator_thread
 from test_discover import DEST_B, EAST2, SOUTH1, SRC, FakeLister, client_for, fake_item
 
+from orchestrator.cli import main
 from orchestrator.discover import Destination as Dest
 from orchestrator.discover import DiscoverConfig, Rule, Source, discover
 from orchestrator.errors import ConfigError
+from orchestrator.insight.coverage import CoverageFold, State, observe
 from orchestrator.simulator.views import format_time
 
 DAY = 86400.0
@@ -106,3 +110,37 @@ async def test_aged_estate_sends_one_pair_per_exposed_resource(
             )
             assert item.id == newest_of.id
         assert len(every.tasks) > 3 * len(newest.tasks)
+
+
+def test_the_select_flag_reaches_discover(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = {}
+    with simulator_thread(items=140, age_days=7, regions=("cn-north-1",)) as sim:
+        cli_env(monkeypatch, sim)
+        project = sim.state.projects[0]
+        to = f"{EAST2}={sim.state.destination_projects[EAST2]}"
+        for select in ("all", "newest"):
+            out = tmp_path / f"{select}.csv"
+            argv = ["discover", "--endpoint", sim.base_url, "--project-id", project.id,
+                    "--region", project.region, "--to", to, "--select", select, "-o", str(out),
+                    "--log-level", "warning"]  # fmt: skip
+            assert main(argv) == 0
+            rows[select] = out.read_text().count("\n") - 1
+    assert 0 < rows["newest"] <= 20 < rows["all"]
+    assert "older than a newer backup" in capsys.readouterr().out
+
+
+def test_coverage_reads_a_skipped_copy_as_no_copy() -> None:
+    fold = CoverageFold()
+    seen = observe(
+        backup(1, "a", 0, copied(status="skip")),
+        project_id=SRC.project_id,
+        source_region=SRC.region,
+        targets=[EAST2],
+    )
+    assert seen is not None
+    fold.add(seen)
+    (row,) = fold.result(now=T0, rpo_s=26 * 3600).rows
+    assert row.state is State.MISSING
+    assert row.reason == "never copied; the last copy was skipped by the service"
