@@ -13,7 +13,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, Final
 
 import anyio
 import structlog
+from rich.console import Console
 
 from orchestrator.atomic_file import replace_file
 from orchestrator.discover import (
@@ -70,6 +72,7 @@ log = structlog.get_logger("orchestrator.coverage")
 _DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PROGRESS_EVERY: Final = 10_000
+_SHOW_EVERY: Final = 500
 # --region-to names regions only; the fold never uses a destination project.
 _NO_PROJECT: Final = "0" * 32
 
@@ -151,8 +154,11 @@ async def measure(
     rpo_s: float,
     now: float | None = None,
     retry: RetryPolicy | None = None,
+    on_listed: Callable[[Source, int], None] | None = None,
 ) -> Coverage:
-    """List every source once (streamed; only per-resource summaries are kept) and judge."""
+    """List every source once (streamed; only per-resource summaries are kept) and judge.
+    ``on_listed(source, backups listed so far)`` is called every few hundred backups (a
+    terminal's progress line)."""
     fold = CoverageFold(facts)
     listed = 0
     async with conn.client() as client:
@@ -161,6 +167,8 @@ async def measure(
                 client, source, config, retry=retry or listing_retry(conn.settings)
             ):
                 listed += 1
+                if on_listed is not None and listed % _SHOW_EVERY == 0:
+                    on_listed(source, listed)
                 if listed % _PROGRESS_EVERY == 0:
                     log.info("coverage.listing", source=str(source), items=listed)
                 seen = observe(
@@ -202,10 +210,24 @@ def write_coverage(coverage: Coverage, fmt: str, output: str | None) -> None:
         raise ConfigError(f"{output}: cannot write: {exc.strerror}") from None
 
 
+@contextmanager
+def _status(console: Console | None) -> Iterator[Callable[[Source, int], None] | None]:
+    """A one-line live status on a terminal (``listing cn-north-1/...: 12,500 backups``)."""
+    if console is None:
+        yield None
+        return
+    with console.status("listing backups ...") as status:
+
+        def show(source: Source, listed: int) -> None:
+            status.update(f"listing {source}: {listed:,} backups")
+
+        yield show
+
+
 def launch_coverage(args: argparse.Namespace, settings: RunSettings) -> int:
     """``coverage``: exit 0 when every resource x region is covered, 3 otherwise."""
     env = os.environ
-    open_output(args, secrets_of(settings, env, simulator_secrets(args)))
+    output = open_output(args, secrets_of(settings, env, simulator_secrets(args)))
     try:
         rpo_s = parse_duration(args.rpo)
         config = load_config(args.config)
@@ -221,9 +243,10 @@ def launch_coverage(args: argparse.Namespace, settings: RunSettings) -> int:
                     config_path=args.config,
                     now=datetime.now(UTC),
                 )
-                return await measure(conn, dconfig, facts, rpo_s=rpo_s, now=at)
+                return await measure(conn, dconfig, facts, rpo_s=rpo_s, now=at, on_listed=show)
 
-        coverage = anyio.run(main)
+        with _status(output.console if output.live else None) as show:
+            coverage = anyio.run(main)
         write_coverage(coverage, args.format, args.output)
         if args.coverage_metrics_file:
             try:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import MakeSimulator
 from simthread import cli_env, simulator_thread
 
 from orchestrator.cli import main
@@ -330,3 +331,23 @@ def test_a_ledger_directory_stands_for_every_ledger_in_it(tmp_path: Path) -> Non
     (tmp_path / "notes.txt").write_text("not a ledger")
     facts = load_facts([tmp_path])
     assert facts[key, "cn-east-2"].reason == "gave up: 503 x3 on 2026-12-02"
+
+
+@pytest.mark.anyio
+async def test_measure_reports_listing_progress(make_simulator: MakeSimulator) -> None:
+    from orchestrator.auth import AkSkSigner, Secret
+    from orchestrator.covering import coverage_config, measure
+    from orchestrator.launch import Connection
+    from orchestrator.settings import RunSettings
+
+    async with make_simulator(items=1400, age_days=7, regions=("cn-north-1",)) as sim:
+        project = sim.state.projects[0]
+        settings = RunSettings(endpoint=sim.base_url, project_id=project.id, region=project.region)
+        conn = Connection(settings, AkSkSigner(sim.config.ak, Secret(sim.config.sk)))
+        config = coverage_config({}, settings, region_to=["cn-east-2"])
+        seen: list[int] = []
+        coverage = await measure(
+            conn, config, {}, rpo_s=RPO, now=sim.state.now(), on_listed=lambda _, n: seen.append(n)
+        )
+    assert seen == [500, 1000]
+    assert len(coverage.rows) == 200
