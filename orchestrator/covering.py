@@ -234,7 +234,7 @@ def launch_coverage(args: argparse.Namespace, settings: RunSettings) -> int:
         facts = load_facts(args.ledger or ())
         at = None if args.at is None else parse_since(args.at).timestamp()
 
-        async def main() -> Coverage:
+        async def main(show: Callable[[Source, int], None] | None) -> Coverage:
             async with connect(args, settings, env) as conn:
                 dconfig = coverage_config(
                     config,
@@ -246,7 +246,7 @@ def launch_coverage(args: argparse.Namespace, settings: RunSettings) -> int:
                 return await measure(conn, dconfig, facts, rpo_s=rpo_s, now=at, on_listed=show)
 
         with _status(output.console if output.live else None) as show:
-            coverage = anyio.run(main)
+            coverage = anyio.run(main, show)
         write_coverage(coverage, args.format, args.output)
         if args.coverage_metrics_file:
             try:
