@@ -140,3 +140,17 @@ def test_pages_render_in_headless_chromium_offline(
             browser.close()
     assert errors == []
     assert [url for url in requests if not url.startswith("file:")] == []
+
+
+def test_html_without_plotly_says_how_to_install_it(
+    pages: Pages, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.delitem(sys.modules, "orchestrator.insight.html", raising=False)
+    for name in [m for m in sys.modules if m == "plotly" or m.startswith("plotly.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "plotly", None)
+    code = main(["report", str(pages.ledgers[0]), "--format", "html"])
+    assert code == 2
+    assert "csbs-orchestrator[html]" in capsys.readouterr().err
