@@ -216,6 +216,16 @@ def test_table_csv_and_metrics() -> None:
     rows = list(csv.DictReader(io.StringIO(render_csv(coverage))))
     assert {r["state"] for r in rows} == {"covered", "missing"}
     assert "'=cmd|calc" in {r["resource_id"] for r in rows}  # neutralised for spreadsheets
+    covered_only = CoverageFold()
+    seen = observe(
+        item(3, age_h=3, records=[rec("success")]),
+        project_id=PROJECT,
+        source_region="cn-north-1",
+        targets=["cn-east-2"],
+    )
+    assert seen is not None
+    covered_only.add(seen)
+    assert "every resource is covered" in render_table(covered_only.result(now=NOW, rpo_s=RPO))
     families = {name: samples for name, _, samples in metric_families(coverage)}
     states = {s[0]["state"]: s[1] for s in families["coverage_resources"]}
     assert states["covered"] == 1
@@ -292,14 +302,14 @@ def test_coverage_of_an_aged_estate_shows_every_state(
     assert "csbs_orchestrator_coverage_worst_lag_seconds" in text
 
 
-def test_coverage_exits_0_when_everything_is_covered(
+def test_coverage_of_an_estate_with_nothing_protected_exits_0(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with simulator_thread(items=0, regions=("cn-north-1",)) as sim:
         cli_env(monkeypatch, sim)
         code = main(_argv(sim))
     assert code == 0
-    assert "every resource is covered" in capsys.readouterr().out
+    assert "no protected resource" in capsys.readouterr().out
 
 
 def test_coverage_names_a_missing_ledger(

@@ -159,7 +159,9 @@ def render_table(coverage: Coverage, *, worst: int = 15) -> str:
             ),
         )
     verdict = (
-        "every resource is covered"
+        "no protected resource: no backup matched a destination rule"
+        if not coverage.rows
+        else "every resource is covered"
         if coverage.all_covered
         else f"{sum(r.state is not State.COVERED for r in coverage.rows)} pairs not covered"
     )
