@@ -18,7 +18,10 @@ demo: $(STAMP)
 	rm -f demo-ledger.jsonl demo-cbr-ledger.jsonl
 	$(BIN)/python -m orchestrator run --simulate --manifest configs/example-manifest.csv \
 		--ledger demo-ledger.jsonl --config configs/example.toml
-	$(BIN)/python -m orchestrator report demo-ledger.jsonl demo-cbr-ledger.jsonl
+	$(BIN)/python -m orchestrator report demo-ledger.jsonl
+	@# Coverage of a simulated estate aged a week (exit 3: some resources are not covered).
+	$(BIN)/python -m orchestrator coverage --simulate --config configs/example.toml \
+		--sim-age-days 7 --rpo 26h || [ $$? -eq 3 ]
 
 # The same engine against CBR v3 (vaults and backups): see docs/cbr.md.
 demo-cbr: $(STAMP)

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +29,7 @@ from orchestrator.engine.job import JobResult, JobSpec, run_job
 from orchestrator.engine.plan import Plan
 from orchestrator.engine.progress import NullProgress, Progress, make_progress
 from orchestrator.exitcodes import ExitCode
-from orchestrator.insight.metrics import RunMetrics, write_textfile
+from orchestrator.insight.metrics import Family, RunMetrics, write_textfile
 from orchestrator.insight.report import build_report
 from orchestrator.ledger.file import iter_records
 from orchestrator.ledger.format import StopReason
@@ -140,13 +140,14 @@ async def _job(
         return await run_job(replace(spec, settings=conn.settings), factory, progress=progress)
 
 
-def write_run_metrics(result: JobResult, spec: JobSpec) -> None:
-    """The Prometheus textfile of the run, when ``metrics_file`` is set."""
+def write_run_metrics(result: JobResult, spec: JobSpec, *, extra: Sequence[Family] = ()) -> None:
+    """The Prometheus textfile of the run, when ``metrics_file`` is set; ``extra``: more
+    gauges in the same file (``schedule --coverage``)."""
     path = spec.settings.metrics_file
     if path is None:
         return
     report = build_report(iter_records(spec.ledger), run=result.run_id)
-    write_textfile(path, RunMetrics.from_report(report, finished_at=time.time()))
+    write_textfile(path, RunMetrics.from_report(report, finished_at=time.time()), extra=extra)
 
 
 _VERDICT = {

@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_discover(sub)
     _add_schedule(sub)
     _add_track(sub)
+    _add_coverage(sub)
 
     simulate = sub.add_parser("simulate", help="serve the embedded CSBS simulator")
     from orchestrator.cli.simulate import add_arguments
@@ -195,10 +196,26 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     report = sub.add_parser(
         "report", help="summarise a ledger: per region and status, top errors, durations"
     )
-    report.add_argument("ledger", metavar="LEDGER", help="the ledger to read")
+    report.add_argument(
+        "ledger",
+        metavar="LEDGER",
+        nargs="+",
+        help="the ledger(s) to read; with several (one per account or shard), 'last' means the "
+        "last run of each",
+    )
     report.add_argument("--run", default="last", help="'last', 'all' or a run id (default: last)")
     report.add_argument(
-        "--format", choices=("table", "json", "csv"), default="table", help="(default: table)"
+        "--format",
+        choices=("table", "json", "csv", "html"),
+        default="table",
+        help="html: one self-contained page with charts (default: table)",
+    )
+    report.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        metavar="FILE",
+        help="write the report here (default: stdout)",
     )
     report.add_argument(
         "--failed-manifest",
@@ -256,6 +273,77 @@ def _add_track(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     track.set_defaults(handler=_cmd_track)
 
 
+def _add_coverage(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    coverage = sub.add_parser(
+        "coverage",
+        help="per resource and destination region: the newest copy the region holds, its lag",
+        description="List the backups of every [[discover.sources]] entry (or of "
+        "--project-id/--region) with their replication records and judge each protected "
+        "resource x destination region ([[discover.rules]] of --config, or --region-to): "
+        "covered (newest copy within --rpo), stale, missing, failing (with the reason, from "
+        "the service and the --ledger files) or running. Exit 0 when every pair is covered, "
+        "3 otherwise. See docs/coverage.md.",
+    )
+    coverage.add_argument(
+        "--rpo", required=True, help="recovery point objective: 26h, 1d12h, 90m (required)"
+    )
+    coverage.add_argument(
+        "--region-to",
+        action="append",
+        default=None,
+        metavar="REGION",
+        help="destination region to judge (repeatable; replaces [[discover.rules]]; "
+        "default: the rules)",
+    )
+    coverage.add_argument(
+        "--ledger",
+        action="append",
+        default=None,
+        metavar="LEDGER",
+        help="a ledger whose history explains gaps, or a directory of them (repeatable; "
+        "default: none)",
+    )
+    coverage.add_argument(
+        "--format",
+        choices=("table", "json", "csv", "html"),
+        default="table",
+        help="(default: table)",
+    )
+    coverage.add_argument(
+        "--output", "-o", default=None, metavar="FILE", help="write here (default: stdout)"
+    )
+    coverage.add_argument(
+        "--metrics-file",
+        dest="coverage_metrics_file",
+        default=None,
+        metavar="FILE",
+        help="write Prometheus gauges here, e.g. for node_exporter (default: none)",
+    )
+    coverage.add_argument(
+        "--at",
+        default=None,
+        metavar="TIME",
+        help="judge lags as of this ISO time, UTC if no zone (default: now)",
+    )
+    coverage.add_argument(
+        "--sim-age-days",
+        type=int,
+        default=None,
+        metavar="DAYS",
+        help="with --simulate: an estate of daily backups over this many past days (default: "
+        "[simulator] age_days)",
+    )
+    _add_connection(coverage)
+    _add_logging(coverage)
+    coverage.set_defaults(handler=_cmd_coverage)
+
+
+def _cmd_coverage(args: argparse.Namespace) -> int:
+    from orchestrator.cli.coverage import launch_coverage
+
+    return launch_coverage(args, _settings(args))
+
+
 def _add_discovery(parser: argparse.ArgumentParser) -> None:
     """Filters and a catch-all destination on top of the config's ``[discover]`` table."""
     group = parser.add_argument_group("discovery (over [discover] in --config)")
@@ -305,6 +393,14 @@ def _add_discovery(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--page-size", type=int, default=None, help="items per listing page (default: 1000)"
+    )
+    group.add_argument(
+        "--select",
+        choices=("all", "newest"),
+        default=None,
+        help="all: every available backup lacking a copy; newest: per resource and region only "
+        "the newest, when the region holds nothing as new, largest lag first "
+        "(default: [discover] select, else all)",
     )
 
 
@@ -369,6 +465,18 @@ def _add_schedule(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     group.add_argument(
         "--once", action="store_true", help="fire now, once, then exit (default: keep running)"
+    )
+    group.add_argument(
+        "--coverage",
+        action="store_true",
+        help="end each firing with `coverage`: its table, and its gauges in --metrics-file "
+        "(default: [schedule] coverage, else off)",
+    )
+    group.add_argument(
+        "--rpo",
+        default=None,
+        metavar="DURATION",
+        help="RPO of --coverage, e.g. 26h (default: [schedule] rpo, else 26h)",
     )
     _add_connection(schedule)
     _add_discovery(schedule)
@@ -486,6 +594,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from orchestrator.errors import ConfigError
+    from orchestrator.insight.ledgers import selected_records
     from orchestrator.insight.report import (
         build_report,
         render_csv,
@@ -493,21 +602,40 @@ def _cmd_report(args: argparse.Namespace) -> int:
         render_table,
         write_failed_manifest,
     )
-    from orchestrator.ledger.file import iter_records
 
-    ledger = Path(args.ledger)
-    if not ledger.exists():
-        raise ConfigError(f"{ledger}: no such ledger")
-    report = build_report(iter_records(ledger), run=args.run)
-    render = {"table": render_table, "json": render_json, "csv": render_csv}[args.format]
-    sys.stdout.write(render(report))
+    ledgers = [Path(p) for p in args.ledger]
+    for ledger in ledgers:
+        if not ledger.exists():
+            raise ConfigError(f"{ledger}: no such ledger")
+    records, run = selected_records(ledgers, args.run)
+    report = build_report(records(), run=run)
+    if args.format == "html":
+        from orchestrator.insight.ledgers import html_report
+
+        text = html_report(report, records())
+    else:
+        text = {"table": render_table, "json": render_json, "csv": render_csv}[args.format](report)
+    _write_output(text, args.output)
     if args.failed_manifest:
         include = [part.strip() for part in args.include.split(",") if part.strip()]
-        count = write_failed_manifest(
-            iter_records(ledger), args.failed_manifest, run=args.run, include=include
-        )
+        count = write_failed_manifest(records(), args.failed_manifest, run=run, include=include)
         print(f"wrote {count} pairs to {args.failed_manifest}", file=sys.stderr)
     return ExitCode.OK
+
+
+def _write_output(text: str, output: str | None) -> None:
+    from pathlib import Path
+
+    from orchestrator.atomic_file import replace_file
+    from orchestrator.errors import ConfigError
+
+    if output is None or output == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        replace_file(Path(output), text.encode())
+    except OSError as exc:
+        raise ConfigError(f"{output}: cannot write: {exc.strerror}") from None
 
 
 def _cmd_track(args: argparse.Namespace) -> int:

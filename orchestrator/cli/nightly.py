@@ -51,8 +51,9 @@ from orchestrator.engine.job import JobResult, JobSpec, run_job
 from orchestrator.engine.pool import Pool
 from orchestrator.engine.progress import NullProgress, Progress
 from orchestrator.engine.retry import RetryPolicy
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.exitcodes import ExitCode
+from orchestrator.insight.metrics import Family
 from orchestrator.ledger.format import StopReason
 from orchestrator.safe_text import for_terminal
 from orchestrator.scheduling.scheduler import (
@@ -77,7 +78,6 @@ __all__ = [
     "launch_discover",
     "launch_discovered_run",
     "launch_schedule",
-    "listing_retry",
     "run_schedule",
 ]
 
@@ -117,21 +117,17 @@ def discover_config(
         service=settings.service,
     )
     filters = {key: getattr(args, flag, None) for flag, key in _FILTER_FLAGS.items()}
-    result = base.with_overrides(filters=filters, to=getattr(args, "to", None) or (), now=now)
+    result = base.with_overrides(
+        filters=filters,
+        to=getattr(args, "to", None) or (),
+        now=now,
+        select=getattr(args, "select", None),
+    )
     page_size = getattr(args, "page_size", None)
     if page_size is not None:
         result = replace(result, page_size=page_size)
     result.check()
     return result
-
-
-def listing_retry(settings: RunSettings) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=settings.max_attempts,
-        max_elapsed_s=settings.retry_time,
-        base_delay_s=settings.retry_base,
-        max_delay_s=settings.retry_cap,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +141,8 @@ class ScheduleOptions:
     policy: MissedRunPolicy
     once: bool = False
     retry_failed: bool = False
+    coverage_rpo_s: float | None = None
+    """``--coverage``: each firing ends with coverage at this RPO (None: off)."""
 
     @classmethod
     def resolve(cls, args: argparse.Namespace, config: Mapping[str, Any]) -> ScheduleOptions:
@@ -174,7 +172,12 @@ class ScheduleOptions:
             max_lateness_s=float(pick("max_lateness", "max_lateness", 12 * 3600)),
         )
         retry_failed = bool(getattr(args, "retry_failed", False))
-        return cls(cron, tz, Path(state_dir), keep, policy, once, retry_failed)
+        rpo = None
+        if getattr(args, "coverage", False) or section.get("coverage", False) is True:
+            from orchestrator.cli.coverage import parse_duration  # noqa: PLC0415 - it imports us
+
+            rpo = parse_duration(str(pick("rpo", "rpo", "26h")), what="schedule rpo")
+        return cls(cron, tz, Path(state_dir), keep, policy, once, retry_failed, rpo)
 
     def schedule(self) -> CronSchedule:
         if self.cron is None or self.tz is None:
@@ -187,7 +190,7 @@ class ScheduleOptions:
 
 async def discover_with(conn: Connection, config: DiscoverConfig) -> Discovery:
     async with conn.client() as client:
-        return await discover(client, config, retry=listing_retry(conn.settings))
+        return await discover(client, config, retry=RetryPolicy.from_settings(conn.settings))
 
 
 def _print_discovery(discovery: Discovery, out: TextIO) -> None:
@@ -284,9 +287,11 @@ class Nightly:
         out: TextIO,
         progress: Progress | None = None,
         retry_failed: bool = False,
+        coverage_rpo_s: float | None = None,
     ) -> None:
         self._conn = conn
         self._retry_failed = retry_failed
+        self._coverage_rpo_s = coverage_rpo_s
         self._config_for = config_for
         self._state_dir = state_dir
         self._keep = keep
@@ -333,8 +338,9 @@ class Nightly:
             result = await run_job(spec, self._conn.client, progress=self._progress)
         finally:
             self._pool = None
-        await anyio.to_thread.run_sync(write_run_metrics, result, spec)
         print_summary(result, ledger, self._out)
+        extra = await self._coverage(firing) if not self._stopping else []
+        await anyio.to_thread.run_sync(lambda: write_run_metrics(result, spec, extra=extra))
         removed = await anyio.to_thread.run_sync(
             lambda: prune_ledgers(self._state_dir, self._keep, in_use=ledger)
         )
@@ -353,6 +359,31 @@ class Nightly:
             finally:
                 self._discovery = None
         return None  # cancelled by stop()
+
+    async def _coverage(self, firing: Firing) -> list[Family]:
+        """``--coverage``: judge the estate after the run, print the table, return the gauges
+        for the run's metrics file. Its gaps do not change the firing's exit code; a listing
+        failure is logged and leaves the run's own metrics alone."""
+        if self._coverage_rpo_s is None:
+            return []
+        from orchestrator.cli.coverage import for_coverage, load_facts, measure  # noqa: PLC0415
+        from orchestrator.insight.coverage_render import (  # noqa: PLC0415
+            metric_families,
+            render_table,
+        )
+
+        ledgers = sorted(self._state_dir.glob("ledger-*.jsonl"))
+        try:
+            facts = await anyio.to_thread.run_sync(load_facts, ledgers)
+            config = for_coverage(self._config_for(firing.fired_at))
+            coverage = await measure(self._conn, config, facts, rpo_s=self._coverage_rpo_s)
+        except (OrchestratorError, OSError) as exc:
+            log.error("nightly.coverage_failed", error=str(exc))  # noqa: TRY400 - expected
+            self._write(f"coverage: not measured: {exc}")
+            return []
+        self._out.write(render_table(coverage))
+        self._out.flush()
+        return list(metric_families(coverage))
 
     def _attach(self, pool: Pool) -> None:
         self._pool = pool
@@ -388,6 +419,7 @@ async def run_schedule(
         keep=options.keep,
         out=out,
         retry_failed=options.retry_failed,
+        coverage_rpo_s=options.coverage_rpo_s,
     )
     async with anyio.create_task_group() as tg:
         if handle_signals:

@@ -23,6 +23,7 @@ _KNOBS: tuple[tuple[str, str, type, str], ...] = (
     ("--seed", "seed", int, "seed of the estate and of every random draw"),
     ("--items", "items", int, "checkpoint items generated at start"),
     ("--projects-per-region", "projects_per_region", int, "source projects per region"),
+    ("--age-days", "age_days", int, "0, or daily backups per server over this many past days"),
     ("--ak", "ak", str, "the access key accepted for SDK-HMAC-SHA256 signatures"),
     ("--sk", "sk", str, "the secret key of --ak"),
     ("--user", "user", str, "IAM user name accepted by POST /v3/auth/tokens"),

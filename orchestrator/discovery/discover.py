@@ -71,7 +71,9 @@ __all__ = [
     "Rule",
     "Source",
     "SourceSummary",
+    "destinations_for",
     "discover",
+    "list_source",
     "pair_state",
     "parse_since",
     "write_manifest",
@@ -108,6 +110,7 @@ _DISCOVER_KEYS: Final = _FILTER_KEYS | {
     "sources",
     "rules",
     "cbr",
+    "select",
 }
 #: The columns of a discovered CBR manifest (see orchestrator/engine/cbr_manifest.py).
 CBR_MANIFEST_COLUMNS: Final = (
@@ -121,6 +124,8 @@ CBR_MANIFEST_COLUMNS: Final = (
 _UUID: Final = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
+#: ``select``: every available backup lacking a copy, or only each resource's newest.
+SELECT_MODES: Final = ("all", "newest")
 
 ALREADY_REPLICATED: Final = "replicated"
 IN_PROGRESS: Final = "in_progress"
@@ -225,6 +230,7 @@ class DiscoverConfig:
     service: str = "csbs"
     #: CBR: destination region -> vault id, for rule destinations that name no vault.
     vaults: Mapping[str, str] = field(default_factory=dict)
+    select: str = "all"
 
     @classmethod
     def from_config(
@@ -277,7 +283,10 @@ class DiscoverConfig:
         include = section.get("include_replicas", False)
         if not isinstance(include, bool):
             raise ConfigError(f"{where} include_replicas: true or false, got {include!r}")
-        return cls(sources, rules, filters, page_size, include, service, vaults)
+        select = section.get("select", "all")
+        if select not in SELECT_MODES:
+            raise ConfigError(f"{where} select: one of {', '.join(SELECT_MODES)}, got {select!r}")
+        return cls(sources, rules, filters, page_size, include, service, vaults, select)
 
     def with_overrides(
         self,
@@ -285,9 +294,13 @@ class DiscoverConfig:
         filters: Mapping[str, str | None],
         to: Sequence[str] = (),
         now: datetime | None = None,
+        select: str | None = None,
     ) -> DiscoverConfig:
         """Command-line filters on top (``status="any"`` lists every status, as in the
-        config); ``to`` adds a catch-all rule per ``REGION=PROJECT_ID``."""
+        config); ``to`` adds a catch-all rule per ``REGION=PROJECT_ID``; ``select`` replaces
+        the config's."""
+        if select is not None and select not in SELECT_MODES:
+            raise ConfigError(f"--select {select!r}: one of {', '.join(SELECT_MODES)}")
         changes: dict[str, Any] = {}
         for key, value in filters.items():
             if value is None:
@@ -299,7 +312,12 @@ class DiscoverConfig:
             else:
                 changes[key] = value
         rules = self.rules + tuple(_catch_all(text) for text in to)
-        return replace(self, filters=replace(self.filters, **changes), rules=rules)
+        return replace(
+            self,
+            filters=replace(self.filters, **changes),
+            rules=rules,
+            select=select or self.select,
+        )
 
     def check(self) -> None:
         """Refuse a configuration that cannot discover anything."""
@@ -515,12 +533,14 @@ class SourceSummary:
     in_progress: int = 0
     invalid_ids: int = 0
     """Listed items whose id is no UUID: never written (a manifest cell a spreadsheet may run)."""
+    superseded: int = 0
 
     def line(self) -> str:
         return (
             f"{self.source}: listed {self.listed}, matched {self.matched}, skipped "
-            f"{self.replicated} already replicated / {self.in_progress} in progress, "
-            f"{self.pairs} pairs written"
+            f"{self.replicated} already replicated / {self.in_progress} in progress"
+            + (f" / {self.superseded} older than a newer backup" if self.superseded else "")
+            + f", {self.pairs} pairs written"
             + (f" ({self.replicas} replicas ignored)" if self.replicas else "")
             + (f" ({self.not_available} not available)" if self.not_available else "")
             + (f" ({self.invalid_ids} with an invalid id skipped)" if self.invalid_ids else "")
@@ -549,6 +569,7 @@ async def discover(
     summaries: list[SourceSummary] = []
     seen_pairs: set[tuple[str, str, str]] = set()
     reader = RecordReader()
+    newest = _Newest() if config.select == "newest" else None
     for source in dict.fromkeys(config.sources):  # each source once, in order
         summary = SourceSummary(source)
         async for item in _list(client, source, config, retry or RetryPolicy(), sleep):
@@ -561,14 +582,107 @@ async def discover(
                     "discover.invalid_id", source=str(source), item_id=for_terminal(item["id"], 80)
                 )
                 continue
+            if newest is not None:
+                newest.add(item, source, config, summary, reader)
+                continue
             for task in _pairs_of(item, source, config, summary, reader):
                 if task.key not in seen_pairs:
                     seen_pairs.add(task.key)
                     tasks.append(task)
                     summary.pairs += 1
-        log.info("discover.source", source=str(source), **_counts(summary))
+        if newest is None:
+            log.info("discover.source", source=str(source), **_counts(summary))
         summaries.append(summary)
+    if newest is not None:
+        tasks = newest.tasks({s.source: s for s in summaries})
+        for summary in summaries:
+            log.info("discover.source", source=str(summary.source), **_counts(summary))
     return Discovery(tasks, summaries)
+
+
+def _created(item: Mapping[str, Any]) -> float:
+    """The item's creation time as Unix seconds (the API's UTC without a zone); -inf when
+    unreadable, so such an item never displaces a readable one."""
+    try:
+        moment = datetime.fromisoformat(_text(item.get("created_at")))
+    except ValueError:
+        return float("-inf")
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+@dataclass(slots=True)
+class _Best:
+    """One (resource, destination region) under ``select = "newest"``."""
+
+    source: Source
+    task: ReplicationTask | None = None
+    newest: float = float("-inf")  # creation time of the newest sendable backup
+    held: float = float("-inf")  # of the newest backup copied, or being copied, there
+    candidates: int = 0
+
+
+class _Newest:
+    """Keeps, per resource and region, only the newest available backup and the newest one
+    the region holds (or is receiving); memory grows with resources, not backups."""
+
+    def __init__(self) -> None:
+        self._best: dict[tuple[str, str, str], _Best] = {}
+
+    def add(
+        self,
+        item: Mapping[str, Any],
+        source: Source,
+        config: DiscoverConfig,
+        summary: SourceSummary,
+        reader: RecordReader,
+    ) -> None:
+        if item.get("status") != "available":
+            summary.not_available += 1
+            return
+        if not config.include_replicas and _text(_extend(item).get("copy_from")):
+            summary.replicas += 1
+            return
+        targets = destinations_for(item, source, config)
+        if not targets:
+            return
+        summary.matched += 1
+        created = _created(item)
+        item_id = str(item["id"]).lower()
+        resource = _text(item.get("resource_id")) or item_id
+        for region, dest in targets.items():
+            key = (source.project_id, resource, region)
+            best = self._best.get(key)
+            if best is None:
+                best = self._best[key] = _Best(source)
+            state = pair_state(item, region, reader)
+            if state is not None:
+                best.held = max(best.held, created)
+                if state == ALREADY_REPLICATED:
+                    summary.replicated += 1
+                else:
+                    summary.in_progress += 1
+                continue
+            best.candidates += 1
+            if best.task is None or created > best.newest:
+                best.newest = created
+                best.task = _task(item_id, source, dest, config)
+
+    def tasks(self, summaries: Mapping[Source, SourceSummary]) -> list[ReplicationTask]:
+        """The pairs worth sending, the largest lag removed first: a resource with no copy
+        there at all, then by how much newer the backup is than the copy held."""
+        chosen: list[tuple[tuple[bool, float], ReplicationTask]] = []
+        for best in self._best.values():
+            summary = summaries[best.source]
+            if best.task is None:
+                continue
+            if best.newest <= best.held:
+                summary.superseded += best.candidates
+                continue
+            summary.superseded += best.candidates - 1
+            summary.pairs += 1
+            chosen.append(((best.held == float("-inf"), best.newest - best.held), best.task))
+        chosen.sort(key=lambda pair: pair[0], reverse=True)
+        return [task for _, task in chosen]
 
 
 def _counts(summary: SourceSummary) -> dict[str, int]:
@@ -577,6 +691,7 @@ def _counts(summary: SourceSummary) -> dict[str, int]:
         "matched": summary.matched,
         "replicated": summary.replicated,
         "in_progress": summary.in_progress,
+        "superseded": summary.superseded,
         "pairs": summary.pairs,
     }
 
@@ -613,6 +728,33 @@ async def _list(
         return
 
 
+def list_source(
+    client: ItemLister,
+    source: Source,
+    config: DiscoverConfig,
+    *,
+    retry: RetryPolicy | None = None,
+    sleep: Sleep = anyio.sleep,
+) -> AsyncIterator[dict[str, Any]]:
+    """Every item of one source once, paged, restarted with backoff on a transient error
+    (what ``coverage`` lists too)."""
+    return _list(client, source, config, retry or RetryPolicy(), sleep)
+
+
+def destinations_for(
+    item: Mapping[str, Any], source: Source, config: DiscoverConfig
+) -> dict[str, Destination]:
+    """Region -> destination of every rule matching ``item`` (the first rule naming a region
+    wins); never the item's own region."""
+    targets: dict[str, Destination] = {}
+    for rule in config.rules:
+        if rule.matches(source, item):
+            for dest in rule.to:
+                targets.setdefault(dest.region, dest)
+    targets.pop(source.region, None)  # never "replicate" into the item's own region
+    return targets
+
+
 def _pairs_of(
     item: Mapping[str, Any],
     source: Source,
@@ -626,17 +768,11 @@ def _pairs_of(
     if not config.include_replicas and _text(_extend(item).get("copy_from")):
         summary.replicas += 1
         return
-    targets: dict[str, Destination] = {}  # the first rule naming a region wins
-    for rule in config.rules:
-        if rule.matches(source, item):
-            for dest in rule.to:
-                targets.setdefault(dest.region, dest)
-    targets.pop(source.region, None)  # never "replicate" into the item's own region
+    targets = destinations_for(item, source, config)
     if not targets:
         return
     summary.matched += 1
     item_id = str(item["id"]).lower()
-    cbr = config.service == "cbr"
     for region, dest in targets.items():
         state = pair_state(item, region, reader)
         if state == ALREADY_REPLICATED:
@@ -644,14 +780,22 @@ def _pairs_of(
         elif state == IN_PROGRESS:
             summary.in_progress += 1
         else:
-            yield ReplicationTask(
-                checkpoint_item_id=item_id,
-                project_id=source.project_id,
-                destination_region=region,
-                destination_project_id=dest.project_id,
-                source_region=source.region,
-                destination_vault_id=(dest.vault_id or config.vaults.get(region)) if cbr else None,
-            )
+            yield _task(item_id, source, dest, config)
+
+
+def _task(
+    item_id: str, source: Source, dest: Destination, config: DiscoverConfig
+) -> ReplicationTask:
+    """The pair of ``item_id`` to ``dest``; for CBR with the destination vault."""
+    cbr = config.service == "cbr"
+    return ReplicationTask(
+        checkpoint_item_id=item_id,
+        project_id=source.project_id,
+        destination_region=dest.region,
+        destination_project_id=dest.project_id,
+        source_region=source.region,
+        destination_vault_id=(dest.vault_id or config.vaults.get(dest.region)) if cbr else None,
+    )
 
 
 # --------------------------------------------------------------------------- output

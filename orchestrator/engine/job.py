@@ -88,12 +88,7 @@ def pool_settings(settings: RunSettings, initial_limits: Mapping[str, int]) -> P
         per_region_floor=settings.per_region_floor,
         adaptive=settings.adaptive,
         rate=settings.rate,
-        retry=RetryPolicy(
-            max_attempts=settings.max_attempts,
-            max_elapsed_s=settings.retry_time,
-            base_delay_s=settings.retry_base,
-            max_delay_s=settings.retry_cap,
-        ),
+        retry=RetryPolicy.from_settings(settings),
         retry_budget_percent=settings.retry_budget,
         failure_min_results=settings.failure_min_results,
         failure_percent=settings.failure_percent,

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import anyio
 import tenacity
 
+from orchestrator.config.settings import RunSettings
 from orchestrator.errors import ConfigError, TransientApiError
 
 __all__ = ["RetryBudget", "RetryPolicy", "next_window_delay", "retrying"]
@@ -48,6 +49,17 @@ class RetryPolicy:
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
     retry_after_cap_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: RunSettings) -> RetryPolicy:
+        """The policy ``--max-attempts``, ``--retry-time``, ``--retry-base`` and
+        ``--retry-cap`` describe (the pool's and every listing's)."""
+        return cls(
+            max_attempts=settings.max_attempts,
+            max_elapsed_s=settings.retry_time,
+            base_delay_s=settings.retry_base,
+            max_delay_s=settings.retry_cap,
+        )
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

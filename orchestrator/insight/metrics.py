@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +27,22 @@ from orchestrator.atomic_file import replace_file
 from orchestrator.insight.report import STATUS_ORDER, Report
 from orchestrator.models import ResultStatus
 
-__all__ = ["PREFIX", "RunMetrics", "render_metrics", "write_textfile"]
+__all__ = [
+    "PREFIX",
+    "Family",
+    "RunMetrics",
+    "render_families",
+    "render_metrics",
+    "write_families",
+    "write_textfile",
+]
 
 PREFIX = "csbs_orchestrator_"
 _LAST_SUCCESS = f"{PREFIX}last_success_timestamp_seconds"
+
+#: (name without the prefix, help text, [(labels, value)]): gauges another module adds to
+#: the file (coverage, issue 18).
+Family = tuple[str, str, Sequence[tuple[Mapping[str, str], float]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +177,26 @@ def _previous_success(path: Path) -> float | None:
         return None
 
 
-def write_textfile(path: str | os.PathLike[str], metrics: RunMetrics) -> None:
+def render_families(families: Sequence[Family]) -> str:
+    """Labelled gauges as exposition text (label values escaped)."""
+    lines: list[str] = []
+    for name, help_text, samples in families:
+        rendered = []
+        for labels, value in samples:
+            inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
+            rendered.append((f"{{{inner}}}" if inner else "", value))
+        lines += _family(name, help_text, rendered)
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def write_families(path: str | os.PathLike[str], families: Sequence[Family]) -> None:
+    """Replace ``path`` atomically with these gauges alone (``coverage --metrics-file``)."""
+    replace_file(Path(path), render_families(families).encode())
+
+
+def write_textfile(
+    path: str | os.PathLike[str], metrics: RunMetrics, *, extra: Sequence[Family] = ()
+) -> None:
     """Replace ``path`` atomically with the metrics of this run.
 
     Raises OSError when the directory is not writable; the CLI logs that (``metrics.failed``)
@@ -173,5 +204,6 @@ def write_textfile(path: str | os.PathLike[str], metrics: RunMetrics) -> None:
     """
     target = Path(path)
     text = render_metrics(metrics, previous_success=_previous_success(target))
+    text += render_families(extra)
     # 0644, as documented: node_exporter usually runs as another user. Counts only, no ids.
     replace_file(target, text.encode(), mode=0o644)

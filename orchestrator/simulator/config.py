@@ -186,9 +186,15 @@ class SimulatorConfig:
     records_endpoint: bool = True
     """Serve ``GET /v1/{project_id}/replication_records`` (unconfirmed on the real service);
     False: it answers 404 ``APIGW.0101`` like any unknown path."""
+    age_days: int = 0
+    """0: backups spread over 2024, one per resource. N > 0: an *aged* estate of
+    ``items // N`` resources with one backup a day over the N days before the clock's now,
+    whose copies are covered, stale, failing, running or missing (coverage, issue 18)."""
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.age_days, int) or self.age_days < 0:
+            raise ConfigError(f"age_days must be a whole number >= 0, got {self.age_days!r}")
         if self.items < 0 or self.projects_per_region < 1:
             raise ConfigError("items must be >= 0 and projects_per_region >= 1")
         if len(self.regions) < 1:

@@ -12,7 +12,7 @@ import heapq
 import operator
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
@@ -171,7 +171,10 @@ class Estate:
         self._latest: dict[tuple[str, str], Record] = {}
         self._in_flight: dict[str, list[float]] = {}  # destination region -> heap of end_at
         self._sorted: dict[tuple[str, SortSpec], tuple[list[Item], dict[str, int]]] = {}
-        self._generate(config.items)
+        if config.age_days:
+            self._generate_aged(config.items, config.age_days)
+        else:
+            self._generate(config.items)
 
     # ---- generation -------------------------------------------------------------------
 
@@ -190,6 +193,48 @@ class Estate:
             item = self._new_item(self._gen, project, created, self._draw_status())
             self._insert(item)
             self._seed_history(item)
+
+    def _generate_aged(self, count: int, days: int) -> None:
+        """Resources with a backup a day (the newest two to three hours old), each
+        destination's copies drawn from one of the coverage profiles."""
+        now = self._clock.now()
+        projects = self.projects
+        for index in range(max(1, count // days)):
+            project = projects[index % len(projects)]
+            kind = "autobk" if self._gen.random() < 0.7 else "manualbk"
+            first = self._new_item(self._gen, project, now, "available")
+            history: list[Item] = []
+            for day in range(days):
+                created = now - day * 86400 - self._gen.uniform(7200, 10800)
+                item = replace(
+                    self._new_item(self._gen, project, created, "available"),
+                    resource_id=first.resource_id,
+                    resource_name=first.resource_name,
+                    name=f"{kind}_{self._gen.getrandbits(16):04x}",
+                )
+                self._insert(item)
+                history.append(item)  # newest first
+            for destination in self._config.capabilities[project.region]:
+                self._aged_copies(history, destination, now)
+
+    def _aged_copies(self, history: list[Item], destination: str, now: float) -> None:
+        draw = self._gen.random()
+        newest = history[0]
+        older = history[min(len(history) - 1, self._gen.randrange(2, 5))]
+        if draw < 0.4:  # covered: last night's backup was copied
+            self._add_record(newest, destination, start=newest.protected_at + 600, fails=False)
+        elif draw < 0.55:  # stale: a copy days old, nothing since
+            self._add_record(older, destination, start=older.protected_at + 600, fails=False)
+        elif draw < 0.7:  # failing: an old copy, and last night's failed
+            self._add_record(older, destination, start=older.protected_at + 600, fails=False)
+            self._add_record(newest, destination, start=newest.protected_at + 600, fails=True)
+        elif draw < 0.8:  # running: an old copy, last night's still copying
+            self._add_record(older, destination, start=older.protected_at + 600, fails=False)
+            span = self._config.copy_wait_s + self._config.copy_duration_s
+            self._add_record(
+                newest, destination, start=now - self._gen.uniform(0, span), fails=False
+            )
+        # else missing: never copied
 
     def _draw_status(self) -> str:
         draw = self._gen.random()
