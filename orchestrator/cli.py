@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="manifest to use instead of the one the ledger recorded (default: the recorded one)",
     )
+    resume.add_argument(
+        "--replan",
+        action="store_true",
+        help="plan the manifest as it is now even if its bytes changed since the run being "
+        "resumed (default: refuse a changed manifest, exit 2)",
+    )
     _add_connection(resume)
     _add_run_options(resume)
     _add_logging(resume)
@@ -448,6 +454,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         )
     recorded = started.get("settings") or {}
     settings = _settings(args, recorded if isinstance(recorded, dict) else None)
+    digest = started.get("manifest_sha256")
+    if not args.replan and isinstance(digest, str):
+        args.expect_manifest_sha256 = digest
     return launch_job(args, settings, manifest=Path(str(manifest)))
 
 

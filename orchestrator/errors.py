@@ -5,6 +5,7 @@
     OrchestratorError
     ├── ConfigError              bad flags, config file or environment (exit: usage)
     ├── ManifestError            a manifest that cannot be read at all (file, line, field)
+    │   └── ManifestChangedError the manifest's bytes differ from what the run planned
     ├── LedgerError              the ledger cannot be opened, read or written
     │   ├── LedgerLockedError    another process holds the ledger
     │   └── LedgerWriteError     a write or fsync failed (disk full, I/O error)
@@ -37,6 +38,7 @@ __all__ = [
     "LedgerError",
     "LedgerLockedError",
     "LedgerWriteError",
+    "ManifestChangedError",
     "ManifestError",
     "OrchestratorError",
     "PermanentApiError",
@@ -65,6 +67,11 @@ class ManifestError(OrchestratorError):
         where = path if line is None else f"{path}:{line}"
         what = f"field {field_name!r}: " if field_name else ""
         super().__init__(f"{where}: {what}{reason}")
+
+
+class ManifestChangedError(ManifestError):
+    """The manifest file no longer holds the bytes the run validated (rewritten, truncated,
+    appended to): nothing read after the change is used."""
 
 
 class LedgerError(OrchestratorError):

@@ -23,11 +23,11 @@ import anyio
 import structlog
 
 from orchestrator import __version__
-from orchestrator.errors import LedgerError, ManifestError
+from orchestrator.errors import LedgerError, ManifestChangedError, ManifestError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.history import History
 from orchestrator.ledger import LedgerWriter
-from orchestrator.models import ReplicationTask, ResultStatus
+from orchestrator.models import ReplicationTask, ResultStatus, WorkItem
 from orchestrator.overload import load_learned_limits, save_learned_limits
 from orchestrator.plan import Plan
 from orchestrator.pool import Pool, PoolSettings, PoolStats, Replicator
@@ -61,6 +61,9 @@ class JobSpec:
     source: str | None = None
     strict: bool = False
     retry_failed: bool = False
+    #: ``resume``: the SHA-256 the resumed run recorded for its manifest; a manifest whose
+    #: bytes differ is refused before anything is sent (None: no check, ``--replan``).
+    expect_manifest_sha256: str | None = None
     handle_signals: bool = True
     # Handed the pool before it runs, so that a caller watching signals itself (the
     # scheduler) can stop it gracefully; used with handle_signals=False.
@@ -116,6 +119,7 @@ def exit_code_for(stats: PoolStats, rejected: int) -> ExitCode:
         "threshold": ExitCode.THRESHOLD,
         "signal": ExitCode.INTERRUPTED,
         "deadline": ExitCode.INTERRUPTED,
+        "manifest_changed": ExitCode.INTERRUPTED,
     }
     if stats.stop_reason in by_reason:
         return by_reason[stats.stop_reason]
@@ -199,11 +203,13 @@ async def run_job(
             snapshot=history.snapshot_note,
         )
         plan = await anyio.to_thread.run_sync(build_plan, spec, history)
+        _refuse_if_changed(plan, spec)
         if spec.strict:
             _refuse_if_invalid(plan, spec)
         recorder = LedgerRecorder(ledger, run_id)
         await recorder.run_started(
             manifest=str(spec.manifest.resolve()) if spec.manifest else None,
+            **_manifest_pin_fields(plan),
             source=spec.source or ("manifest" if spec.manifest else "discover"),
             settings=spec.settings.public(),
             version=__version__,
@@ -237,7 +243,7 @@ async def run_job(
                 duplicates=plan.totals.duplicates,
                 conflicts=len(plan.conflicts),
                 already_done=plan.totals.already_done,
-                interrupted=stats.stop_reason in {"signal", "deadline"},
+                interrupted=stats.stop_reason in {"signal", "deadline", "manifest_changed"},
                 reason=stats.stop_reason,
                 duration_s=round(duration, 3),
                 exit_code=int(code),
@@ -248,6 +254,27 @@ async def run_job(
         await _keep_snapshot(spec, history)
     save_learned_limits(spec.settings.state_file, stats.limits)
     return JobResult(run_id, code, stats, plan, duration, rejected, len(plan.conflicts))
+
+
+def _manifest_pin_fields(plan: Plan) -> dict[str, Any]:
+    """What ``run_started`` records of the manifest's bytes, for ``resume`` to compare."""
+    if plan.pin is None or not plan.pin.sealed:
+        return {}
+    return {"manifest_size": plan.pin.size, "manifest_sha256": plan.pin.sha256}
+
+
+def _refuse_if_changed(plan: Plan, spec: JobSpec) -> None:
+    expected = spec.expect_manifest_sha256
+    if expected is None or plan.pin is None or plan.pin.sha256 == expected:
+        return
+    raise ManifestError(
+        str(spec.manifest),
+        None,
+        None,
+        f"its bytes changed since the run being resumed planned it (sha256 {expected[:16]}... "
+        f"then, {plan.pin.sha256[:16]}... now); nothing sent. Restore it, or pass --replan "
+        "to plan the file as it is now (pairs already done are still skipped)",
+    )
 
 
 def _refuse_if_invalid(plan: Plan, spec: JobSpec) -> None:
@@ -297,9 +324,23 @@ async def _run_pool(
         tg.start_soon(_snapshots_meanwhile, spec, history)
         if spec.handle_signals:
             tg.start_soon(_watch_signals, pool)
-        stats = await pool.run(plan.work(), plan.regions)
+        stats = await pool.run(_pinned_work(plan, pool), plan.regions)
         tg.cancel_scope.cancel()
     return stats
+
+
+def _pinned_work(plan: Plan, pool: Pool) -> Iterator[WorkItem]:
+    """The plan's work; a manifest that changes under the run stops it like a signal does
+    (nothing more is fed, pairs in flight finish, ``run_finished`` is written)."""
+    try:
+        yield from plan.work()
+    except ManifestChangedError as exc:
+        log.error(  # noqa: TRY400 - an operator's mistake, not a bug: no traceback
+            "manifest.changed",
+            error=str(exc),
+            hint="restore it and `resume`, or `resume --replan` to plan the file as it is now",
+        )
+        pool.request_stop("manifest_changed")
 
 
 #: A running job spends at most about 1/_SNAPSHOT_DUTY of its time saving snapshots: a save

@@ -39,6 +39,7 @@ from orchestrator.errors import ManifestError
 from orchestrator.history import ABSENT as _ABSENT
 from orchestrator.history import History, PairKeys, PairView
 from orchestrator.manifest import (
+    ManifestPin,
     RowError,
     RowFields,
     is_region_name,
@@ -146,6 +147,8 @@ class Plan:
         self._retry_failed = retry_failed
         self._max_rejected = max_rejected
         self._keys = history.keys if history is not None else PairKeys()
+        #: The manifest's bytes as pass 1 read them (None for discovered tasks).
+        self.pin: ManifestPin | None = None
         self._marks = bytearray()
         self.rejected: list[RowError] = []
         self.rejected_dropped = 0
@@ -171,22 +174,22 @@ class Plan:
         """Validate and index the manifest (pass 1); :meth:`work` reads it again.
 
         Raises :class:`ManifestError` for a manifest that cannot be read at all; bad rows
-        end up in :attr:`rejected`.
+        end up in :attr:`rejected`. Every later pass reads the manifest through the
+        :attr:`pin` pass 1 recorded, so it sees pass 1's bytes or stops
+        (:class:`~orchestrator.errors.ManifestChangedError`).
         """
         name = os.fspath(path)
-        stamp = _file_stamp(name)
+        pin = ManifestPin(name)
 
         def rows() -> Iterator[RowFields | RowError]:
-            return iter_manifest_fields(name, default_project_id=default_project_id)
+            return iter_manifest_fields(name, default_project_id=default_project_id, pin=pin)
 
         def tasks(marks: bytearray) -> Iterator[ReplicationTask | RowError]:
-            if _file_stamp(name) != stamp:
-                raise ManifestError(
-                    name, None, None, "the manifest changed while the run was planned: run again"
-                )
-            return iter_manifest(name, default_project_id=default_project_id, only_lines=marks)
+            return iter_manifest(
+                name, default_project_id=default_project_id, only_lines=marks, pin=pin
+            )
 
-        return cls(
+        plan = cls(
             rows,
             tasks,
             by_line=True,
@@ -194,6 +197,8 @@ class Plan:
             retry_failed=retry_failed,
             max_rejected=max_rejected,
         )
+        plan.pin = pin
+        return plan
 
     @classmethod
     def from_tasks(
@@ -421,12 +426,3 @@ def _count(counts: RegionCounts, decision: int, delta: int) -> None:
             counts.retry_failed += delta
         elif decision == _RECONCILE:
             counts.unknown_outcome += delta
-
-
-def _file_stamp(name: str) -> tuple[int, int, int]:
-    """What changes when a file is rewritten: inode, size, modification time."""
-    try:
-        st = os.stat(name)
-    except OSError as exc:
-        raise ManifestError(name, None, None, f"cannot open: {exc.strerror or exc}") from exc
-    return (st.st_ino, st.st_size, st.st_mtime_ns)

@@ -1,0 +1,234 @@
+"""Issue 16: the everyday mistakes of an operator, each met through the CLI (``main(argv)`` in
+this process) against a simulator served from its own thread.
+
+A manifest rewritten or truncated during a run, a changed manifest on resume, config typos,
+a wrong key, an endpoint with a path, an empty manifest, records that pre-date the run,
+counts that disagree, ledgers that are not ledgers.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from simthread import cli_env, simulator_thread
+
+from orchestrator import manifest as manifest_module
+from orchestrator.cli import main
+from orchestrator.exitcodes import ExitCode
+from orchestrator.ledger import iter_records
+from orchestrator.plan import Plan
+from orchestrator.simulator import Simulator
+from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
+
+FAST_CONFIG = """
+[retry]
+base_delay = 0.001
+max_delay = 0.01
+max_attempts = 20
+budget_percent = 100
+[run]
+grace_period = 5
+"""
+#: A valid destination project that no row of the original manifest names.
+FOREIGN_PROJECT = "f" * 32
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "HUAWEICLOUD_SDK_AK",
+        "HUAWEICLOUD_SDK_SK",
+        "HUAWEICLOUD_SDK_REGION",
+        "HUAWEICLOUD_SDK_PROJECT_ID",
+        "CSBS_AUTH_TOKEN",
+        "CSBS_IAM_PASSWORD",
+        "CSBS_IAM_USER",
+        "CSBS_ENDPOINT",
+        "CSBS_CONCURRENCY",
+        "CSBS_RATE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with simulator_thread(items=60, seed=3) as served:
+        yield served
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def fresh_rows(sim: Simulator, count: int | None = None) -> list[dict[str, str]]:
+    rows = [
+        row
+        for row in estate_rows(sim.state)
+        if sim.state.latest_record(row["checkpoint_item_id"], row["destination_region"]) is None
+    ]
+    return rows[:count]
+
+
+def write_rows(path: Path, rows: list[dict[str, str]], *, pad: int = 0) -> Path:
+    """A CSV manifest; ``pad`` characters of name per row make the file outgrow a read buffer."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, [*MANIFEST_COLUMNS, "name"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows([dict(row, name="n" * pad) if pad else row for row in rows])
+    return path
+
+
+def config_file(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(FAST_CONFIG + extra, encoding="utf-8")
+    return path
+
+
+def run_argv(sim: Simulator, tmp_path: Path, manifest: Path, *extra: str) -> list[str]:
+    return [
+        "run",
+        "--manifest",
+        str(manifest),
+        "--ledger",
+        str(tmp_path / "ledger.jsonl"),
+        "--endpoint",
+        sim.base_url,
+        "--config",
+        str(config_file(tmp_path)),
+        "--no-progress",
+        "--log-format",
+        "json",
+        *extra,
+    ]
+
+
+def resume_argv(sim: Simulator, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "resume",
+        "--ledger",
+        str(tmp_path / "ledger.jsonl"),
+        "--endpoint",
+        sim.base_url,
+        "--config",
+        str(config_file(tmp_path)),
+        "--no-progress",
+        "--log-format",
+        "json",
+        *extra,
+    ]
+
+
+def records(ledger: Path, event: str) -> list[dict[str, Any]]:
+    return [r for r in iter_records(ledger) if r["event"] == event]
+
+
+def change_manifest_after(
+    monkeypatch: pytest.MonkeyPatch, items: int, change: Any, *, block_lines: int = 4
+) -> None:
+    """Once pass two has handed out ``items`` work items, ``change()`` the manifest file.
+
+    Blocks of a few lines make the pin check often; the padded manifest outgrows the read
+    buffer, so the reader really meets the new bytes."""
+    monkeypatch.setattr(manifest_module, "PIN_BLOCK_LINES", block_lines, raising=False)
+    original = Plan.work
+
+    def work(self: Plan) -> Iterator[Any]:
+        for count, item in enumerate(original(self), 1):
+            yield item
+            if count == items:
+                change()
+
+    monkeypatch.setattr(Plan, "work", work)
+
+
+# -- 1. the manifest is pinned ----------------------------------------------------------------
+
+
+def test_a_manifest_rewritten_during_a_run_never_sends_a_row_pass_one_did_not_validate(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    cli_env(monkeypatch, sim)
+    rows = fresh_rows(sim)
+    assert len(rows) >= 30
+    manifest = write_rows(tmp_path / "m.csv", rows, pad=200)
+    rewritten = [dict(row, destination_project_id=FOREIGN_PROJECT) for row in rows]
+    change_manifest_after(monkeypatch, 5, lambda: write_rows(manifest, rewritten, pad=200))
+    code = main(run_argv(sim, tmp_path, manifest, "--concurrency", "1", "--per-region", "1"))
+    err = capfd.readouterr().err
+    ledger = tmp_path / "ledger.jsonl"
+    sent = records(ledger, "attempt")
+    assert "manifest.changed" in err
+    assert all(r["destination_project_id"] != FOREIGN_PROJECT for r in sent)
+    pairs = [(r["checkpoint_item_id"], r["destination_region"]) for r in records(ledger, "result")]
+    assert len(pairs) == len(set(pairs)), "a pair was sent twice"
+    (finished,) = records(ledger, "run_finished")
+    assert finished["reason"] == "manifest_changed"
+    assert code == ExitCode.INTERRUPTED
+    assert finished["exit_code"] == ExitCode.INTERRUPTED
+
+
+def test_a_manifest_truncated_during_a_run_stops_with_run_finished(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    cli_env(monkeypatch, sim)
+    rows = fresh_rows(sim)
+    manifest = write_rows(tmp_path / "m.csv", rows, pad=200)
+    change_manifest_after(monkeypatch, 5, lambda: write_rows(manifest, rows[:8], pad=200))
+    code = main(run_argv(sim, tmp_path, manifest))
+    out, err = capfd.readouterr()
+    assert code == ExitCode.INTERRUPTED, err
+    (finished,) = records(tmp_path / "ledger.jsonl", "run_finished")
+    assert finished["reason"] == "manifest_changed"
+    assert "manifest changed" in out
+
+
+def test_run_started_records_the_manifest_size_and_sha256(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli_env(monkeypatch, sim)
+    manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 3))
+    assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
+    (started,) = records(tmp_path / "ledger.jsonl", "run_started")
+    data = manifest.read_bytes()
+    assert started["manifest_size"] == len(data)
+    assert started["manifest_sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_resume_refuses_a_changed_manifest_unless_told_to_replan(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    cli_env(monkeypatch, sim)
+    rows = fresh_rows(sim, 4)
+    manifest = write_rows(tmp_path / "m.csv", rows[:3])
+    assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
+    write_rows(manifest, rows)  # one more row
+    capfd.readouterr()
+    assert main(resume_argv(sim, tmp_path)) == ExitCode.USAGE
+    err = capfd.readouterr().err
+    assert "--replan" in err
+    assert len(records(tmp_path / "ledger.jsonl", "run_started")) == 1  # nothing recorded
+    assert main(resume_argv(sim, tmp_path, "--replan")) == ExitCode.OK
+    assert len(records(tmp_path / "ledger.jsonl", "result")) == 4
+
+
+def test_resume_of_an_unchanged_manifest_needs_no_flag(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli_env(monkeypatch, sim)
+    manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 3))
+    assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
+    manifest.touch()  # a new modification time, the same bytes
+    assert main(resume_argv(sim, tmp_path)) == ExitCode.OK
