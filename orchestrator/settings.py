@@ -15,9 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.config.keys import check_keys
 from orchestrator.errors import ConfigError
 
-__all__ = ["OPTIONS", "Option", "RunSettings", "add_options", "load_config", "resolve"]
+__all__ = [
+    "OPTIONS",
+    "Option",
+    "RunSettings",
+    "add_options",
+    "explain",
+    "known_config_keys",
+    "load_config",
+    "resolve",
+]
 
 
 def _positive_int(text: str) -> int:
@@ -364,19 +374,48 @@ def add_options(parser: argparse.ArgumentParser, group: str) -> None:
         )
 
 
+#: Keys of the config sections that other modules read (None: that module checks them).
+_OTHER_SECTIONS: Mapping[str, frozenset[str] | None] = {
+    "errors": frozenset({"codes"}),
+    "discover": None,
+    "simulator": None,
+    "schedule": frozenset(
+        {"cron", "timezone", "state_dir", "keep_ledgers", "missed_runs", "max_lateness"}
+    ),
+}
+
+
+def known_config_keys() -> dict[str, frozenset[str] | None]:
+    """Every section of the config file and its keys: :data:`OPTIONS` and the others."""
+    known: dict[str, set[str]] = {}
+    for opt in OPTIONS:
+        if opt.config:
+            section, key = opt.config.split(".")
+            known.setdefault(section, set()).add(key)
+    return {**{s: frozenset(k) for s, k in known.items()}, **_OTHER_SECTIONS}
+
+
 def load_config(path: str | None) -> dict[str, Any]:
-    """Read a TOML config file; errors name the file and what is wrong."""
+    """Read a TOML config file; errors name the file and what is wrong, an unknown section
+    or key included (a typo would otherwise leave the default in force, unseen)."""
     if path is None:
         return {}
     try:
         with Path(path).open("rb") as handle:
-            return tomllib.load(handle)
+            config = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): save the config file as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    check_keys(config, known_config_keys(), path)
+    return config
 
 
 def _from_config(config: Mapping[str, Any], dotted: str) -> Any:
@@ -397,6 +436,43 @@ def _parse(opt: Option, raw: Any, source: str) -> Any:
         raise ConfigError(f"{source}: {exc} (got {'***' if opt.secret else repr(raw)})") from None
 
 
+def _pick(
+    opt: Option,
+    args: argparse.Namespace | None,
+    env: Mapping[str, str],
+    config: Mapping[str, Any],
+    config_path: str | None,
+) -> tuple[Any, str]:
+    """One option's value and where it came from: flag, environment, file or default."""
+    flag_value = getattr(args, opt.name, None) if args is not None else None
+    if flag_value is not None:
+        return flag_value, f"flag {opt.flag}"
+    if opt.env and env.get(opt.env):
+        return _parse(opt, env[opt.env], f"environment {opt.env}"), f"environment {opt.env}"
+    if opt.config and (raw := _from_config(config, opt.config)) is not None:
+        where = f"{config_path}: [{opt.config}]"
+        return _parse(opt, raw, where), f"file {config_path} [{opt.config}]"
+    return opt.default, "default"
+
+
+def explain(
+    args: argparse.Namespace | None,
+    env: Mapping[str, str],
+    config: Mapping[str, Any],
+    *,
+    config_path: str | None = None,
+) -> list[tuple[str, Any, str]]:
+    """Every option's effective value and its source, as :func:`resolve` picks them (for
+    ``config check``); secrets that are set show as ``***``."""
+    settings = resolve(args, env, config, config_path=config_path)
+    rows = []
+    for opt in OPTIONS:
+        _, source = _pick(opt, args, env, config, config_path)
+        value = getattr(settings, opt.name)
+        rows.append((opt.name, "***" if opt.secret and value else value, source))
+    return rows
+
+
 def resolve(
     args: argparse.Namespace | None,
     env: Mapping[str, str],
@@ -408,15 +484,8 @@ def resolve(
     values: dict[str, Any] = {}
     defaulted: set[str] = set()
     for opt in OPTIONS:
-        flag_value = getattr(args, opt.name, None) if args is not None else None
-        if flag_value is not None:
-            values[opt.name] = flag_value
-        elif opt.env and env.get(opt.env):
-            values[opt.name] = _parse(opt, env[opt.env], f"environment {opt.env}")
-        elif opt.config and (raw := _from_config(config, opt.config)) is not None:
-            values[opt.name] = _parse(opt, raw, f"{config_path}: [{opt.config}]")
-        else:
-            values[opt.name] = opt.default
+        values[opt.name], source = _pick(opt, args, env, config, config_path)
+        if source == "default":
             defaulted.add(opt.name)
     codes = _from_config(config, "errors.codes") or {}
     if not isinstance(codes, Mapping):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -232,3 +233,62 @@ def test_resume_of_an_unchanged_manifest_needs_no_flag(
     assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
     manifest.touch()  # a new modification time, the same bytes
     assert main(resume_argv(sim, tmp_path)) == ExitCode.OK
+
+
+# -- 2. config typos are errors ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[limits]\nconcurency = 4\n",
+            "[limits] unknown key 'concurency'; did you mean 'concurrency'?",
+        ),
+        ("[limit]\nconcurrency = 4\n", "unknown section [limit]; did you mean 'limits'?"),
+        ("[schedule]\nkeep = 3\n", "[schedule] unknown key 'keep'"),
+    ],
+)
+def test_an_unknown_config_key_or_section_is_refused_naming_it(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(text, encoding="utf-8")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("checkpoint_item_id,destination_region,destination_project_id\n")
+    argv = ["plan", "--manifest", str(manifest), "--offline", "--config", str(config)]
+    assert main(argv) == ExitCode.USAGE
+    err = capfd.readouterr().err
+    assert expected in err
+    assert "valid " in err
+
+
+def test_a_config_file_that_is_not_utf8_is_a_clear_usage_error(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_bytes(b"[limits]\nconcurrency = 4 # caf\xe9\n")
+    assert main(["config", "check", "--config", str(config)]) == ExitCode.USAGE
+    err = capfd.readouterr().err
+    assert "not UTF-8" in err
+    assert "internal error" not in err
+
+
+def test_the_example_config_passes_the_key_check(capfd: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).parent.parent / "configs" / "example.toml"
+    assert main(["config", "check", "--config", str(example)]) == ExitCode.OK
+
+
+def test_config_check_says_where_each_setting_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[limits]\nconcurrency = 4\n", encoding="utf-8")
+    monkeypatch.setenv("CSBS_RATE", "5")
+    argv = ["config", "check", "--config", str(config), "--per-region", "3", "--json"]
+    assert main(argv) == ExitCode.OK
+    doc = json.loads(capfd.readouterr().out)
+    assert doc["concurrency"] == {"value": 4, "source": f"file {config} [limits.concurrency]"}
+    assert doc["per_region"] == {"value": 3, "source": "flag --per-region"}
+    assert doc["rate"] == {"value": 5.0, "source": "environment CSBS_RATE"}
+    assert doc["max_attempts"] == {"value": 8, "source": "default"}

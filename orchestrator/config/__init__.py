@@ -1,0 +1,1 @@
+"""Configuration: the table of options, the file read once, the resolved settings."""
