@@ -360,7 +360,7 @@ class IamPasswordToken:
         headers, body = await post(self._url, self._request_body(project_id))
         value = headers.get("X-Subject-Token")
         if not value:
-            raise AuthError("IAM answered without an X-Subject-Token header")
+            raise AuthError("credentials refused: IAM answered without an X-Subject-Token header")
         lifetime = _lifetime(body) or self._default_lifetime
         margin = min(self._refresh_before, lifetime / 5)
         return _Token(Secret(value), fetched_at + lifetime - margin)

@@ -577,7 +577,8 @@ def _guarded(handler: Handler, args: argparse.Namespace) -> int:
         (errors.ManifestError, "manifest: ", ExitCode.USAGE),
         (errors.LedgerError, "ledger: ", ExitCode.LEDGER),
         (errors.ScheduleError, "schedule: ", ExitCode.USAGE),
-        (errors.AuthError, "credentials refused: ", ExitCode.AUTH),
+        (errors.AuthError, "", ExitCode.AUTH),
+        (errors.ServiceUnreachableError, "service unreachable: ", ExitCode.GAVE_UP),
         (errors.OrchestratorError, "", ExitCode.INTERNAL),
     )
     try:

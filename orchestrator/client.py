@@ -139,6 +139,14 @@ def _checked_base(url: str) -> str:
         raise ConfigError("invalid endpoint URL: credentials in the URL are not supported")
     if parsed.query_string or parsed.fragment:
         raise ConfigError(f"invalid endpoint URL {url!r}: no query or fragment allowed")
+    if parsed.path not in ("", "/"):
+        # Every call adds /v1/<project_id>/...: a path here doubles it and every pair would
+        # end as a permanent 404.
+        base = parsed.with_path("").with_query(None)
+        raise ConfigError(
+            f"invalid endpoint URL {url!r}: no path allowed; use {str(base).rstrip('/')} "
+            "(the tool adds /v1/<project_id>/...)"
+        )
     return str(parsed).rstrip("/")
 
 

@@ -10,6 +10,7 @@
     │   ├── LedgerLockedError    another process holds the ledger
     │   └── LedgerWriteError     a write or fsync failed (disk full, I/O error)
     ├── ScheduleError            the scheduler's state or lock file cannot be read or written
+    ├── ServiceUnreachableError  no request could connect for --unreachable-after (exit 4)
     └── ApiError                 the service (or the road to it) refused a call
         ├── AuthError            credentials rejected for good (401 after a refresh, 403)
         ├── AlreadyReplicatedError  the item has, or is getting, a replica in that region
@@ -43,6 +44,7 @@ __all__ = [
     "OrchestratorError",
     "PermanentApiError",
     "ScheduleError",
+    "ServiceUnreachableError",
     "TransientApiError",
     "TransportError",
 ]
@@ -88,6 +90,10 @@ class LedgerWriteError(LedgerError):
 
 class ScheduleError(OrchestratorError):
     """The scheduler's state file or lock file cannot be read or written."""
+
+
+class ServiceUnreachableError(OrchestratorError):
+    """No request reached the service before ``--unreachable-after``: nothing was sent."""
 
 
 class ApiError(OrchestratorError):

@@ -14,7 +14,13 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    closing,
+    contextmanager,
+    nullcontext,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +40,7 @@ from orchestrator.pool import Pool, PoolSettings, PoolStats, Replicator
 from orchestrator.progress import NullProgress, Progress, run_ticks
 from orchestrator.recorder import LedgerRecorder
 from orchestrator.retry import RetryPolicy
+from orchestrator.service.preflight import HasCapabilities, preflight
 from orchestrator.settings import RunSettings
 
 __all__ = ["JobResult", "JobSpec", "exit_code_for", "pool_settings", "run_job"]
@@ -64,6 +71,8 @@ class JobSpec:
     #: ``resume``: the SHA-256 the resumed run recorded for its manifest; a manifest whose
     #: bytes differ is refused before anything is sent (None: no check, ``--replan``).
     expect_manifest_sha256: str | None = None
+    #: One capabilities GET before anything is recorded or sent (see service.preflight).
+    preflight: bool = True
     handle_signals: bool = True
     # Handed the pool before it runs, so that a caller watching signals itself (the
     # scheduler) can stop it gracefully; used with handle_signals=False.
@@ -191,7 +200,7 @@ async def run_job(
     started = time.monotonic()
     run_id = uuid.uuid4().hex
     shown = progress or NullProgress()
-    async with LedgerWriter(spec.ledger) as ledger:
+    async with LedgerWriter(spec.ledger) as ledger, AsyncExitStack() as clients:
         if ledger.repaired_bytes:
             log.warning("ledger.repaired", path=str(spec.ledger), cut_bytes=ledger.repaired_bytes)
         history = await anyio.to_thread.run_sync(_plan_history, spec.ledger)
@@ -206,6 +215,8 @@ async def run_job(
         _refuse_if_changed(plan, spec)
         if spec.strict:
             _refuse_if_invalid(plan, spec)
+        if spec.preflight:
+            client_factory = await _preflighted(spec, plan, client_factory, clients)
         recorder = LedgerRecorder(ledger, run_id)
         await recorder.run_started(
             manifest=str(spec.manifest.resolve()) if spec.manifest else None,
@@ -254,6 +265,32 @@ async def run_job(
         await _keep_snapshot(spec, history)
     save_learned_limits(spec.settings.state_file, stats.limits)
     return JobResult(run_id, code, stats, plan, duration, rejected, len(plan.conflicts))
+
+
+async def _preflighted(
+    spec: JobSpec, plan: Plan, client_factory: ClientFactory, stack: AsyncExitStack
+) -> ClientFactory:
+    """Prove endpoint, credentials and project with one GET, for the first pair's project,
+    before the run is recorded: a refusal leaves the ledger as it was and costs one request.
+    The client opened for it serves the run (the factory returned hands it out)."""
+    with closing(plan.work()) as work:
+        first = next(work, None)
+    if first is None:
+        return client_factory
+    client = await stack.enter_async_context(client_factory())
+    if isinstance(client, HasCapabilities):
+        settings = spec.settings
+        await preflight(
+            client,
+            first.task.project_id,
+            region=first.task.source_region,
+            give_up_after=(
+                min(settings.unreachable_after, settings.retry_time)
+                if settings.unreachable_after > 0
+                else settings.retry_time
+            ),
+        )
+    return lambda: nullcontext(client)
 
 
 def _manifest_pin_fields(plan: Plan) -> dict[str, Any]:

@@ -31,7 +31,7 @@ byte. When pass 1 finds conflicts, one more pass collects their rows for the rep
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Final
 
@@ -281,7 +281,7 @@ class Plan:
                 found[route] = (count + 1, project)
         return found
 
-    def work(self) -> Iterator[WorkItem]:
+    def work(self) -> Generator[WorkItem]:
         """Pass 2: the tasks to send, in manifest order, each pair once.
 
         Raises :class:`ManifestError` if the manifest changed since pass 1.

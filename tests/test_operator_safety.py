@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +294,65 @@ def test_config_check_says_where_each_setting_came_from(
     assert doc["per_region"] == {"value": 3, "source": "flag --per-region"}
     assert doc["rate"] == {"value": 5.0, "source": "environment CSBS_RATE"}
     assert doc["max_attempts"] == {"value": 8, "source": "default"}
+
+
+# -- 3. preflight -----------------------------------------------------------------------------
+
+
+def test_an_endpoint_with_a_path_is_refused_saying_what_to_use(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    cli_env(monkeypatch, sim)
+    manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 3))
+    argv = run_argv(sim, tmp_path, manifest)
+    argv[argv.index("--endpoint") + 1] = sim.base_url + "/v1"
+    assert main(argv) == ExitCode.USAGE
+    err = capfd.readouterr().err
+    assert f"no path allowed; use {sim.base_url}" in err
+    assert sum(sim.counters.requests.values()) == 0
+
+
+class _NotCsbs(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<html><body>It works!</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def not_csbs() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotCsbs)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_endpoint_that_answers_like_another_service_is_refused(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    not_csbs: str,
+) -> None:
+    cli_env(monkeypatch, sim)
+    manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 3))
+    argv = run_argv(sim, tmp_path, manifest)
+    argv[argv.index("--endpoint") + 1] = not_csbs
+    assert main(argv) == ExitCode.USAGE
+    err = capfd.readouterr().err
+    assert "does not answer like CSBS" in err
+    assert "check --endpoint" in err
+    assert not records(tmp_path / "ledger.jsonl", "attempt")

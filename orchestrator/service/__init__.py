@@ -1,0 +1,1 @@
+"""The service: the calls the engine needs, HTTP client, auth and signing."""
