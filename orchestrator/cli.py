@@ -521,11 +521,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from orchestrator.launch import open_output, secrets_of
+    from orchestrator.ledger import last_record
     from orchestrator.logs import close_logging
     from orchestrator.tracking import launch_track
 
-    settings = _settings(args)
+    # As `resume` does: the endpoint and region the run used, under the config and flags.
+    ledger = Path(args.ledger)
+    started = last_record(ledger, "run_started") if ledger.exists() else None
+    recorded = (started or {}).get("settings")
+    settings = _settings(args, recorded if isinstance(recorded, dict) else None)
     open_output(args, secrets_of(settings, os.environ))
     try:
         return launch_track(args, settings)
@@ -579,6 +586,9 @@ def _guarded(handler: Handler, args: argparse.Namespace) -> int:
         (errors.ScheduleError, "schedule: ", ExitCode.USAGE),
         (errors.AuthError, "", ExitCode.AUTH),
         (errors.ServiceUnreachableError, "service unreachable: ", ExitCode.GAVE_UP),
+        (errors.TransportError, "service unreachable: ", ExitCode.GAVE_UP),
+        (errors.TransientApiError, "the service kept failing: ", ExitCode.GAVE_UP),
+        (errors.PermanentApiError, "the service refused: ", ExitCode.USAGE),
         (errors.OrchestratorError, "", ExitCode.INTERNAL),
     )
     try:

@@ -40,7 +40,7 @@ from orchestrator.pool import Pool, PoolSettings, PoolStats, Replicator
 from orchestrator.progress import NullProgress, Progress, run_ticks
 from orchestrator.recorder import LedgerRecorder
 from orchestrator.retry import RetryPolicy
-from orchestrator.service.preflight import HasCapabilities, preflight
+from orchestrator.service.preflight import HasCapabilities, patience, preflight
 from orchestrator.settings import RunSettings
 
 __all__ = ["JobResult", "JobSpec", "exit_code_for", "pool_settings", "run_job"]
@@ -279,16 +279,11 @@ async def _preflighted(
         return client_factory
     client = await stack.enter_async_context(client_factory())
     if isinstance(client, HasCapabilities):
-        settings = spec.settings
         await preflight(
             client,
             first.task.project_id,
             region=first.task.source_region,
-            give_up_after=(
-                min(settings.unreachable_after, settings.retry_time)
-                if settings.unreachable_after > 0
-                else settings.retry_time
-            ),
+            give_up_after=patience(spec.settings),
         )
     return lambda: nullcontext(client)
 

@@ -60,6 +60,7 @@ from orchestrator.schedule import (
     prune_ledgers,
     utc_now,
 )
+from orchestrator.service.preflight import patience, preflight
 from orchestrator.settings import RunSettings, load_config
 
 __all__ = [
@@ -176,6 +177,11 @@ class ScheduleOptions:
 
 async def discover_with(conn: Connection, config: DiscoverConfig) -> Discovery:
     async with conn.client() as client:
+        if config.sources:  # unreachable, refused or not CSBS: one request, not a listing's retries
+            first = config.sources[0]
+            await preflight(
+                client, first.project_id, region=first.region, give_up_after=patience(conn.settings)
+            )
         return await discover(client, config, retry=listing_retry(conn.settings))
 
 

@@ -40,6 +40,7 @@ from orchestrator.history import History
 from orchestrator.launch import Connection, connect
 from orchestrator.models import ReplicationTask
 from orchestrator.plan import Plan, RegionCounts
+from orchestrator.service.preflight import patience, preflight
 from orchestrator.settings import RunSettings
 
 __all__ = [
@@ -308,7 +309,10 @@ async def _check_routes(
     first: str | None = default if default in project_of else next(iter(project_of))
     async with conn.client() as client:
         started = time.monotonic()
-        caps = await client.capabilities(project_of[first], region=first)
+        # The first call is the preflight: unreachable, refused or not CSBS stops here.
+        caps = await preflight(
+            client, project_of[first], region=first, give_up_after=patience(conn.settings)
+        )
         latency = time.monotonic() - started
         for region in sorted(r for r in project_of if r is not None and r not in caps):
             # A regional endpoint may list only its own region: ask the source's own.

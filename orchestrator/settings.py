@@ -233,6 +233,7 @@ OPTIONS: tuple[Option, ...] = (
         "before any answer, stop when no request has connected for this long "
         "(0: retry as for any transient error)",
         config="retry.unreachable_after",
+        group=_CONN,  # every command that talks to the service takes it
     ),
     Option(
         "retry_base",

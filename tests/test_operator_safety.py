@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -356,3 +357,72 @@ def test_an_endpoint_that_answers_like_another_service_is_refused(
     assert "does not answer like CSBS" in err
     assert "check --endpoint" in err
     assert not records(tmp_path / "ledger.jsonl", "attempt")
+
+
+# -- 4. every command that talks to the service: exit 4 / 7 / 2, never 1 -------------------------
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_track_takes_the_endpoint_from_the_ledger_as_resume_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with simulator_thread(items=20, copy_wait_s=0, copy_duration_s=0) as sim:
+        cli_env(monkeypatch, sim)
+        manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 3))
+        assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
+        sim.advance(60)
+        capfd.readouterr()
+        ledger = str(tmp_path / "ledger.jsonl")
+        code = main(["track", ledger, "--interval", "0", "--log-level", "warning"])
+        assert code == ExitCode.OK, capfd.readouterr().err
+        assert len(records(tmp_path / "ledger.jsonl", "copy_status")) >= 3
+
+
+@pytest.mark.parametrize("command", ["plan", "discover", "schedule --once", "track", "resume"])
+def test_a_service_never_reached_is_exit_4_soon_for_every_command(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    cli_env(monkeypatch, sim)
+    manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 3))
+    ledger = tmp_path / "ledger.jsonl"
+    if command in {"track", "resume"}:  # a ledger with replicated pairs to follow
+        assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
+    project = sim.state.projects[0]
+    region = sim.state.capabilities()[project.region][0]
+    dest = sim.state.destination_projects[region]
+    common = ["--endpoint", closed_port_url(), "--unreachable-after", "0.1"]
+    argv = {
+        "plan": ["plan", "--manifest", str(manifest)],
+        "discover": ["discover", "-o", str(tmp_path / "d.csv"), "--to", f"{region}={dest}"],
+        "schedule --once": [
+            "schedule",
+            "--once",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--to",
+            f"{region}={dest}",
+        ],
+        "track": ["track", str(ledger), "--interval", "0"],
+        "resume": ["resume", "--ledger", str(ledger), "--no-progress", "--replan"],
+    }[command]
+    if command == "resume":  # one more pair to send than the run had
+        argv += ["--manifest", str(write_rows(tmp_path / "more.csv", fresh_rows(sim, 4)))]
+    if command in {"discover", "schedule --once"}:
+        argv += ["--project-id", project.id, "--region", project.region]
+    if command == "track":
+        argv += ["--deadline", "5"]
+    capfd.readouterr()
+    code = main([*argv, *common, "--log-level", "warning"])
+    err = capfd.readouterr().err
+    assert code == ExitCode.GAVE_UP, err
+    assert "service unreachable" in err
+    assert "internal error" not in err

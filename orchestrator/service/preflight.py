@@ -37,8 +37,9 @@ from orchestrator.errors import (
     TransientApiError,
     TransportError,
 )
+from orchestrator.settings import RunSettings
 
-__all__ = ["HasCapabilities", "preflight"]
+__all__ = ["HasCapabilities", "patience", "preflight"]
 
 log = structlog.get_logger("orchestrator.preflight")
 
@@ -59,6 +60,14 @@ class HasCapabilities(Protocol):
     async def capabilities(
         self, project_id: str, *, region: str | None = None
     ) -> dict[str, list[str]]: ...
+
+
+def patience(settings: RunSettings) -> float:
+    """How long a service never reached is tried: ``--unreachable-after`` (at most the retry
+    time, as for a pair); with 0 (off), the retry time."""
+    if settings.unreachable_after > 0:
+        return min(settings.unreachable_after, settings.retry_time)
+    return settings.retry_time
 
 
 async def preflight(
