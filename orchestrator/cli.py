@@ -71,6 +71,14 @@ def _add_connection(parser: argparse.ArgumentParser, *, simulate: bool = True) -
         )
 
 
+def _add_allow_empty(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a manifest without rows is fine, nothing to do (default: exit 2, 'no rows')",
+    )
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     from orchestrator.settings import add_options
 
@@ -130,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --dry-run: the plan as one JSON document (default: a table)",
     )
+    _add_allow_empty(run)
     _add_connection(run)
     _add_discovery(run)
     _add_run_options(run)
@@ -154,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="plan the manifest as it is now even if its bytes changed since the run being "
         "resumed (default: refuse a changed manifest, exit 2)",
     )
+    _add_allow_empty(resume)
     _add_connection(resume)
     _add_run_options(resume)
     _add_logging(resume)
@@ -192,6 +202,7 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="do not ask the service for its capabilities (default: ask)",
     )
+    _add_allow_empty(plan)
     _add_connection(plan)
     _add_run_options(plan)
     _add_logging(plan)
@@ -471,6 +482,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         )
     recorded = started.get("settings") or {}
     settings = _settings(args, recorded if isinstance(recorded, dict) else None)
+    if started.get("source") == "discover":
+        args.allow_empty = True  # a discovery that found nothing new is not a mistake
     digest = started.get("manifest_sha256")
     if not args.replan and isinstance(digest, str):
         args.expect_manifest_sha256 = digest

@@ -35,7 +35,7 @@ from orchestrator.history import History
 from orchestrator.ledger import LedgerWriter
 from orchestrator.models import ReplicationTask, ResultStatus, WorkItem
 from orchestrator.overload import load_learned_limits, save_learned_limits
-from orchestrator.plan import Plan
+from orchestrator.plan import Plan, require_rows
 from orchestrator.pool import Pool, PoolSettings, PoolStats, Replicator
 from orchestrator.progress import NullProgress, Progress, run_ticks
 from orchestrator.recorder import LedgerRecorder
@@ -73,6 +73,8 @@ class JobSpec:
     expect_manifest_sha256: str | None = None
     #: One capabilities GET before anything is recorded or sent (see service.preflight).
     preflight: bool = True
+    #: A manifest without rows is a usage error (exit 2) unless this is set.
+    allow_empty: bool = False
     handle_signals: bool = True
     # Handed the pool before it runs, so that a caller watching signals itself (the
     # scheduler) can stop it gracefully; used with handle_signals=False.
@@ -213,6 +215,8 @@ async def run_job(
         )
         plan = await anyio.to_thread.run_sync(build_plan, spec, history)
         _refuse_if_changed(plan, spec)
+        if spec.tasks is None and spec.source != "discover" and not spec.allow_empty:
+            require_rows(plan, str(spec.manifest))
         if spec.strict:
             _refuse_if_invalid(plan, spec)
         if spec.preflight:

@@ -181,6 +181,7 @@ def launch_job(args: argparse.Namespace, settings: RunSettings, *, manifest: Pat
             strict=args.strict,
             retry_failed=args.retry_failed,
             expect_manifest_sha256=getattr(args, "expect_manifest_sha256", None),
+            allow_empty=getattr(args, "allow_empty", False),
         )
         progress = output.progress(not args.no_progress)
         result = anyio.run(_job, args, spec, env, progress)

@@ -48,7 +48,7 @@ from orchestrator.manifest import (
 )
 from orchestrator.models import FINAL_SUCCESS, PairKey, ReplicationTask, ResultStatus, WorkItem
 
-__all__ = ["Conflict", "Plan", "RegionCounts"]
+__all__ = ["Conflict", "Plan", "RegionCounts", "require_rows"]
 
 #: Row errors kept for the ledger and the report; past this only their number is kept.
 MAX_REJECTED: Final = 10_000
@@ -426,3 +426,16 @@ def _count(counts: RegionCounts, decision: int, delta: int) -> None:
             counts.retry_failed += delta
         elif decision == _RECONCILE:
             counts.unknown_outcome += delta
+
+
+def require_rows(plan: Plan, manifest: str) -> None:
+    """Refuse a manifest without a single row (empty, or a header alone): "nothing to do"
+    with exit 0 would hide a generator that failed or a wrong file name."""
+    if plan.totals.rows == 0:
+        raise ManifestError(
+            manifest,
+            None,
+            None,
+            "no rows: the manifest is empty or holds only a header, so there is nothing to "
+            "do; pass --allow-empty if that is expected",
+        )

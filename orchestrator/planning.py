@@ -39,7 +39,7 @@ from orchestrator.exitcodes import ExitCode
 from orchestrator.history import History
 from orchestrator.launch import Connection, connect
 from orchestrator.models import ReplicationTask
-from orchestrator.plan import Plan, RegionCounts
+from orchestrator.plan import Plan, RegionCounts, require_rows
 from orchestrator.service.preflight import patience, preflight
 from orchestrator.settings import RunSettings
 
@@ -276,9 +276,12 @@ async def _plan(args: argparse.Namespace, settings: RunSettings, manifest: Path)
     retry_failed = bool(getattr(args, "retry_failed", False))
 
     def build(project_id: str | None) -> Plan:
-        return Plan.from_manifest(
+        plan = Plan.from_manifest(
             manifest, default_project_id=project_id, history=history, retry_failed=retry_failed
         )
+        if not getattr(args, "allow_empty", False):
+            require_rows(plan, str(manifest))
+        return plan
 
     unsupported: dict[Route, int] | None = None
     latency: float | None = None

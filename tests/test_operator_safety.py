@@ -426,3 +426,31 @@ def test_a_service_never_reached_is_exit_4_soon_for_every_command(
     assert code == ExitCode.GAVE_UP, err
     assert "service unreachable" in err
     assert "internal error" not in err
+
+
+# -- 5. nothing to do is said -----------------------------------------------------------------
+
+
+HEADER_ONLY = "checkpoint_item_id,destination_region,destination_project_id\n"
+
+
+@pytest.mark.parametrize(
+    "case", [("", "run"), (HEADER_ONLY, "run"), ("", "plan"), (HEADER_ONLY, "plan")]
+)
+def test_an_empty_or_header_only_manifest_is_exit_2_unless_allowed(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    case: tuple[str, str],
+) -> None:
+    content, command = case
+    cli_env(monkeypatch, sim)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(content, encoding="utf-8")
+    argv = run_argv(sim, tmp_path, manifest)
+    if command == "plan":
+        argv = ["plan", "--manifest", str(manifest), "--endpoint", sim.base_url]
+    assert main(argv) == ExitCode.USAGE
+    assert "no rows" in capfd.readouterr().err
+    assert main([*argv, "--allow-empty"]) == ExitCode.OK
