@@ -512,6 +512,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from orchestrator.ledger import iter_records
     from orchestrator.report import (
         build_report,
+        check_include,
         render_csv,
         render_json,
         render_table,
@@ -521,11 +522,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     ledger = Path(args.ledger)
     if not ledger.exists():
         raise ConfigError(f"{ledger}: no such ledger")
+    # Every option is checked before anything is printed.
+    include = check_include(part.strip() for part in args.include.split(",") if part.strip())
     report = build_report(iter_records(ledger), run=args.run)
     render = {"table": render_table, "json": render_json, "csv": render_csv}[args.format]
     sys.stdout.write(render(report))
     if args.failed_manifest:
-        include = [part.strip() for part in args.include.split(",") if part.strip()]
         count = write_failed_manifest(
             iter_records(ledger), args.failed_manifest, run=args.run, include=include
         )

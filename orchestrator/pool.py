@@ -515,8 +515,6 @@ class Pool:
 
     def _note_retry(self, attempt: _Attempt, state: RetryCallState) -> None:
         task = attempt.task
-        self.stats.retries += 1
-        self._progress.retry(task.destination_region)
         exc = state.outcome.exception() if state.outcome is not None else None
         if isinstance(exc, TransientApiError):
             attempt.last_error = exc
@@ -698,6 +696,11 @@ class Pool:
         # From here the request counts as sent: nothing to withdraw, nothing awaited before it.
         attempt.ahead = None
         attempt.sent += 1
+        if attempt.sent > 1:
+            # A retry counts when it is sent, as ``report`` counts it (attempts - 1): not
+            # when one is planned that a stop or the budget then cancels.
+            self.stats.retries += 1
+            self._progress.retry(task.destination_region)
         self._budget.record_attempt(first=attempt.sent == 1)
         if attempt.lane is not None:
             attempt.lane.fetch_ahead()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -454,3 +455,61 @@ def test_an_empty_or_header_only_manifest_is_exit_2_unless_allowed(
     assert main(argv) == ExitCode.USAGE
     assert "no rows" in capfd.readouterr().err
     assert main([*argv, "--allow-empty"]) == ExitCode.OK
+
+
+# -- 7. one truth for counts ------------------------------------------------------------------
+
+
+def test_summary_report_and_metrics_agree_on_rejected_and_retries(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    cli_env(monkeypatch, sim)
+    sim.update_faults(p503=0.4)
+    rows = fresh_rows(sim, 12)
+    invalid = dict(rows[0], checkpoint_item_id="not-a-uuid")
+    conflict = dict(rows[1], destination_project_id=FOREIGN_PROJECT)  # two rows, one pair
+    manifest = write_rows(tmp_path / "m.csv", [*rows, invalid, conflict])
+    metrics = tmp_path / "metrics.prom"
+    code = main(run_argv(sim, tmp_path, manifest, "--metrics-file", str(metrics)))
+    out = capfd.readouterr().out
+    assert code == ExitCode.FAILED, out
+    summary_rejected = int(re.search(r"rejected (\d+)", out).group(1))  # type: ignore[union-attr]
+    summary_retries = int(re.search(r"(\d+) retries", out).group(1))  # type: ignore[union-attr]
+    assert summary_rejected == 3
+    assert summary_retries > 0
+
+    ledger = str(tmp_path / "ledger.jsonl")
+    assert main(["report", ledger, "--format", "json"]) == ExitCode.OK
+    doc = json.loads(capfd.readouterr().out)
+    assert doc["totals"]["rejected"] == summary_rejected
+    assert len(doc["rejected"]) == summary_rejected
+    assert {r["line"] for r in doc["rejected"]} == {3, 14, 15}  # the conflict: 3 and 15
+    assert doc["retries"] == summary_retries
+    assert doc["runs"][-1]["retries"] == summary_retries
+    prom = metrics.read_text()
+    assert re.search(rf"retries_total {summary_retries}\b", prom)
+
+    assert main(["report", ledger]) == ExitCode.OK
+    table = capfd.readouterr().out
+    assert f"Rejected manifest rows: {summary_rejected}" in table
+    assert "field 'checkpoint_item_id'" in table
+
+
+def test_report_refuses_a_bad_include_before_printing_anything(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    cli_env(monkeypatch, sim)
+    manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 2))
+    assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
+    capfd.readouterr()
+    argv = ["report", str(tmp_path / "ledger.jsonl"), "--failed-manifest", str(tmp_path / "f")]
+    assert main([*argv, "--include", "bogus"]) == ExitCode.USAGE
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "bogus" in err

@@ -375,6 +375,7 @@ def test_render_json_has_stable_documented_keys(ledger: Ledger) -> None:
         "attempts",
         "durations",
         "copy_status",
+        "rejected",
     ]
     assert list(doc["runs"][0]) == [
         "run_id",
