@@ -29,7 +29,7 @@ import anyio
 import structlog
 
 from orchestrator import __version__
-from orchestrator.errors import LedgerError, ManifestChangedError, ManifestError
+from orchestrator.errors import ConfigError, LedgerError, ManifestChangedError, ManifestError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.history import History
 from orchestrator.ledger import LedgerWriter
@@ -43,7 +43,14 @@ from orchestrator.retry import RetryPolicy
 from orchestrator.service.preflight import HasCapabilities, patience, preflight
 from orchestrator.settings import RunSettings
 
-__all__ = ["JobResult", "JobSpec", "exit_code_for", "pool_settings", "run_job"]
+__all__ = [
+    "JobResult",
+    "JobSpec",
+    "exit_code_for",
+    "pool_settings",
+    "refuse_same_file",
+    "run_job",
+]
 
 log = structlog.get_logger("orchestrator.job")
 
@@ -92,6 +99,19 @@ class JobResult:
     duration_s: float
     rejected: int
     conflicts: int
+
+
+def refuse_same_file(manifest: Path, ledger: Path) -> None:
+    """A manifest given as the ledger (or the other way round) would be read as the other
+    and written into: refuse it before anything is opened for writing."""
+    same = manifest.resolve() == ledger.resolve()
+    if not same and manifest.exists() and ledger.exists():
+        same = os.path.samefile(manifest, ledger)
+    if same:
+        raise ConfigError(
+            f"--manifest and --ledger are the same file ({manifest}): the ledger is where the "
+            "run writes its results; give it its own file"
+        )
 
 
 def pool_settings(settings: RunSettings, initial_limits: Mapping[str, int]) -> PoolSettings:
@@ -202,6 +222,8 @@ async def run_job(
     started = time.monotonic()
     run_id = uuid.uuid4().hex
     shown = progress or NullProgress()
+    if spec.manifest is not None:
+        refuse_same_file(spec.manifest, spec.ledger)
     async with LedgerWriter(spec.ledger) as ledger, AsyncExitStack() as clients:
         if ledger.repaired_bytes:
             log.warning("ledger.repaired", path=str(spec.ledger), cut_bytes=ledger.repaired_bytes)

@@ -37,6 +37,7 @@ import orjson
 
 from orchestrator.exitcodes import ExitCode
 from orchestrator.history import History
+from orchestrator.job import refuse_same_file
 from orchestrator.launch import Connection, connect
 from orchestrator.models import ReplicationTask
 from orchestrator.plan import Plan, RegionCounts, require_rows
@@ -272,6 +273,8 @@ def _history(ledger: Path | None) -> History | None:
 
 async def _plan(args: argparse.Namespace, settings: RunSettings, manifest: Path) -> PlanReport:
     ledger = Path(args.ledger) if getattr(args, "ledger", None) else None
+    if ledger is not None:
+        refuse_same_file(manifest, ledger)
     history = _history(ledger)
     retry_failed = bool(getattr(args, "retry_failed", False))
 

@@ -513,3 +513,61 @@ def test_report_refuses_a_bad_include_before_printing_anything(
     out, err = capfd.readouterr()
     assert out == ""
     assert "bogus" in err
+
+
+# -- 8. ledger hygiene ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"[1,2]\n", b"42\n", b"null\n", b'{"a": 1}\n'])
+def test_a_ledger_of_lines_that_are_not_records_is_exit_8_and_left_alone(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    content: bytes,
+) -> None:
+    cli_env(monkeypatch, sim)
+    manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 2))
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.write_bytes(content)
+    assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.LEDGER
+    assert "not a ledger line" in capfd.readouterr().err
+    assert ledger.read_bytes() == content
+    assert sum(sim.counters.requests.values()) == 0
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_the_manifest_as_ledger_is_refused(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    cli_env(monkeypatch, sim)
+    manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 2))
+    before = manifest.read_bytes()
+    argv = run_argv(sim, tmp_path, manifest)
+    if command == "plan":
+        argv = ["plan", "--manifest", str(manifest), "--endpoint", sim.base_url]
+    argv += ["--ledger", str(tmp_path / "." / "m.csv")]
+    assert main(argv) == ExitCode.USAGE
+    assert "the same file" in capfd.readouterr().err
+    assert manifest.read_bytes() == before
+
+
+def test_a_complete_last_ledger_line_without_newline_is_kept(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli_env(monkeypatch, sim)
+    rows = fresh_rows(sim, 3)
+    manifest = write_rows(tmp_path / "m.csv", rows[:2])
+    assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.write_bytes(ledger.read_bytes().rstrip(b"\n"))  # an editor dropped the newline
+    finished = records(ledger, "run_finished")
+    assert len(finished) == 1
+    write_rows(manifest, rows)
+    assert main([*resume_argv(sim, tmp_path), "--replan"]) == ExitCode.OK
+    assert len(records(ledger, "run_finished")) == 2  # the first one is still there
+    assert len(records(ledger, "result")) == 3
