@@ -225,6 +225,13 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="also write the failed and gave-up pairs as a manifest to run again (default: none)",
     )
     report.add_argument(
+        "--pairs",
+        default=None,
+        metavar="FILE.csv",
+        help="also write one CSV row per pair: ids, regions, final status, record id, error, "
+        "attempts, copy status (default: none)",
+    )
+    report.add_argument(
         "--include",
         default="failed,gave_up",
         help="statuses for --failed-manifest: failed, gave_up, rejected, unknown, copy_failed "
@@ -532,6 +539,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
             iter_records(ledger), args.failed_manifest, run=args.run, include=include
         )
         print(f"wrote {count} pairs to {args.failed_manifest}", file=sys.stderr)
+    if args.pairs:
+        from orchestrator.insight.pairs import write_pairs
+
+        count = write_pairs(lambda: iter_records(ledger), args.pairs, run=args.run)
+        print(f"wrote {count} pairs to {args.pairs}", file=sys.stderr)
     return ExitCode.OK
 
 

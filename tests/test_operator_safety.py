@@ -571,3 +571,41 @@ def test_a_complete_last_ledger_line_without_newline_is_kept(
     assert main([*resume_argv(sim, tmp_path), "--replan"]) == ExitCode.OK
     assert len(records(ledger, "run_finished")) == 2  # the first one is still there
     assert len(records(ledger, "result")) == 3
+
+
+# -- 9. a per-pair completion report ----------------------------------------------------------
+
+
+def test_report_pairs_writes_one_row_per_pair_with_its_final_state(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    cli_env(monkeypatch, sim)
+    sim.update_faults(p503=0.3)
+    rows = fresh_rows(sim, 6)
+    invalid = dict(rows[0], checkpoint_item_id="not-a-uuid")
+    manifest = write_rows(tmp_path / "m.csv", [*rows, rows[1], invalid])  # a duplicate too
+    assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.FAILED
+    ledger = tmp_path / "ledger.jsonl"
+    out_csv = tmp_path / "pairs.csv"
+    capfd.readouterr()
+    assert main(["report", str(ledger), "--pairs", str(out_csv)]) == ExitCode.OK
+    assert f"wrote 7 pairs to {out_csv}" in capfd.readouterr().err
+    with out_csv.open(encoding="utf-8", newline="") as handle:
+        got = list(csv.DictReader(handle))
+    assert len(got) == 7
+    by_item = {(r["checkpoint_item_id"], r["status"]): r for r in got}
+    for row in rows:
+        line = by_item[row["checkpoint_item_id"], "replicated"]
+        assert line["destination_region"] == row["destination_region"]
+        assert line["destination_project_id"] == row["destination_project_id"]
+        assert line["replication_record_id"]
+        assert int(line["attempts"]) >= 1
+    rejected = by_item["not-a-uuid", "rejected"]
+    assert rejected["error_msg"]
+    assert rejected["manifest_line"] == "9"
+    results_in_ledger = records(ledger, "result")
+    retried = sum(r["attempts"] - 1 for r in results_in_ledger if r["attempts"])
+    assert sum(int(r["attempts"]) - 1 for r in got if r["status"] == "replicated") == retried

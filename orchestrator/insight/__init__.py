@@ -1,0 +1,1 @@
+"""Insight: what the ledger says, summarised for people and machines."""
