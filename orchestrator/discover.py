@@ -438,11 +438,12 @@ class SourceSummary:
     replicated: int = 0
     in_progress: int = 0
 
-    def line(self) -> str:
+    def line(self, done: str = "written") -> str:
+        """One line for a person; ``done`` says what became of the pairs ("written")."""
         return (
             f"{self.source}: listed {self.listed}, matched {self.matched}, skipped "
             f"{self.replicated} already replicated / {self.in_progress} in progress, "
-            f"{self.pairs} pairs written"
+            f"{self.pairs} pairs {done}"
             + (f" ({self.replicas} replicas ignored)" if self.replicas else "")
             + (f" ({self.not_available} not available)" if self.not_available else "")
         )

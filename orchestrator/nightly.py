@@ -185,9 +185,9 @@ async def discover_with(conn: Connection, config: DiscoverConfig) -> Discovery:
         return await discover(client, config, retry=listing_retry(conn.settings))
 
 
-def _print_discovery(discovery: Discovery, out: TextIO) -> None:
+def _print_discovery(discovery: Discovery, out: TextIO, done: str = "written") -> None:
     for summary in discovery.summaries:
-        out.write(summary.line() + "\n")
+        out.write(summary.line(done) + "\n")
     out.flush()
 
 
@@ -225,7 +225,11 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
                 dconfig = discover_config(args, conn.settings, config, utc_now())
                 discovery = await discover_with(conn, dconfig)
                 # With --json, stdout holds the plan document alone.
-                _print_discovery(discovery, sys.stderr if args.json else sys.stdout)
+                _print_discovery(
+                    discovery,
+                    sys.stderr if args.json else sys.stdout,
+                    "found (dry run: none written or sent)" if args.dry_run else "to send",
+                )
                 ledger = Path(args.ledger)
                 if args.dry_run:
                     return await plan_tasks(

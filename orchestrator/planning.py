@@ -116,11 +116,18 @@ def plan_report(
         totals.add(counts)
         regions[region] = {
             **asdict(counts),
+            # A pair the service would refuse is not "to send": it is counted as unsupported.
+            "to_send": counts.to_send - refused.get(region, 0),
             "unsupported": refused.get(region, 0),
             "supported": None if unsupported is None else not refused.get(region),
         }
     totals.invalid += plan.invalid_unplaced
-    sending = {r: c.to_send for r, c in plan.by_region.items() if c.to_send}
+    sending = {
+        r: c.to_send - refused.get(r, 0)
+        for r, c in plan.by_region.items()
+        if c.to_send - refused.get(r, 0) > 0
+    }
+    totals.to_send -= sum(refused.values())
     seconds = estimate_seconds(sending, settings, latency_s)
     return PlanReport(
         manifest=manifest,
@@ -141,6 +148,7 @@ def plan_report(
             "requests": sum(sending.values()),
             "seconds": None if seconds is None else round(seconds, 1),
             "latency_sample_s": None if latency_s is None else round(latency_s, 4),
+            "rate": settings.rate,
         },
     )
 
@@ -188,11 +196,17 @@ def render_plan(report: PlanReport) -> str:
     ]
     lines += _problem_lines(report)
     est = report.estimate
-    when = "unknown" if est["seconds"] is None else f"~{est['seconds']:.0f}s"
-    lines.append(
-        f"estimate: {est['requests']} requests, {when} at the configured limits "
-        "(no retries assumed)"
-    )
+    seconds = est["seconds"]
+    if seconds is None:
+        when = "unknown"
+    elif seconds < 1 and est["requests"]:
+        when = "under 1s"
+    else:
+        when = f"~{seconds:.0f}s"
+    note = "no retries assumed"
+    if not est.get("rate") and est["requests"]:
+        note += "; no --rate set: the service's own rate limit, unknown here, may make it longer"
+    lines.append(f"estimate: {est['requests']} requests, {when} at the configured limits ({note})")
     return "\n".join(lines) + "\n"
 
 

@@ -428,7 +428,9 @@ class Pool:
                 error=outcome.error_msg,
             )
         self.stats.counts[outcome.status] += 1
-        self._progress.advance(task.destination_region, outcome.status)
+        # A pair the stop withdrew before it was sent did not fail: progress says so.
+        shown = "not_sent" if outcome.error_msg is _NOT_SENT else outcome.status
+        self._progress.advance(task.destination_region, shown)
         self._check_threshold()
 
     def _check_threshold(self) -> None:
@@ -714,7 +716,8 @@ class Pool:
             _tell_gate(gate, exc)
             raise
         gate.on_success()
-        self._progress.set_limit(gate.region, gate.limit)
+        # What may really be in flight there: the global limit caps the region's.
+        self._progress.set_limit(gate.region, min(gate.limit, self._settings.concurrency))
         return Outcome(ResultStatus.REPLICATED, record_id, http_status=200, attempts=attempt.sent)
 
     async def _lookup_existing(self, task: ReplicationTask, gate: RegionGate) -> str | None:

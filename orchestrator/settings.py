@@ -9,6 +9,7 @@ shows each default) and :func:`resolve` folds the four sources into one frozen
 from __future__ import annotations
 
 import argparse
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,21 +32,41 @@ __all__ = [
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"must be a whole number, not {text!r}") from None
     if value < 1:
         raise ValueError("must be at least 1")
     return value
 
 
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number, not {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _finite_float(text)
     if value < 0:
         raise ValueError("must not be negative")
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
 def _percent(text: str) -> float:
-    value = float(text)
+    value = _finite_float(text)
     if not 0 < value <= 100:
         raise ValueError("must be a percentage in (0, 100]")
     return value
@@ -83,7 +104,8 @@ OPTIONS: tuple[Option, ...] = (
         "--endpoint",
         str,
         None,
-        "CSBS base URL for the source region (default: https://csbs.{region}.myhuaweicloud.com)",
+        "CSBS base URL for the source region, without a path "
+        "(default: https://csbs.{region}.myhuaweicloud.com)",
         env="CSBS_ENDPOINT",
         config="connection.endpoint",
         group=_CONN,
@@ -161,7 +183,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "request_timeout",
         "--request-timeout",
-        _non_negative_float,
+        _positive_float,
         60.0,
         "seconds for one HTTP request, connect to last byte",
         config="connection.timeout",
@@ -365,14 +387,28 @@ def add_options(parser: argparse.ArgumentParser, group: str) -> None:
                 help=f"{opt.help} (default: verify)",
             )
             continue
+        default = "" if "(default:" in opt.help else f" (default: {opt.default})"
         parser.add_argument(
             opt.flag,
             dest=opt.name,
-            type=opt.parse,
+            type=_flag_type(opt.parse),
             default=None,
             metavar=opt.name.upper(),
-            help=f"{opt.help} (default: {opt.default}){where}",
+            help=f"{opt.help}{default}{where}",
         )
+
+
+def _flag_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """argparse names the type function in its message ("invalid _positive_int value"):
+    say what is wrong instead."""
+
+    def flag_value(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (got {text!r})") from None
+
+    return flag_value
 
 
 #: Keys of the config sections that other modules read (None: that module checks them).

@@ -609,3 +609,130 @@ def test_report_pairs_writes_one_row_per_pair_with_its_final_state(
     results_in_ledger = records(ledger, "result")
     retried = sum(r["attempts"] - 1 for r in results_in_ledger if r["attempts"])
     assert sum(int(r["attempts"]) - 1 for r in got if r["status"] == "replicated") == retried
+
+
+# -- 10. the smaller items --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--concurrency", "0"], "argument --concurrency: must be at least 1 (got '0')"),
+        (["--rate", "nan"], "argument --rate: must be a finite number (got 'nan')"),
+        (["--request-timeout", "0"], "argument --request-timeout: must be more than 0"),
+    ],
+)
+def test_bad_numbers_are_refused_saying_what_is_wrong(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], flags: list[str], expected: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--manifest", "m.csv", "--ledger", str(tmp_path / "l"), *flags])
+    assert exited.value.code == ExitCode.USAGE
+    err = capfd.readouterr().err
+    assert expected in err
+    assert "_positive_int" not in err
+
+
+def test_run_help_shows_one_default_for_endpoint(capfd: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capfd.readouterr().out
+    start = out.index("--endpoint ENDPOINT ")
+    entry = out[start : out.index("[env CSBS_ENDPOINT]", start)]
+    assert entry.count("(default:") == 1
+
+
+def test_plan_says_what_it_cannot_know_and_does_not_count_unsupported_pairs_as_to_send(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    cli_env(monkeypatch, sim)
+    rows = fresh_rows(sim, 3)
+    nowhere = dict(rows[0], destination_region="xx-nowhere-9")
+    manifest = write_rows(tmp_path / "m.csv", [*rows, nowhere])
+    argv = ["plan", "--manifest", str(manifest), "--endpoint", sim.base_url]
+    assert main(argv) == ExitCode.FAILED
+    out = capfd.readouterr().out
+    assert "~0s" not in out
+    assert "under 1s" in out
+    assert "no --rate set" in out
+    assert main([*argv, "--json"]) == ExitCode.FAILED
+    doc = json.loads(capfd.readouterr().out)
+    assert doc["totals"]["unsupported"] == 1
+    assert doc["totals"]["to_send"] == 3
+    assert doc["regions"]["xx-nowhere-9"]["to_send"] == 0
+    assert doc["estimate"]["requests"] == 3
+
+
+def test_run_discover_dry_run_says_nothing_was_written(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    cli_env(monkeypatch, sim)
+    project = sim.state.projects[0]
+    region = sim.state.capabilities()[project.region][0]
+    dest = sim.state.destination_projects[region]
+    argv = [
+        "run",
+        "--discover",
+        "--dry-run",
+        "--ledger",
+        str(tmp_path / "ledger.jsonl"),
+        "--endpoint",
+        sim.base_url,
+        "--project-id",
+        project.id,
+        "--region",
+        project.region,
+        "--to",
+        f"{region}={dest}",
+    ]
+    main(argv)
+    out = capfd.readouterr().out
+    assert "pairs found (dry run: none written or sent)" in out
+    assert "pairs written" not in out
+
+
+def _final_progress(err: str) -> dict[str, Any]:
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    (final,) = [e for e in events if e.get("event") == "run.progress" and e.get("final")]
+    return dict(final)
+
+
+def test_progress_never_counts_unsent_pairs_as_failed(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A stop (Ctrl-C, or here --max-duration: the same path) while pairs wait for their
+    turn: they are withdrawn, not sent, and progress does not call them failed."""
+    cli_env(monkeypatch, sim)
+    sim.update_faults(latency_s=0.02)
+    manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 30))
+    argv = [a for a in run_argv(sim, tmp_path, manifest) if a != "--no-progress"]
+    code = main([*argv, "--concurrency", "2", "--per-region", "2", "--max-duration", "0.05"])
+    err = capfd.readouterr().err
+    assert code == ExitCode.INTERRUPTED, err
+    withdrawn = [r for r in records(tmp_path / "ledger.jsonl", "result") if r["attempts"] == 0]
+    assert withdrawn
+    assert _final_progress(err)["failed"] == 0
+
+
+def test_progress_limit_never_exceeds_concurrency(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    cli_env(monkeypatch, sim)
+    manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 10))
+    argv = [a for a in run_argv(sim, tmp_path, manifest) if a != "--no-progress"]
+    assert main([*argv, "--concurrency", "8"]) == ExitCode.OK
+    limits = [row["limit"] for row in _final_progress(capfd.readouterr().err)["regions"].values()]
+    assert limits
+    assert all(limit == 8 for limit in limits)
