@@ -35,11 +35,12 @@ import enum
 import math
 import re
 import ssl
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, NamedTuple, Self, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -65,6 +66,7 @@ from orchestrator.models import PROVIDER_ID, ReplicationTask
 __all__ = [
     "ClientSettings",
     "CsbsClient",
+    "FoundRecord",
     "Timeouts",
     "error_for_response",
     "parse_error_body",
@@ -95,6 +97,14 @@ class Timeouts:
     total_s: float = 60.0
     connect_s: float = 10.0
     read_s: float = 30.0
+
+
+class FoundRecord(NamedTuple):
+    """A replication record found for a pair: its id and, when the service said, when it
+    was created (epoch seconds on this machine's clock)."""
+
+    record_id: str
+    created_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +182,8 @@ class CsbsClient:
             total=timeouts.total_s, sock_connect=timeouts.connect_s, sock_read=timeouts.read_s
         )
         self._state = _State.NEW
+        #: The service's clock minus this machine's, once an answer said (None before).
+        self._clock_offset_s: float | None = None
         # (source region, project) -> "https://host/v1/<project>": built once, then a lookup.
         self._prefixes: dict[tuple[str | None, str], str] = {}
 
@@ -340,12 +352,18 @@ class CsbsClient:
         Asks the item first (its ``replication_records``), then ``/replication_records``;
         a 404 from the latter (the endpoint is unconfirmed on the real service) means "none".
         """
+        found = await self.find_replication_record(task)
+        return None if found is None else found.record_id
+
+    async def find_replication_record(self, task: ReplicationTask) -> FoundRecord | None:
+        """:meth:`find_replication` with the record's creation time, on this machine's clock
+        (the service's ``created_at`` shifted by the offset its ``Date`` headers show)."""
         item = await self.get_item(
             task.project_id, task.checkpoint_item_id, region=task.source_region
         )
         embedded = item.get("replication_records")
         if isinstance(embedded, list):
-            found = _live_record(embedded, task)
+            found = self._found(_live(embedded, task))
             if found is not None:
                 return found
         try:
@@ -359,7 +377,27 @@ class CsbsClient:
             if exc.http_status == 404:
                 return None
             raise
-        return _live_record(records, task)
+        return self._found(_live(records, task))
+
+    def _found(self, record: Mapping[str, Any] | None) -> FoundRecord | None:
+        if record is None:
+            return None
+        created = _service_time(record.get("created_at"))
+        if created is not None and self._clock_offset_s is not None:
+            created -= self._clock_offset_s
+        return FoundRecord(str(record.get("id") or record.get("replication_record_id")), created)
+
+    def _note_clock(self, headers: Mapping[str, str]) -> None:
+        """The service's clock minus ours, from an answer's ``Date`` (second resolution)."""
+        value = headers.get("Date")
+        if not value:
+            return
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return
+        if when.tzinfo is not None:
+            self._clock_offset_s = when.timestamp() - time.time()
 
     # -- the one request path ----------------------------------------------------------------
 
@@ -411,6 +449,8 @@ class CsbsClient:
                 session, method, url, headers, body, limits=limits
             )
             if status < 300:
+                if method == "GET":
+                    self._note_clock(answer_headers)
                 return data
             if (
                 status == 401
@@ -544,6 +584,22 @@ def _malformed(method: str, path: str, data: bytes) -> TransientApiError:
 
 
 def _live_record(records: list[Any], task: ReplicationTask) -> str | None:
+    found = _live(records, task)
+    return None if found is None else str(found.get("id") or found.get("replication_record_id"))
+
+
+def _service_time(value: object) -> float | None:
+    """A CSBS timestamp (UTC, no zone: ``2017-04-18T01:21:52.701973``) as epoch seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _live(records: list[Any], task: ReplicationTask) -> dict[str, Any] | None:
     for record in records:
         if not isinstance(record, dict):
             continue
@@ -557,7 +613,7 @@ def _live_record(records: list[Any], task: ReplicationTask) -> str | None:
             continue
         record_id = record.get("id") or record.get("replication_record_id")
         if isinstance(record_id, str) and record_id:
-            return record_id
+            return record
     return None
 
 

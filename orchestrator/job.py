@@ -22,6 +22,7 @@ from contextlib import (
     nullcontext,
 )
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,8 @@ from orchestrator import __version__
 from orchestrator.errors import ConfigError, LedgerError, ManifestChangedError, ManifestError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.history import History
-from orchestrator.ledger import LedgerWriter
-from orchestrator.models import ReplicationTask, ResultStatus, WorkItem
+from orchestrator.ledger import LedgerWriter, iter_records
+from orchestrator.models import PairKey, ReplicationTask, ResultStatus, WorkItem
 from orchestrator.overload import load_learned_limits, save_learned_limits
 from orchestrator.plan import Plan, require_rows
 from orchestrator.pool import Pool, PoolSettings, PoolStats, Replicator
@@ -133,6 +134,7 @@ def pool_settings(settings: RunSettings, initial_limits: Mapping[str, int]) -> P
         grace_period=settings.grace_period,
         max_duration=settings.max_duration,
         initial_limits=initial_limits,
+        reconcile_skew_s=settings.reconcile_skew,
         # A pair gives up after the retry time anyway; a service never reached, sooner.
         unreachable_after_s=(
             min(settings.unreachable_after, settings.retry_time)
@@ -263,7 +265,18 @@ async def run_job(
         shown.start({region: c.to_send for region, c in plan.by_region.items() if c.to_send})
         limits = load_learned_limits(spec.settings.state_file)
         async with client_factory() as client:
-            pool = Pool(client, recorder, pool_settings(spec.settings, limits), progress=shown)
+            first_attempts = (
+                await anyio.to_thread.run_sync(first_attempts_of, spec.ledger)
+                if plan.totals.unknown_outcome
+                else {}
+            )
+            pool = Pool(
+                client,
+                recorder,
+                pool_settings(spec.settings, limits),
+                progress=shown,
+                first_attempts=first_attempts,
+            )
             if spec.on_pool is not None:
                 spec.on_pool(pool)
             try:
@@ -312,6 +325,30 @@ async def _preflighted(
             give_up_after=patience(spec.settings),
         )
     return lambda: nullcontext(client)
+
+
+def first_attempts_of(ledger: Path) -> dict[PairKey, float]:
+    """When each pair with an attempt and no result after it was first attempted since its
+    last result (epoch seconds): reconcile tells a record made by that attempt from one that
+    was there before. Read only when the plan reconciles pairs (after a kill, a few)."""
+    since: dict[PairKey, float] = {}
+    for record in iter_records(ledger):
+        event = record.get("event")
+        if event not in {"attempt", "result"}:
+            continue
+        key = (
+            str(record.get("project_id")),
+            str(record.get("checkpoint_item_id")),
+            str(record.get("destination_region")),
+        )
+        if event == "result":
+            since.pop(key, None)
+        elif key not in since:
+            try:
+                since[key] = datetime.fromisoformat(str(record.get("ts"))).timestamp()
+            except ValueError:
+                continue
+    return since
 
 
 def _manifest_pin_fields(plan: Plan) -> dict[str, Any]:

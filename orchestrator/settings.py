@@ -258,6 +258,15 @@ OPTIONS: tuple[Option, ...] = (
         group=_CONN,  # every command that talks to the service takes it
     ),
     Option(
+        "reconcile_skew",
+        "--reconcile-skew",
+        _non_negative_float,
+        300.0,
+        "reconcile: a record created more than this many seconds before the pair's first "
+        "attempt was there before it (already_replicated), not made by it (replicated)",
+        config="retry.reconcile_skew",
+    ),
+    Option(
         "retry_base",
         None,
         _non_negative_float,
@@ -353,6 +362,7 @@ class RunSettings:
     max_attempts: int = 8
     retry_time: float = 600.0
     unreachable_after: float = 60.0
+    reconcile_skew: float = 300.0
     retry_base: float = 0.5
     retry_cap: float = 30.0
     retry_budget: float = 20.0

@@ -15,6 +15,7 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger import iter_records
 from orchestrator.plan import Plan
 from orchestrator.simulator import Simulator
+from orchestrator.simulator.app import REPLICATE
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
 
 FAST_CONFIG = """
@@ -736,3 +738,57 @@ def test_progress_limit_never_exceeds_concurrency(
     limits = [row["limit"] for row in _final_progress(capfd.readouterr().err)["regions"].values()]
     assert limits
     assert all(limit == 8 for limit in limits)
+
+
+# -- 6. reconcile tells "ours" from "already there" -------------------------------------------
+
+
+def test_reconcile_labels_a_record_older_than_the_first_attempt_already_replicated(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A killed run left two pairs in flight. One's record was there an hour before the
+    attempt (someone else made it); the other's was created by the attempt."""
+    cli_env(monkeypatch, sim)
+    before, ours = fresh_rows(sim, 2)
+    manifest = write_rows(tmp_path / "m.csv", [before, ours])
+    now = datetime.now(UTC).isoformat()
+    lines = [
+        {
+            "v": 1,
+            "event": "run_started",
+            "ts": now,
+            "run_id": "killed",
+            "manifest": str(manifest),
+            "source": "manifest",
+            "settings": {"endpoint": sim.base_url},
+        },
+        *(
+            {"v": 1, "event": "attempt", "ts": now, "run_id": "killed", "attempt": 1, **row}
+            for row in (before, ours)
+        ),
+    ]
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+
+    def replicate(row: dict[str, str]) -> None:
+        sim.state.replicate(
+            row["project_id"],
+            row["checkpoint_item_id"],
+            row["destination_region"],
+            row["destination_project_id"],
+            limits=sim.config.faults,
+        )
+
+    replicate(before)  # on the service's clock, an hour before "now"
+    sim.advance(3600)
+    replicate(ours)  # now: what the killed run's request did
+
+    assert main(resume_argv(sim, tmp_path)) == ExitCode.OK
+    status = {r["checkpoint_item_id"]: r["status"] for r in records(ledger, "result")}
+    assert status == {
+        before["checkpoint_item_id"]: "already_replicated",
+        ours["checkpoint_item_id"]: "replicated",
+    }
+    assert not any(n for (route, _), n in sim.counters.requests.items() if route == REPLICATE)
