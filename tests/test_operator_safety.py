@@ -384,6 +384,12 @@ def test_track_takes_the_endpoint_from_the_ledger_as_resume_does(
         code = main(["track", ledger, "--interval", "0", "--log-level", "warning"])
         assert code == ExitCode.OK, capfd.readouterr().err
         assert len(records(tmp_path / "ledger.jsonl", "copy_status")) >= 3
+        # The per-pair report carries each pair's latest copy status.
+        pairs_csv = tmp_path / "pairs.csv"
+        assert main(["report", ledger, "--pairs", str(pairs_csv)]) == ExitCode.OK
+        with pairs_csv.open(encoding="utf-8", newline="") as handle:
+            got = list(csv.DictReader(handle))
+        assert [r["copy_status"] for r in got] == ["success"] * 3
 
 
 @pytest.mark.parametrize("command", ["plan", "discover", "schedule --once", "track", "resume"])
