@@ -231,9 +231,9 @@ async def test_bulk_run_under_faults(make_simulator: MakeSimulator, tmp_path: Pa
         # unless it is younger than the clock-skew margin (a copy seeded as under way).
         assert set(counters.duplicates) <= already <= set(existing)
         for pair in set(existing) - already:
-            record = sim.state.record(existing[pair])
-            assert record is not None
-            assert record.created_at > sim_start - RunSettings().reconcile_skew - 2
+            found = sim.state.record(existing[pair])
+            assert found is not None
+            assert found.created_at > sim_start - RunSettings().reconcile_skew - 2
         young = len(set(existing) - already)
         assert statuses["replicated"] == len(counters.replications) + young
         assert finished["rejected"] == len(manifest.rejected_lines)
