@@ -5,10 +5,12 @@
     OrchestratorError
     ├── ConfigError              bad flags, config file or environment (exit: usage)
     ├── ManifestError            a manifest that cannot be read at all (file, line, field)
+    │   └── ManifestChangedError the manifest's bytes differ from what the run planned
     ├── LedgerError              the ledger cannot be opened, read or written
     │   ├── LedgerLockedError    another process holds the ledger
     │   └── LedgerWriteError     a write or fsync failed (disk full, I/O error)
     ├── ScheduleError            the scheduler's state or lock file cannot be read or written
+    ├── ServiceUnreachableError  no request could connect for --unreachable-after (exit 4)
     └── ApiError                 the service (or the road to it) refused a call
         ├── AuthError            credentials rejected for good (401 after a refresh, 403)
         ├── AlreadyReplicatedError  the item has, or is getting, a replica in that region
@@ -37,10 +39,12 @@ __all__ = [
     "LedgerError",
     "LedgerLockedError",
     "LedgerWriteError",
+    "ManifestChangedError",
     "ManifestError",
     "OrchestratorError",
     "PermanentApiError",
     "ScheduleError",
+    "ServiceUnreachableError",
     "TransientApiError",
     "TransportError",
     "throttle_window_s",
@@ -68,6 +72,11 @@ class ManifestError(OrchestratorError):
         super().__init__(f"{where}: {what}{reason}")
 
 
+class ManifestChangedError(ManifestError):
+    """The manifest file no longer holds the bytes the run validated (rewritten, truncated,
+    appended to): nothing read after the change is used."""
+
+
 class LedgerError(OrchestratorError):
     """The ledger file cannot be opened, parsed or written."""
 
@@ -82,6 +91,10 @@ class LedgerWriteError(LedgerError):
 
 class ScheduleError(OrchestratorError):
     """The scheduler's state file or lock file cannot be read or written."""
+
+
+class ServiceUnreachableError(OrchestratorError):
+    """No request reached the service before ``--unreachable-after``: nothing was sent."""
 
 
 class ApiError(OrchestratorError):

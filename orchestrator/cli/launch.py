@@ -112,6 +112,8 @@ def launch_job(args: argparse.Namespace, settings: RunSettings, *, manifest: Pat
             manifest=manifest,
             strict=args.strict,
             retry_failed=args.retry_failed,
+            expect_manifest_sha256=getattr(args, "expect_manifest_sha256", None),
+            allow_empty=getattr(args, "allow_empty", False),
         )
         progress = output.progress(not args.no_progress)
         result = anyio.run(_job, args, spec, env, progress)
@@ -163,6 +165,11 @@ _VERDICT = {
 def _verdict(result: JobResult) -> str:
     if result.stats.stop_reason == StopReason.UNREACHABLE:
         return "stopped: no request could connect to the service"
+    if result.stats.stop_reason == StopReason.MANIFEST_CHANGED:
+        return (
+            "stopped: the manifest changed during the run (nothing read after the change was "
+            "sent); restore it and `resume`, or `resume --replan`"
+        )
     return _VERDICT.get(result.exit_code, "finished")
 
 

@@ -71,6 +71,14 @@ def _add_connection(parser: argparse.ArgumentParser, *, simulate: bool = True) -
         )
 
 
+def _add_allow_empty(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a manifest without rows is fine, nothing to do (default: exit 2, 'no rows')",
+    )
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     from orchestrator.cli.options import add_options
 
@@ -130,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --dry-run: the plan as one JSON document (default: a table)",
     )
+    _add_allow_empty(run)
     _add_connection(run)
     _add_discovery(run)
     _add_run_options(run)
@@ -148,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="manifest to use instead of the one the ledger recorded (default: the recorded one)",
     )
+    resume.add_argument(
+        "--replan",
+        action="store_true",
+        help="plan the manifest as it is now even if its bytes changed since the run being "
+        "resumed (default: refuse a changed manifest, exit 2)",
+    )
+    _add_allow_empty(resume)
     _add_connection(resume)
     _add_run_options(resume)
     _add_logging(resume)
@@ -159,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_schedule(sub)
     _add_track(sub)
     _add_coverage(sub)
+    _add_config(sub)
 
     simulate = sub.add_parser("simulate", help="serve the embedded CSBS simulator")
     from orchestrator.cli.simulate import add_arguments
@@ -186,6 +203,7 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="do not ask the service for its capabilities (default: ask)",
     )
+    _add_allow_empty(plan)
     _add_connection(plan)
     _add_run_options(plan)
     _add_logging(plan)
@@ -222,6 +240,13 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=None,
         metavar="FILE",
         help="also write the failed and gave-up pairs as a manifest to run again (default: none)",
+    )
+    report.add_argument(
+        "--pairs",
+        default=None,
+        metavar="FILE.csv",
+        help="also write one CSV row per pair: ids, regions, final status, record id, error, "
+        "attempts, copy status (default: none)",
     )
     report.add_argument(
         "--include",
@@ -342,6 +367,22 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     from orchestrator.cli.coverage import launch_coverage
 
     return launch_coverage(args, _settings(args))
+
+
+def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config = sub.add_parser(
+        "config",
+        help="check a config file and show the effective settings, each with its source",
+        description="`config check`: read --config (unknown sections and keys are errors), "
+        "fold it with the flags given here and the environment, and print every setting with "
+        "where it came from: flag, environment, file or default. Sends nothing. Exit 0, or 2 "
+        "for a config that a run would refuse.",
+    )
+    config.add_argument("action", choices=("check",), help="what to do: check")
+    config.add_argument("--json", action="store_true", help="one JSON document (default: a table)")
+    _add_connection(config, simulate=False)
+    _add_run_options(config)
+    config.set_defaults(handler=_cmd_config)
 
 
 def _add_discovery(parser: argparse.ArgumentParser) -> None:
@@ -559,6 +600,11 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     recorded = started.get("settings") or {}
     settings = _settings(args, recorded if isinstance(recorded, dict) else None)
     _refuse_other_service(ledger, recorded, settings.service)
+    if started.get("source") == "discover":
+        args.allow_empty = True  # a discovery that found nothing new is not a mistake
+    digest = started.get("manifest_sha256")
+    if not args.replan and isinstance(digest, str):
+        args.expect_manifest_sha256 = digest
     return launch_job(args, settings, manifest=Path(str(manifest)))
 
 
@@ -597,6 +643,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from orchestrator.insight.ledgers import selected_records
     from orchestrator.insight.report import (
         build_report,
+        check_include,
         render_csv,
         render_json,
         render_table,
@@ -607,6 +654,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for ledger in ledgers:
         if not ledger.exists():
             raise ConfigError(f"{ledger}: no such ledger")
+    # Every option is checked before anything is printed.
+    include = check_include(part.strip() for part in args.include.split(",") if part.strip())
     records, run = selected_records(ledgers, args.run)
     report = build_report(records(), run=run)
     if args.format == "html":
@@ -617,9 +666,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
         text = {"table": render_table, "json": render_json, "csv": render_csv}[args.format](report)
     _write_output(text, args.output)
     if args.failed_manifest:
-        include = [part.strip() for part in args.include.split(",") if part.strip()]
         count = write_failed_manifest(records(), args.failed_manifest, run=run, include=include)
         print(f"wrote {count} pairs to {args.failed_manifest}", file=sys.stderr)
+    if args.pairs:
+        from orchestrator.insight.pairs import write_pairs
+
+        count = write_pairs(records, args.pairs, run=run)
+        print(f"wrote {count} pairs to {args.pairs}", file=sys.stderr)
     return ExitCode.OK
 
 
@@ -639,16 +692,42 @@ def _write_output(text: str, output: str | None) -> None:
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from orchestrator.cli.launch import open_output, secrets_of
     from orchestrator.cli.logs import close_logging
     from orchestrator.cli.tracking import launch_track
+    from orchestrator.ledger.file import last_record
 
-    settings = _settings(args)
+    # As `resume` does: the endpoint and region the run used, under the config and flags.
+    ledger = Path(args.ledger)
+    started = last_record(ledger, "run_started") if ledger.exists() else None
+    recorded = (started or {}).get("settings")
+    settings = _settings(args, recorded if isinstance(recorded, dict) else None)
     open_output(args, secrets_of(settings, os.environ))
     try:
         return launch_track(args, settings)
     finally:
         close_logging()
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import json
+
+    from orchestrator.config.settings import explain, load_config
+
+    config = load_config(args.config)
+    rows = explain(vars(args), os.environ, config, config_path=args.config)
+    if args.json:
+        doc = {name: {"value": value, "source": source} for name, value, source in rows}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return ExitCode.OK
+    width = max(len(name) for name, _, _ in rows)
+    shown = max(len(str(value)) for _, value, _ in rows)
+    lines = [f"{'setting':<{width}}  {'value':<{shown}}  source"]
+    lines += [f"{name:<{width}}  {value!s:<{shown}}  {source}" for name, value, source in rows]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return ExitCode.OK
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -676,7 +755,11 @@ def _guarded(handler: Handler, args: argparse.Namespace) -> int:
         (errors.ManifestError, "manifest: ", ExitCode.USAGE),
         (errors.LedgerError, "ledger: ", ExitCode.LEDGER),
         (errors.ScheduleError, "schedule: ", ExitCode.USAGE),
-        (errors.AuthError, "credentials refused: ", ExitCode.AUTH),
+        (errors.AuthError, "", ExitCode.AUTH),
+        (errors.ServiceUnreachableError, "service unreachable: ", ExitCode.GAVE_UP),
+        (errors.TransportError, "service unreachable: ", ExitCode.GAVE_UP),
+        (errors.TransientApiError, "the service kept failing: ", ExitCode.GAVE_UP),
+        (errors.PermanentApiError, "the service refused: ", ExitCode.USAGE),
         (errors.OrchestratorError, "", ExitCode.INTERNAL),
     )
     try:

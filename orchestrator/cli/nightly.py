@@ -69,6 +69,7 @@ from orchestrator.scheduling.scheduler import (
     prune_ledgers,
     utc_now,
 )
+from orchestrator.service.preflight import patience, preflight
 
 __all__ = [
     "DEFAULT_KEEP",
@@ -190,12 +191,17 @@ class ScheduleOptions:
 
 async def discover_with(conn: Connection, config: DiscoverConfig) -> Discovery:
     async with conn.client() as client:
+        if config.sources:  # unreachable, refused or not CSBS: one request, not a listing's retries
+            first = config.sources[0]
+            await preflight(
+                client, first.project_id, region=first.region, give_up_after=patience(conn.settings)
+            )
         return await discover(client, config, retry=RetryPolicy.from_settings(conn.settings))
 
 
-def _print_discovery(discovery: Discovery, out: TextIO) -> None:
+def _print_discovery(discovery: Discovery, out: TextIO, done: str = "written") -> None:
     for summary in discovery.summaries:
-        out.write(for_terminal(summary.line(), 1000) + "\n")
+        out.write(for_terminal(summary.line(done), 1000) + "\n")
     out.flush()
 
 
@@ -233,7 +239,11 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
                 dconfig = discover_config(args, conn.settings, config, utc_now())
                 discovery = await discover_with(conn, dconfig)
                 # With --json, stdout holds the plan document alone.
-                _print_discovery(discovery, sys.stderr if args.json else sys.stdout)
+                _print_discovery(
+                    discovery,
+                    sys.stderr if args.json else sys.stdout,
+                    "found (dry run: none written or sent)" if args.dry_run else "to send",
+                )
                 ledger = Path(args.ledger)
                 if args.dry_run:
                     return await plan_tasks(

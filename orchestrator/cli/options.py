@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from orchestrator.config.settings import OPTIONS
 
@@ -24,11 +26,25 @@ def add_options(parser: argparse.ArgumentParser, group: str) -> None:
                 help=f"{opt.help} (default: verify)",
             )
             continue
+        default = "" if "(default:" in opt.help else f" (default: {opt.default})"
         parser.add_argument(
             opt.flag,
             dest=opt.name,
-            type=opt.parse,
+            type=_flag_type(opt.parse),
             default=None,
             metavar=opt.name.upper(),
-            help=f"{opt.help} (default: {opt.default}){where}",
+            help=f"{opt.help}{default}{where}",
         )
+
+
+def _flag_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """argparse names the type function in its message ("invalid _positive_int value"):
+    say what is wrong instead."""
+
+    def flag_value(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (got {text!r})") from None
+
+    return flag_value

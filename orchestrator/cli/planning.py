@@ -37,11 +37,13 @@ import orjson
 
 from orchestrator.cli.connection import Connection, connect
 from orchestrator.config.settings import RunSettings
-from orchestrator.engine.plan import Plan, RegionCounts
+from orchestrator.engine.job import refuse_same_file
+from orchestrator.engine.plan import Plan, RegionCounts, require_rows
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.history import History
 from orchestrator.models import ReplicationTask
 from orchestrator.safe_text import for_terminal
+from orchestrator.service.preflight import patience, preflight
 
 __all__ = [
     "PlanReport",
@@ -115,11 +117,18 @@ def plan_report(
         totals.add(counts)
         regions[region] = {
             **asdict(counts),
+            # A pair the service would refuse is not "to send": it is counted as unsupported.
+            "to_send": counts.to_send - refused.get(region, 0),
             "unsupported": refused.get(region, 0),
             "supported": None if unsupported is None else not refused.get(region),
         }
     totals.invalid += plan.invalid_unplaced
-    sending = {r: c.to_send for r, c in plan.by_region.items() if c.to_send}
+    sending = {
+        r: c.to_send - refused.get(r, 0)
+        for r, c in plan.by_region.items()
+        if c.to_send - refused.get(r, 0) > 0
+    }
+    totals.to_send -= sum(refused.values())
     seconds = estimate_seconds(sending, settings, latency_s)
     return PlanReport(
         manifest=manifest,
@@ -140,6 +149,7 @@ def plan_report(
             "requests": sum(sending.values()),
             "seconds": None if seconds is None else round(seconds, 1),
             "latency_sample_s": None if latency_s is None else round(latency_s, 4),
+            "rate": settings.rate,
         },
     )
 
@@ -187,11 +197,17 @@ def render_plan(report: PlanReport) -> str:
     ]
     lines += _problem_lines(report)
     est = report.estimate
-    when = "unknown" if est["seconds"] is None else f"~{est['seconds']:.0f}s"
-    lines.append(
-        f"estimate: {est['requests']} requests, {when} at the configured limits "
-        "(no retries assumed)"
-    )
+    seconds = est["seconds"]
+    if seconds is None:
+        when = "unknown"
+    elif seconds < 1 and est["requests"]:
+        when = "under 1s"
+    else:
+        when = f"~{seconds:.0f}s"
+    note = "no retries assumed"
+    if not est.get("rate") and est["requests"]:
+        note += "; no --rate set: the service's own rate limit, unknown here, may make it longer"
+    lines.append(f"estimate: {est['requests']} requests, {when} at the configured limits ({note})")
     # Regions, ids and reasons come from the manifest: no escape codes to the terminal.
     return "\n".join(for_terminal(line, 1000) for line in lines) + "\n"
 
@@ -273,17 +289,22 @@ def _history(ledger: Path | None) -> History | None:
 
 async def _plan(args: argparse.Namespace, settings: RunSettings, manifest: Path) -> PlanReport:
     ledger = Path(args.ledger) if getattr(args, "ledger", None) else None
+    if ledger is not None:
+        refuse_same_file(manifest, ledger)
     history = _history(ledger)
     retry_failed = bool(getattr(args, "retry_failed", False))
 
     def build(project_id: str | None) -> Plan:
-        return Plan.from_manifest(
+        plan = Plan.from_manifest(
             manifest,
             default_project_id=project_id,
             history=history,
             retry_failed=retry_failed,
             service=settings.service,
         )
+        if not getattr(args, "allow_empty", False):
+            require_rows(plan, str(manifest))
+        return plan
 
     unsupported: dict[Route, int] | None = None
     latency: float | None = None
@@ -314,7 +335,10 @@ async def _check_routes(
     first: str | None = default if default in project_of else next(iter(project_of))
     async with conn.client() as client:
         started = time.monotonic()
-        caps = await client.capabilities(project_of[first], region=first)
+        # The first call is the preflight: unreachable, refused or not CSBS stops here.
+        caps = await preflight(
+            client, project_of[first], region=first, give_up_after=patience(conn.settings)
+        )
         latency = time.monotonic() - started
         for region in sorted(r for r in project_of if r is not None and r not in caps):
             # A regional endpoint may list only its own region: ask the source's own.

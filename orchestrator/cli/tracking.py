@@ -49,6 +49,7 @@ from orchestrator.ledger.file import LedgerWriter, iter_records, last_record
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.models import FINAL_SUCCESS
+from orchestrator.service.preflight import HasCapabilities, patience, preflight
 from orchestrator.service.protocol import ReplicationService
 from orchestrator.service.records import CopyState, RecordReader, find_record
 
@@ -434,10 +435,13 @@ async def track_ledger(
     *,
     sleep: Sleep = anyio.sleep,
     clock: Clock = time.monotonic,
+    preflight_patience: float = 60.0,
 ) -> TrackResult:
     """Track every pending copy of ``ledger``, appending ``copy_status`` lines to it.
 
-    The ledger is locked for the whole time (a run cannot write it meanwhile).
+    The ledger is locked for the whole time (a run cannot write it meanwhile). One
+    preflight request first: a service never reached for ``preflight_patience`` seconds,
+    refused credentials or an endpoint that is not CSBS stop it before any poll.
     """
     if not await anyio.Path(ledger).exists():  # do not create one: there is nothing to track
         raise ConfigError(f"{ledger}: no such ledger")
@@ -448,6 +452,14 @@ async def track_ledger(
             return TrackResult()
         recorder = LedgerRecorder(writer, f"track-{uuid.uuid4().hex}")
         async with client_factory() as client:
+            if isinstance(client, HasCapabilities):  # unreachable or refused: stop at once
+                first = pending[0]
+                await preflight(
+                    client,
+                    first.project_id,
+                    region=first.source_region,
+                    give_up_after=preflight_patience,
+                )
             result = await track_copies(
                 client, pending, recorder, settings, sleep=sleep, clock=clock
             )
@@ -493,7 +505,9 @@ async def _track(
     service = ledger_service(Path(args.ledger), getattr(args, "service", None))
     settings = replace(settings, service=service)
     async with connect(args, settings, os.environ) as conn:
-        return await track_ledger(Path(args.ledger), conn.client, options)
+        return await track_ledger(
+            Path(args.ledger), conn.client, options, preflight_patience=patience(conn.settings)
+        )
 
 
 _VERDICT: Final = {

@@ -9,33 +9,63 @@ environment or the config file.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.config.keys import check_keys
 from orchestrator.errors import ConfigError
 
-__all__ = ["OPTIONS", "Option", "RunSettings", "load_config", "resolve"]
+__all__ = [
+    "OPTIONS",
+    "Option",
+    "RunSettings",
+    "explain",
+    "known_config_keys",
+    "load_config",
+    "resolve",
+]
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"must be a whole number, not {text!r}") from None
     if value < 1:
         raise ValueError("must be at least 1")
     return value
 
 
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number, not {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _finite_float(text)
     if value < 0:
         raise ValueError("must not be negative")
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
 def _percent(text: str) -> float:
-    value = float(text)
+    value = _finite_float(text)
     if not 0 < value <= 100:
         raise ValueError("must be a percentage in (0, 100]")
     return value
@@ -94,7 +124,8 @@ OPTIONS: tuple[Option, ...] = (
         "--endpoint",
         str,
         None,
-        "CSBS base URL for the source region (default: https://csbs.{region}.myhuaweicloud.com)",
+        "CSBS base URL for the source region, without a path "
+        "(default: https://csbs.{region}.myhuaweicloud.com)",
         env="CSBS_ENDPOINT",
         config="connection.endpoint",
         group=_CONN,
@@ -183,7 +214,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "request_timeout",
         "--request-timeout",
-        _non_negative_float,
+        _positive_float,
         60.0,
         "seconds for one HTTP request, connect to last byte",
         config="connection.timeout",
@@ -255,6 +286,16 @@ OPTIONS: tuple[Option, ...] = (
         "before any answer, stop when no request has connected for this long "
         "(0: retry as for any transient error)",
         config="retry.unreachable_after",
+        group=_CONN,  # every command that talks to the service takes it
+    ),
+    Option(
+        "reconcile_skew",
+        "--reconcile-skew",
+        _non_negative_float,
+        300.0,
+        "reconcile: a record created more than this many seconds before the pair's first "
+        "attempt was there before it (already_replicated), not made by it (replicated)",
+        config="retry.reconcile_skew",
     ),
     Option(
         "retry_base",
@@ -354,6 +395,7 @@ class RunSettings:
     max_attempts: int = 8
     retry_time: float = 600.0
     unreachable_after: float = 60.0
+    reconcile_skew: float = 300.0
     retry_base: float = 0.5
     retry_cap: float = 30.0
     retry_budget: float = 20.0
@@ -373,23 +415,52 @@ class RunSettings:
         return out
 
 
+#: Keys of the config sections that other modules read (None: that module checks them).
+_OTHER_SECTIONS: Mapping[str, frozenset[str] | None] = {
+    "errors": frozenset({"codes"}),
+    "discover": None,
+    "simulator": None,
+    "schedule": frozenset(
+        {"cron", "timezone", "state_dir", "keep_ledgers", "missed_runs", "max_lateness"}
+    ),
+}
+
+
+def known_config_keys() -> dict[str, frozenset[str] | None]:
+    """Every section of the config file and its keys: :data:`OPTIONS` and the others."""
+    known: dict[str, set[str]] = {}
+    for opt in OPTIONS:
+        if opt.config:
+            section, key = opt.config.split(".")
+            known.setdefault(section, set()).add(key)
+    return {**{s: frozenset(k) for s, k in known.items()}, **_OTHER_SECTIONS}
+
+
 def load_config(path: str | None) -> dict[str, Any]:
-    """Read a TOML config file; errors name the file and what is wrong."""
+    """Read a TOML config file; errors name the file and what is wrong, an unknown section
+    or key included (a typo would otherwise leave the default in force, unseen)."""
     if path is None:
         return {}
     try:
         with Path(path).open("rb") as handle:
-            return tomllib.load(handle)
+            config = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): save the config file as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except RecursionError:
         # tomllib recurses once per nested array or inline table: a file nested thousands
         # deep exhausts the stack. No real config nests more than a few levels.
         raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+    check_keys(config, known_config_keys(), path)
+    return config
 
 
 def _from_config(config: Mapping[str, Any], dotted: str) -> Any:
@@ -410,6 +481,43 @@ def _parse(opt: Option, raw: Any, source: str) -> Any:
         raise ConfigError(f"{source}: {exc} (got {'***' if opt.secret else repr(raw)})") from None
 
 
+def _pick(
+    opt: Option,
+    flags: Mapping[str, Any] | None,
+    env: Mapping[str, str],
+    config: Mapping[str, Any],
+    config_path: str | None,
+) -> tuple[Any, str]:
+    """One option's value and where it came from: flag, environment, file or default."""
+    flag_value = flags.get(opt.name) if flags is not None else None
+    if flag_value is not None:
+        return flag_value, f"flag {opt.flag}"
+    if opt.env and env.get(opt.env):
+        return _parse(opt, env[opt.env], f"environment {opt.env}"), f"environment {opt.env}"
+    if opt.config and (raw := _from_config(config, opt.config)) is not None:
+        where = f"{config_path}: [{opt.config}]"
+        return _parse(opt, raw, where), f"file {config_path} [{opt.config}]"
+    return opt.default, "default"
+
+
+def explain(
+    flags: Mapping[str, Any] | None,
+    env: Mapping[str, str],
+    config: Mapping[str, Any],
+    *,
+    config_path: str | None = None,
+) -> list[tuple[str, Any, str]]:
+    """Every option's effective value and its source, as :func:`resolve` picks them (for
+    ``config check``); secrets that are set show as ``***``."""
+    settings = resolve(flags, env, config, config_path=config_path)
+    rows = []
+    for opt in OPTIONS:
+        _, source = _pick(opt, flags, env, config, config_path)
+        value = getattr(settings, opt.name)
+        rows.append((opt.name, "***" if opt.secret and value else value, source))
+    return rows
+
+
 def resolve(
     flags: Mapping[str, Any] | None,
     env: Mapping[str, str],
@@ -421,15 +529,8 @@ def resolve(
     values: dict[str, Any] = {}
     defaulted: set[str] = set()
     for opt in OPTIONS:
-        flag_value = flags.get(opt.name) if flags is not None else None
-        if flag_value is not None:
-            values[opt.name] = flag_value
-        elif opt.env and env.get(opt.env):
-            values[opt.name] = _parse(opt, env[opt.env], f"environment {opt.env}")
-        elif opt.config and (raw := _from_config(config, opt.config)) is not None:
-            values[opt.name] = _parse(opt, raw, f"{config_path}: [{opt.config}]")
-        else:
-            values[opt.name] = opt.default
+        values[opt.name], source = _pick(opt, flags, env, config, config_path)
+        if source == "default":
             defaulted.add(opt.name)
     codes = _from_config(config, "errors.codes") or {}
     if not isinstance(codes, Mapping):

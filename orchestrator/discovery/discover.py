@@ -535,12 +535,13 @@ class SourceSummary:
     """Listed items whose id is no UUID: never written (a manifest cell a spreadsheet may run)."""
     superseded: int = 0
 
-    def line(self) -> str:
+    def line(self, done: str = "written") -> str:
+        """One line for a person; ``done`` says what became of the pairs ("written")."""
         return (
             f"{self.source}: listed {self.listed}, matched {self.matched}, skipped "
             f"{self.replicated} already replicated / {self.in_progress} in progress"
             + (f" / {self.superseded} older than a newer backup" if self.superseded else "")
-            + f", {self.pairs} pairs written"
+            + f", {self.pairs} pairs {done}"
             + (f" ({self.replicas} replicas ignored)" if self.replicas else "")
             + (f" ({self.not_available} not available)" if self.not_available else "")
             + (f" ({self.invalid_ids} with an invalid id skipped)" if self.invalid_ids else "")

@@ -14,8 +14,15 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    closing,
+    contextmanager,
+    nullcontext,
+)
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +32,27 @@ import structlog
 from orchestrator import __version__
 from orchestrator.config.settings import RunSettings
 from orchestrator.engine.overload import load_learned_limits, save_learned_limits
-from orchestrator.engine.plan import Plan
+from orchestrator.engine.plan import Plan, require_rows
 from orchestrator.engine.pool import Pool, PoolSettings, PoolStats, Replicator
 from orchestrator.engine.progress import NullProgress, Progress, run_ticks
 from orchestrator.engine.retry import RetryPolicy
-from orchestrator.errors import LedgerError, ManifestError
+from orchestrator.errors import ConfigError, LedgerError, ManifestChangedError, ManifestError
 from orchestrator.exitcodes import ExitCode
-from orchestrator.ledger.file import LedgerWriter
+from orchestrator.ledger.file import LedgerWriter, iter_records
 from orchestrator.ledger.format import StopReason
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
-from orchestrator.models import ReplicationTask, ResultStatus
+from orchestrator.models import PairKey, ReplicationTask, ResultStatus, WorkItem
+from orchestrator.service.preflight import HasCapabilities, patience, preflight
 
-__all__ = ["JobResult", "JobSpec", "exit_code_for", "pool_settings", "run_job"]
+__all__ = [
+    "JobResult",
+    "JobSpec",
+    "exit_code_for",
+    "pool_settings",
+    "refuse_same_file",
+    "run_job",
+]
 
 log = structlog.get_logger("orchestrator.engine.job")
 
@@ -62,6 +77,13 @@ class JobSpec:
     source: str | None = None
     strict: bool = False
     retry_failed: bool = False
+    #: ``resume``: the SHA-256 the resumed run recorded for its manifest; a manifest whose
+    #: bytes differ is refused before anything is sent (None: no check, ``--replan``).
+    expect_manifest_sha256: str | None = None
+    #: One capabilities GET before anything is recorded or sent (see service.preflight).
+    preflight: bool = True
+    #: A manifest without rows is a usage error (exit 2) unless this is set.
+    allow_empty: bool = False
     handle_signals: bool = True
     # Handed the pool before it runs, so that a caller watching signals itself (the
     # scheduler) can stop it gracefully; used with handle_signals=False.
@@ -81,6 +103,19 @@ class JobResult:
     conflicts: int
 
 
+def refuse_same_file(manifest: Path, ledger: Path) -> None:
+    """A manifest given as the ledger (or the other way round) would be read as the other
+    and written into: refuse it before anything is opened for writing."""
+    same = manifest.resolve() == ledger.resolve()
+    if not same and manifest.exists() and ledger.exists():
+        same = os.path.samefile(manifest, ledger)
+    if same:
+        raise ConfigError(
+            f"--manifest and --ledger are the same file ({manifest}): the ledger is where the "
+            "run writes its results; give it its own file"
+        )
+
+
 def pool_settings(settings: RunSettings, initial_limits: Mapping[str, int]) -> PoolSettings:
     return PoolSettings(
         concurrency=settings.concurrency,
@@ -95,6 +130,7 @@ def pool_settings(settings: RunSettings, initial_limits: Mapping[str, int]) -> P
         grace_period=settings.grace_period,
         max_duration=settings.max_duration,
         initial_limits=initial_limits,
+        reconcile_skew_s=settings.reconcile_skew,
         # A pair gives up after the retry time anyway; a service never reached, sooner.
         unreachable_after_s=(
             min(settings.unreachable_after, settings.retry_time)
@@ -112,6 +148,7 @@ def exit_code_for(stats: PoolStats, rejected: int) -> ExitCode:
         StopReason.THRESHOLD: ExitCode.THRESHOLD,
         StopReason.SIGNAL: ExitCode.INTERRUPTED,
         StopReason.DEADLINE: ExitCode.INTERRUPTED,
+        StopReason.MANIFEST_CHANGED: ExitCode.INTERRUPTED,
     }
     if stats.stop_reason in by_reason:
         return by_reason[stats.stop_reason]
@@ -184,7 +221,9 @@ async def run_job(
     started = time.monotonic()
     run_id = uuid.uuid4().hex
     shown = progress or NullProgress()
-    async with LedgerWriter(spec.ledger) as ledger:
+    if spec.manifest is not None:
+        refuse_same_file(spec.manifest, spec.ledger)
+    async with LedgerWriter(spec.ledger) as ledger, AsyncExitStack() as clients:
         if ledger.repaired_bytes:
             log.warning("ledger.repaired", path=str(spec.ledger), cut_bytes=ledger.repaired_bytes)
         history = await anyio.to_thread.run_sync(_plan_history, spec.ledger)
@@ -196,11 +235,17 @@ async def run_job(
             snapshot=history.snapshot_note,
         )
         plan = await anyio.to_thread.run_sync(build_plan, spec, history)
+        _refuse_if_changed(plan, spec)
+        if spec.tasks is None and spec.source != "discover" and not spec.allow_empty:
+            require_rows(plan, str(spec.manifest))
         if spec.strict:
             _refuse_if_invalid(plan, spec)
+        if spec.preflight:
+            client_factory = await _preflighted(spec, plan, client_factory, clients)
         recorder = LedgerRecorder(ledger, run_id, cbr=spec.settings.service == "cbr")
         await recorder.run_started(
             manifest=str(spec.manifest.resolve()) if spec.manifest else None,
+            **_manifest_pin_fields(plan),
             source=spec.source or ("manifest" if spec.manifest else "discover"),
             settings=spec.settings.public(),
             version=__version__,
@@ -217,7 +262,18 @@ async def run_job(
         shown.start({region: c.to_send for region, c in plan.by_region.items() if c.to_send})
         limits = load_learned_limits(spec.settings.state_file)
         async with client_factory() as client:
-            pool = Pool(client, recorder, pool_settings(spec.settings, limits), progress=shown)
+            first_attempts = (
+                await anyio.to_thread.run_sync(first_attempts_of, spec.ledger)
+                if plan.totals.unknown_outcome
+                else {}
+            )
+            pool = Pool(
+                client,
+                recorder,
+                pool_settings(spec.settings, limits),
+                progress=shown,
+                first_attempts=first_attempts,
+            )
             if spec.on_pool is not None:
                 spec.on_pool(pool)
             try:
@@ -245,6 +301,72 @@ async def run_job(
         await _keep_snapshot(spec, history)
     save_learned_limits(spec.settings.state_file, stats.limits)
     return JobResult(run_id, code, stats, plan, duration, rejected, len(plan.conflicts))
+
+
+async def _preflighted(
+    spec: JobSpec, plan: Plan, client_factory: ClientFactory, stack: AsyncExitStack
+) -> ClientFactory:
+    """Prove endpoint, credentials and project with one GET, for the first pair's project,
+    before the run is recorded: a refusal leaves the ledger as it was and costs one request.
+    The client opened for it serves the run (the factory returned hands it out)."""
+    with closing(plan.work()) as work:
+        first = next(work, None)
+    if first is None:
+        return client_factory
+    client = await stack.enter_async_context(client_factory())
+    if isinstance(client, HasCapabilities):
+        await preflight(
+            client,
+            first.task.project_id,
+            region=first.task.source_region,
+            give_up_after=patience(spec.settings),
+        )
+    return lambda: nullcontext(client)
+
+
+def first_attempts_of(ledger: Path) -> dict[PairKey, float]:
+    """When each pair with an attempt and no result after it was first attempted since its
+    last result (epoch seconds): reconcile tells a record made by that attempt from one that
+    was there before. Read only when the plan reconciles pairs (after a kill, a few)."""
+    since: dict[PairKey, float] = {}
+    for record in iter_records(ledger):
+        event = record.get("event")
+        if event not in {"attempt", "result"}:
+            continue
+        key = (
+            str(record.get("project_id")),
+            str(record.get("checkpoint_item_id")),
+            str(record.get("destination_region")),
+        )
+        if event == "result":
+            since.pop(key, None)
+        elif key not in since:
+            try:
+                since[key] = datetime.fromisoformat(str(record.get("ts"))).timestamp()
+            except ValueError:
+                continue
+    return since
+
+
+def _manifest_pin_fields(plan: Plan) -> dict[str, Any]:
+    """What ``run_started`` records of the manifest's bytes, for ``resume`` to compare."""
+    if plan.pin is None or not plan.pin.sealed:
+        return {}
+    return {"manifest_size": plan.pin.size, "manifest_sha256": plan.pin.sha256}
+
+
+def _refuse_if_changed(plan: Plan, spec: JobSpec) -> None:
+    expected = spec.expect_manifest_sha256
+    if expected is None or plan.pin is None or plan.pin.sha256 == expected:
+        return
+    raise ManifestError(
+        str(spec.manifest),
+        None,
+        None,
+        f"its bytes changed since the run being resumed planned it (sha256 {expected[:16]}... "
+        f"then, {plan.pin.sha256[:16]}... now); nothing sent. Restore it, or pass --replan "
+        "to plan the file as it is now (pairs already done are still skipped)",
+    )
 
 
 def _refuse_if_invalid(plan: Plan, spec: JobSpec) -> None:
@@ -294,9 +416,23 @@ async def _run_pool(
         tg.start_soon(_snapshots_meanwhile, spec, history)
         if spec.handle_signals:
             tg.start_soon(_watch_signals, pool)
-        stats = await pool.run(plan.work(), plan.regions)
+        stats = await pool.run(_pinned_work(plan, pool), plan.regions)
         tg.cancel_scope.cancel()
     return stats
+
+
+def _pinned_work(plan: Plan, pool: Pool) -> Iterator[WorkItem]:
+    """The plan's work; a manifest that changes under the run stops it like a signal does
+    (nothing more is fed, pairs in flight finish, ``run_finished`` is written)."""
+    try:
+        yield from plan.work()
+    except ManifestChangedError as exc:
+        log.error(  # noqa: TRY400 - an operator's mistake, not a bug: no traceback
+            "manifest.changed",
+            error=str(exc),
+            hint="restore it and `resume`, or `resume --replan` to plan the file as it is now",
+        )
+        pool.request_stop(StopReason.MANIFEST_CHANGED)
 
 
 #: A running job spends at most about 1/_SNAPSHOT_DUTY of its time saving snapshots: a save

@@ -37,21 +37,25 @@ Both paths build identical tasks.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, BinaryIO, Final, Literal, NamedTuple, TypeVar
 
 import orjson
 
-from orchestrator.errors import ConfigError, ManifestError
+from orchestrator.errors import ConfigError, ManifestChangedError, ManifestError
 from orchestrator.models import ReplicationTask
 
 __all__ = [
     "FIELDS",
+    "PIN_BLOCK_LINES",
     "REQUIRED_FIELDS",
     "ManifestFormat",
+    "ManifestPin",
     "RowError",
     "RowFields",
     "check_row",
@@ -164,6 +168,70 @@ class RowError:
         return f"{self.path}:{self.line}: {what}{self.reason}"
 
 
+#: Lines per block of a :class:`ManifestPin`: pass two checks each block against pass one's
+#: digest before any of its rows is used (a block is held in memory meanwhile).
+PIN_BLOCK_LINES = 1024
+
+
+class ManifestPin:
+    """The manifest's bytes as pass one read them: a SHA-256 of the whole file (recorded in
+    ``run_started``) and one digest per block of lines.
+
+    The first read through :meth:`lines` records; every later read verifies each block
+    before handing out any of its lines, and that nothing follows the last one. A run thus
+    works from the file as it was when planned, whatever happens to it meanwhile: a block
+    that differs raises :class:`ManifestChangedError` before a row of it is used, so nothing
+    pass one did not validate is ever sent (S3 Batch Operations pins its manifest by ETag).
+    """
+
+    __slots__ = ("_blocks", "_whole", "block_lines", "path", "sealed", "size")
+
+    def __init__(self, path: str, block_lines: int | None = None) -> None:
+        self.path = path
+        self.block_lines = block_lines or PIN_BLOCK_LINES
+        self._blocks: list[bytes] = []
+        self._whole = hashlib.sha256()
+        self.size = 0
+        self.sealed = False  # a whole read was recorded
+
+    @property
+    def sha256(self) -> str:
+        """Hex digest of the bytes recorded (the whole file once :attr:`sealed`)."""
+        return self._whole.hexdigest()
+
+    def lines(self, f: BinaryIO) -> Iterator[bytes]:
+        """The file's lines: recorded on the first whole read, verified on every other."""
+        return self._verify(f) if self.sealed else self._record(f)
+
+    def _record(self, f: BinaryIO) -> Iterator[bytes]:
+        self._blocks, self._whole, self.size = [], hashlib.sha256(), 0
+        while block := list(islice(f, self.block_lines)):
+            data = b"".join(block)
+            self._whole.update(data)
+            self.size += len(data)
+            self._blocks.append(hashlib.sha256(data).digest())
+            yield from block
+        self.sealed = True
+
+    def _verify(self, f: BinaryIO) -> Iterator[bytes]:
+        for number, expected in enumerate(self._blocks):
+            block = list(islice(f, self.block_lines))
+            if hashlib.sha256(b"".join(block)).digest() != expected:
+                raise self._changed(number * self.block_lines + 1)
+            yield from block
+        if f.read(1):
+            raise self._changed(len(self._blocks) * self.block_lines + 1)
+
+    def _changed(self, line: int) -> ManifestChangedError:
+        return ManifestChangedError(
+            self.path,
+            line,
+            None,
+            f"the manifest changed during the run (planned: {self.size} bytes, sha256 "
+            f"{self.sha256[:16]}...); nothing read after the change was sent",
+        )
+
+
 def detect_format(path: str | os.PathLike[str]) -> ManifestFormat:
     """The manifest's format, from its extension or else its first non-blank byte."""
     name = os.fspath(path)
@@ -180,6 +248,7 @@ def iter_manifest(
     *,
     default_project_id: str | None,
     only_lines: bytes | bytearray | None = None,
+    pin: ManifestPin | None = None,
 ) -> Iterator[ReplicationTask | RowError]:
     """Stream the manifest's rows as tasks or row errors, in file order.
 
@@ -189,9 +258,10 @@ def iter_manifest(
 
     ``only_lines`` (for the plan's second pass) selects rows by their first line number:
     a row is read only when ``only_lines[line]`` is non-zero; the others are skipped before
-    they are even decoded.
+    they are even decoded. ``pin`` records the bytes read, or verifies them (see
+    :class:`ManifestPin`).
     """
-    return _reader(path, default_project_id, only_lines, ReplicationTask)
+    return _reader(path, default_project_id, only_lines, ReplicationTask, pin)
 
 
 #: A valid row as a plain tuple, in :class:`ReplicationTask`'s field order: checkpoint item,
@@ -201,11 +271,14 @@ RowFields = tuple[str, str, str, str, str | None, str | None, str | None, bool |
 
 
 def iter_manifest_fields(
-    path: str | os.PathLike[str], *, default_project_id: str | None
+    path: str | os.PathLike[str],
+    *,
+    default_project_id: str | None,
+    pin: ManifestPin | None = None,
 ) -> Iterator[RowFields | RowError]:
     """:func:`iter_manifest` for a reader that only looks: valid rows come as
     :data:`RowFields` tuples, which cost a fraction of a frozen task to build."""
-    return _reader(path, default_project_id, None, _row_fields)
+    return _reader(path, default_project_id, None, _row_fields, pin)
 
 
 def _row_fields(*fields: Any) -> RowFields:
@@ -222,6 +295,7 @@ def _reader(
     default_project_id: str | None,
     only_lines: bytes | bytearray | None,
     make: _Make[_T],
+    pin: ManifestPin | None = None,
 ) -> Iterator[_T | RowError]:
     name = os.fspath(path)
     default = _check_default_project(default_project_id)
@@ -233,8 +307,8 @@ def _reader(
             name, None, None, "a JSON array is not supported: write one JSON object per line"
         )
     if fmt == "csv":
-        return _iter_csv(name, default, only_lines, make)
-    return _iter_jsonl(name, default, only_lines, make)
+        return _iter_csv(name, default, only_lines, make, pin)
+    return _iter_jsonl(name, default, only_lines, make, pin)
 
 
 def _remake(task: ReplicationTask, make: _Make[_T]) -> _T:
@@ -292,10 +366,14 @@ def _encoding_reason(exc: UnicodeDecodeError) -> str:
 
 
 def _iter_csv(
-    name: str, default_project: str | None, only: bytes | bytearray | None, make: _Make[_T]
+    name: str,
+    default_project: str | None,
+    only: bytes | bytearray | None,
+    make: _Make[_T],
+    pin: ManifestPin | None,
 ) -> Iterator[_T | RowError]:
     with _open(name) as f:
-        lines = enumerate(f, 1)
+        lines = enumerate(f if pin is None else pin.lines(f), 1)
         try:
             columns = _read_header(name, lines)
             if columns is not None:
@@ -480,11 +558,16 @@ class _Columns:
 
 
 def _iter_jsonl(
-    name: str, default_project: str | None, only: bytes | bytearray | None, make: _Make[_T]
+    name: str,
+    default_project: str | None,
+    only: bytes | bytearray | None,
+    make: _Make[_T],
+    pin: ManifestPin | None,
 ) -> Iterator[_T | RowError]:
     with _open(name) as f:
+        lines = enumerate(f if pin is None else pin.lines(f), 1)
         try:
-            yield from _jsonl_rows(name, enumerate(f, 1), default_project, only=only, make=make)
+            yield from _jsonl_rows(name, lines, default_project, only=only, make=make)
         except OSError as exc:
             raise ManifestError(name, None, None, f"cannot read: {exc.strerror or exc}") from exc
 

@@ -31,12 +31,13 @@ byte. When pass 1 finds conflicts, one more pass collects their rows for the rep
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Final
 
 from orchestrator.engine.cbr_manifest import iter_cbr_fields, iter_cbr_manifest
 from orchestrator.engine.manifest import (
+    ManifestPin,
     RowError,
     RowFields,
     is_region_name,
@@ -48,7 +49,7 @@ from orchestrator.ledger.history import ABSENT as _ABSENT
 from orchestrator.ledger.history import History, PairKeys, PairView
 from orchestrator.models import FINAL_SUCCESS, PairKey, ReplicationTask, ResultStatus, WorkItem
 
-__all__ = ["Conflict", "Plan", "RegionCounts"]
+__all__ = ["Conflict", "Plan", "RegionCounts", "require_rows"]
 
 #: Row errors kept for the ledger and the report; past this only their number is kept.
 MAX_REJECTED: Final = 10_000
@@ -147,6 +148,8 @@ class Plan:
         self._retry_failed = retry_failed
         self._max_rejected = max_rejected
         self._keys = history.keys if history is not None else PairKeys()
+        #: The manifest's bytes as pass 1 read them (None for discovered tasks).
+        self.pin: ManifestPin | None = None
         self._marks = bytearray()
         self.rejected: list[RowError] = []
         self.rejected_dropped = 0
@@ -173,32 +176,32 @@ class Plan:
         """Validate and index the manifest (pass 1); :meth:`work` reads it again.
 
         Raises :class:`ManifestError` for a manifest that cannot be read at all; bad rows
-        end up in :attr:`rejected`. ``service="cbr"`` reads a CBR manifest (backups and
-        destination vaults, see :mod:`orchestrator.engine.cbr_manifest`).
+        end up in :attr:`rejected`. Every later pass reads the manifest through the
+        :attr:`pin` pass 1 recorded, so it sees pass 1's bytes or stops
+        (:class:`~orchestrator.errors.ManifestChangedError`). ``service="cbr"`` reads a CBR
+        manifest (backups and destination vaults, see :mod:`orchestrator.engine.cbr_manifest`).
         """
         name = os.fspath(path)
-        stamp = _file_stamp(name)
         if service == "cbr":
             return cls._from_cbr_manifest(
                 name,
-                stamp,
+                _file_stamp(name),
                 default_project_id=default_project_id,
                 history=history,
                 retry_failed=retry_failed,
                 max_rejected=max_rejected,
             )
+        pin = ManifestPin(name)
 
         def rows() -> Iterator[RowFields | RowError]:
-            return iter_manifest_fields(name, default_project_id=default_project_id)
+            return iter_manifest_fields(name, default_project_id=default_project_id, pin=pin)
 
         def tasks(marks: bytearray) -> Iterator[ReplicationTask | RowError]:
-            if _file_stamp(name) != stamp:
-                raise ManifestError(
-                    name, None, None, "the manifest changed while the run was planned: run again"
-                )
-            return iter_manifest(name, default_project_id=default_project_id, only_lines=marks)
+            return iter_manifest(
+                name, default_project_id=default_project_id, only_lines=marks, pin=pin
+            )
 
-        return cls(
+        plan = cls(
             rows,
             tasks,
             by_line=True,
@@ -206,6 +209,8 @@ class Plan:
             retry_failed=retry_failed,
             max_rejected=max_rejected,
         )
+        plan.pin = pin
+        return plan
 
     @classmethod
     def _from_cbr_manifest(
@@ -318,7 +323,7 @@ class Plan:
                 found[route] = (count + 1, project)
         return found
 
-    def work(self) -> Iterator[WorkItem]:
+    def work(self) -> Generator[WorkItem]:
         """Pass 2: the tasks to send, in manifest order, each pair once.
 
         Raises :class:`ManifestError` if the manifest changed since pass 1.
@@ -465,8 +470,22 @@ def _count(counts: RegionCounts, decision: int, delta: int) -> None:
             counts.unknown_outcome += delta
 
 
+def require_rows(plan: Plan, manifest: str) -> None:
+    """Refuse a manifest without a single row (empty, or a header alone): "nothing to do"
+    with exit 0 would hide a generator that failed or a wrong file name."""
+    if plan.totals.rows == 0:
+        raise ManifestError(
+            manifest,
+            None,
+            None,
+            "no rows: the manifest is empty or holds only a header, so there is nothing to "
+            "do; pass --allow-empty if that is expected",
+        )
+
+
 def _file_stamp(name: str) -> tuple[int, int, int]:
-    """What changes when a file is rewritten: inode, size, modification time."""
+    """What changes when a file is rewritten: inode, size, modification time (a CBR
+    manifest's pass-two check; a CSBS manifest is pinned by its digests instead)."""
     try:
         st = os.stat(name)
     except OSError as exc:

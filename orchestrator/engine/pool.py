@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import anyio
 import structlog
@@ -53,14 +53,23 @@ from orchestrator.errors import (
     TransportError,
 )
 from orchestrator.ledger.format import StopReason
-from orchestrator.models import Durable, Outcome, ReplicationTask, ResultStatus, WorkItem
+from orchestrator.models import Durable, Outcome, PairKey, ReplicationTask, ResultStatus, WorkItem
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-__all__ = ["Pool", "PoolSettings", "PoolStats", "Recorder", "Replicator"]
+__all__ = ["FindsRecords", "Pool", "PoolSettings", "PoolStats", "Recorder", "Replicator"]
 
 log = structlog.get_logger("orchestrator.engine.pool")
+
+
+@runtime_checkable
+class FindsRecords(Protocol):
+    """A client that can say when a record it finds was created (for reconcile)."""
+
+    async def find_replication_record(
+        self, task: ReplicationTask
+    ) -> tuple[str, float | None] | None: ...
 
 
 class Replicator(Protocol):
@@ -100,6 +109,9 @@ class PoolSettings:
     max_duration: float = 0.0
     queue_per_region: int = 4096
     initial_limits: Mapping[str, int] = field(default_factory=dict)
+    #: Reconcile: a record created more than this many seconds before the pair's first
+    #: attempt was there before it (``already_replicated``), not made by it (clock skew).
+    reconcile_skew_s: float = 300.0
     #: Before any answer, stop ("unreachable") once no request has connected for this long,
     #: or as soon as a pair gives up without one having connected; None: never.
     unreachable_after_s: float | None = 60.0
@@ -147,8 +159,11 @@ class Pool:
         progress: Progress | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         rng: random.Random | None = None,
+        first_attempts: Mapping[PairKey, float] | None = None,
     ) -> None:
         self._client = client
+        # When a pair reconciled from an earlier run was first attempted (epoch seconds).
+        self._first_attempts: Mapping[PairKey, float] = first_attempts or {}
         self._recorder = recorder
         self._settings = settings
         self._progress: Progress = progress or NullProgress()
@@ -314,7 +329,9 @@ class Pool:
                 error=outcome.error_msg,
             )
         self.stats.counts[outcome.status] += 1
-        self._progress.advance(task.destination_region, outcome.status)
+        # A pair the stop withdrew before it was sent did not fail: progress says so.
+        shown = "not_sent" if outcome.error_msg is _NOT_SENT else outcome.status
+        self._progress.advance(task.destination_region, shown)
         self._check_threshold()
 
     def _check_threshold(self) -> None:
@@ -417,8 +434,6 @@ class Pool:
 
     def _note_retry(self, attempt: _Attempt, state: RetryCallState) -> None:
         task = attempt.task
-        self.stats.retries += 1
-        self._progress.retry(task.destination_region)
         exc = state.outcome.exception() if state.outcome is not None else None
         if isinstance(exc, TransientApiError):
             attempt.last_error = exc
@@ -578,10 +593,11 @@ class Pool:
     async def _send(self, attempt: _Attempt, gate: RegionGate) -> Outcome:
         task = attempt.task
         if attempt.reconcile:
-            record_id = await self._ask(task, gate)
+            found = await self._ask_record(task, gate)
             attempt.reconcile = False
-            if record_id is not None:
-                return Outcome(ResultStatus.REPLICATED, record_id, attempts=attempt.sent)
+            if found is not None:
+                status = self._reconciled(attempt, found[1])
+                return Outcome(status, found[0], attempts=attempt.sent)
         if self._stop.is_set():
             # Admitted as the stop came (refused credentials, say): not sent, so not in flight.
             raise Stopped
@@ -592,6 +608,13 @@ class Pool:
         # From here the request counts as sent: nothing to withdraw, nothing awaited before it.
         attempt.ahead = None
         attempt.sent += 1
+        if attempt.first_sent is None:
+            attempt.first_sent = time.time()
+        if attempt.sent > 1:
+            # A retry counts when it is sent, as ``report`` counts it (attempts - 1): not
+            # when one is planned that a stop or the budget then cancels.
+            self.stats.retries += 1
+            self._progress.retry(task.destination_region)
         self._budget.record_attempt(first=attempt.sent == 1)
         if attempt.lane is not None:
             attempt.lane.fetch_ahead()
@@ -605,7 +628,8 @@ class Pool:
             _tell_gate(gate, exc)
             raise
         gate.on_success()
-        self._progress.set_limit(gate.region, gate.limit)
+        # What may really be in flight there: the global limit caps the region's.
+        self._progress.set_limit(gate.region, min(gate.limit, self._settings.concurrency))
         return Outcome(ResultStatus.REPLICATED, record_id, http_status=200, attempts=attempt.sent)
 
     async def _lookup_existing(self, task: ReplicationTask, gate: RegionGate) -> str | None:
@@ -638,6 +662,32 @@ class Pool:
             raise
         gate.on_other()
         return record_id
+
+    async def _ask_record(
+        self, task: ReplicationTask, gate: RegionGate
+    ) -> tuple[str, float | None] | None:
+        """What reconcile needs of a record found: its id and when it was created."""
+        if not isinstance(self._client, FindsRecords):
+            record_id = await self._ask(task, gate)
+            return None if record_id is None else (record_id, None)
+        self.stats.requests += 1
+        try:
+            found = await self._client.find_replication_record(task)
+        except ApiError as exc:
+            _tell_gate(gate, exc)
+            raise
+        gate.on_other()
+        return found
+
+    def _reconciled(self, attempt: _Attempt, created_at: float | None) -> ResultStatus:
+        """Ours or already there: a record created before the pair was first attempted (with
+        a margin for the two clocks' skew) was not made by this tool's request."""
+        first = attempt.first_sent or self._first_attempts.get(attempt.task.key)
+        if created_at is None or first is None:
+            return ResultStatus.REPLICATED
+        if created_at < first - self._settings.reconcile_skew_s:
+            return ResultStatus.ALREADY_REPLICATED
+        return ResultStatus.REPLICATED
 
     async def _wait_or_stop(self, waiting: Awaitable[None]) -> None:
         with anyio.CancelScope() as scope:
@@ -679,6 +729,8 @@ class _Attempt:
     lane: _Lane | None = None
     #: The transient error that the pair is waiting to retry (None before any).
     last_error: TransientApiError | None = None
+    #: When this run first sent the pair's request (epoch seconds; None before).
+    first_sent: float | None = None
 
 
 class _Lane:

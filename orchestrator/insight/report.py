@@ -58,9 +58,11 @@ __all__ = [
     "MANIFEST_HEADER",
     "STATUS_ORDER",
     "ErrorSummary",
+    "RejectedRow",
     "Report",
     "RunInfo",
     "build_report",
+    "check_include",
     "render_csv",
     "render_json",
     "render_table",
@@ -88,10 +90,12 @@ CBR_MANIFEST_HEADER = (
     "source_region",
 )
 _SUCCESS = frozenset(str(status) for status in FINAL_SUCCESS)
+_REJECTED = str(ResultStatus.REJECTED)
 _INCLUDABLE = frozenset(STATUS_ORDER) - _SUCCESS | {COPY_FAILED}
 _RUN_EVENTS = frozenset({"run_started", "attempt", "result", "run_finished"})
 _NO_REGION = "-"
 _TABLE_RUNS = 20  # the table lists at most this many runs (the JSON lists all)
+_TABLE_REJECTED = 20  # ... and this many rejected rows
 
 RunSelector = Literal["last", "all"] | str
 _Label = tuple[str, str, str | None]  # (destination region, status, source region)
@@ -129,6 +133,22 @@ class ErrorSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class RejectedRow:
+    """A manifest row that was not sent, and why (``manifest:line: field: reason``)."""
+
+    manifest: str | None
+    line: int | None
+    field: str | None
+    reason: str | None
+    checkpoint_item_id: str | None
+    destination_region: str | None
+
+    def __str__(self) -> str:
+        what = f"field {self.field!r}: " if self.field else ""
+        return f"{self.manifest}:{self.line}: {what}{self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """A ledger summary. Mappings are ordered for display (regions sorted, statuses in
     :data:`STATUS_ORDER`)."""
@@ -147,6 +167,8 @@ class Report:
     copy_status: Mapping[str, int]
     copy_states: Mapping[str, int] = field(default_factory=dict)
     """Latest copy state per pair (running, success, failed, skipped), nonzero only."""
+    #: Every rejected manifest row of the selected runs, once per (manifest, line).
+    rejected: tuple[RejectedRow, ...] = ()
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -173,8 +195,15 @@ def _pair_key(record: Mapping[str, Any]) -> bytes | None:
 
 
 def _row_key(record: Mapping[str, Any]) -> bytes:
-    """The key of a rejected row that lacks the ids: the manifest line it came from."""
-    raw = f"\x00rejected\x1f{record.get('manifest')}\x1f{record.get('manifest_line')}".encode()
+    """The key of a rejected row: the manifest line it came from, and what it named. The
+    manifest by its file name only: a resume names it as its run recorded it (absolute),
+    the first run as it was typed (often relative), and one line must count once."""
+    manifest = os.path.basename(str(record.get("manifest") or ""))
+    what = (
+        record.get("checkpoint_item_id") or record.get("backup_id"),
+        record.get("destination_region"),
+    )
+    raw = f"\x00rejected\x1f{manifest}\x1f{record.get('manifest_line')}\x1f{what}".encode()
     return hashlib.blake2b(raw, digest_size=16).digest()
 
 
@@ -185,6 +214,21 @@ def _manifest_row(record: Mapping[str, Any]) -> tuple[str, ...] | None:
     if any(value is None or value == "" for value in values[: 5 if cbr else 4]):
         return None  # a row the manifest reader would reject; cannot be sent again as is
     return tuple("" if value is None else str(value) for value in values)
+
+
+def _rejected_row(record: Mapping[str, Any]) -> RejectedRow:
+    def text(name: str) -> str | None:
+        value = record.get(name)
+        return None if value is None else str(value)
+
+    return RejectedRow(
+        manifest=text("manifest"),
+        line=_int(record.get("manifest_line")),
+        field=text("field"),
+        reason=text("error_msg"),
+        checkpoint_item_id=text("checkpoint_item_id"),
+        destination_region=text("destination_region"),
+    )
 
 
 def _number(value: Any) -> float | None:
@@ -221,6 +265,7 @@ class _Tally:
     attempts: Counter[int] = field(default_factory=Counter)
     durations: array[float] = field(default_factory=lambda: array("d"))
     rows: dict[bytes, tuple[str, ...]] = field(default_factory=dict)  # the manifest to write
+    rejected: dict[bytes, RejectedRow] = field(default_factory=dict)
     closed: bool = False  # the selected run is over; later lines only update ``rows``
 
     def run(self, run_id: str) -> dict[str, Any]:
@@ -250,9 +295,13 @@ class _Tally:
 
     def add_result(self, record: Mapping[str, Any]) -> None:
         status = str(record.get("status"))
-        key = _pair_key(record)
+        # A rejected row counts per manifest line, as the run counts it: two rows of one pair
+        # (a conflict) are two rejected rows.
+        key = _row_key(record) if status == _REJECTED else _pair_key(record)
         if key is None:
             key = _row_key(record)
+        if status == _REJECTED:
+            self.rejected[key] = _rejected_row(record)
         self.set_status(key, record, status)
         self.track_row(key, status, record)
         attempts = _int(record.get("attempts")) or 0
@@ -451,6 +500,7 @@ def build_report(
         duration_p95_s=_nearest_rank(durations, 0.95),
         copy_status=dict(sorted(copy_counts.items())),
         copy_states={s.value: state_counts[s.value] for s in CopyState if state_counts[s.value]},
+        rejected=tuple(tally.rejected.values()),
     )
 
 
@@ -515,6 +565,7 @@ def render_table(report: Report) -> str:
     out += _runs_table(report)
     out += _pairs_table(report)
     out += _errors_table(report)
+    out += _rejected_lines(report)
     out += _summary_lines(report)
     return "\n".join(out) + "\n"
 
@@ -576,6 +627,15 @@ def _errors_table(report: Report) -> list[str]:
     return ["", "Top errors", *_grid(header, rows, numeric={1, 2})]
 
 
+def _rejected_lines(report: Report) -> list[str]:
+    total = len(report.rejected)
+    if not total:
+        return []
+    shown = report.rejected[:_TABLE_REJECTED]
+    which = "" if total == len(shown) else f", the first {len(shown)} (--format json lists all)"
+    return ["", f"Rejected manifest rows: {total}{which}", *(f"  {row}" for row in shown)]
+
+
 def _summary_lines(report: Report) -> list[str]:
     attempts = ", ".join(f"{n}: {pairs}" for n, pairs in report.attempts.items()) or "-"
     out = [
@@ -618,6 +678,8 @@ def report_dict(report: Report) -> dict[str, Any]:
         durations    {count, median_s, p95_s}
         copy_status  {copy status (the service's word): pairs}
         copy_states  {running|success|failed|skipped: pairs}
+        rejected     [{manifest, line, field, reason, checkpoint_item_id, destination_region}]
+                     every rejected manifest row, once per (manifest, line)
     """
     statuses = report.statuses
     by_region: dict[str, dict[str, int]] = {}
@@ -655,6 +717,10 @@ def report_dict(report: Report) -> dict[str, Any]:
         },
         "copy_status": dict(report.copy_status),
         "copy_states": dict(report.copy_states),
+        "rejected": [
+            {name: getattr(row, name) for name in RejectedRow.__dataclass_fields__}
+            for row in report.rejected
+        ],
     }
 
 
@@ -678,6 +744,18 @@ def render_csv(report: Report) -> str:
 # -- the manifest of pairs to send again -----------------------------------------------------
 
 
+def check_include(include: Iterable[str]) -> frozenset[str]:
+    """The statuses ``--include`` names, or :class:`ConfigError` naming the unknown ones."""
+    wanted = frozenset(include)
+    unknown = wanted - _INCLUDABLE
+    if unknown:
+        raise ConfigError(
+            f"--include: cannot include {', '.join(sorted(unknown))}; choose from "
+            f"{', '.join(sorted(_INCLUDABLE))}"
+        )
+    return wanted
+
+
 def write_failed_manifest(
     records: Iterable[Mapping[str, Any]],
     path: str | os.PathLike[str],
@@ -694,13 +772,7 @@ def write_failed_manifest(
     A pair whose latest result anywhere in the ledger is a success is left out, and so are
     rejected rows that lack an id. The file is replaced atomically.
     """
-    wanted = frozenset(include)
-    unknown = wanted - _INCLUDABLE
-    if unknown:
-        raise ConfigError(
-            f"cannot include {', '.join(sorted(unknown))}; choose from "
-            f"{', '.join(sorted(_INCLUDABLE))}"
-        )
+    wanted = check_include(include)
     rows = list(_scan(records, run, wanted).tally.rows.values())
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -392,6 +392,9 @@ def _cut_torn_tail(fd: int, path: str) -> int:
         return 0
     if os.pread(fd, 1, size - 1) == b"\n":
         return 0
+    if _whole_record(os.pread(fd, _TAIL_CHUNK, max(0, size - _TAIL_CHUNK))):
+        os.write(fd, b"\n")  # a complete record that only lacks its newline: keep it
+        return 0
     keep, end = 0, size
     while end > 0:
         start = max(0, end - _TAIL_CHUNK)
@@ -402,6 +405,16 @@ def _cut_torn_tail(fd: int, path: str) -> int:
         end = start
     os.ftruncate(fd, keep)
     return size - keep
+
+
+def _whole_record(tail: bytes) -> bool:
+    """Whether the text after the last newline of ``tail`` is a complete ledger record."""
+    line = tail[tail.rfind(b"\n") + 1 :]
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return type(record) is dict and "v" in record and "event" in record
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -449,7 +462,6 @@ class LedgerReader:
         loads = orjson.loads
         name = self.name
         lineno, end = self.lines, self.end
-        last = b"\n"  # the last line counted in ``end``
         try:
             for raw in f:
                 lineno += 1
@@ -457,29 +469,33 @@ class LedgerReader:
                     record = loads(raw)
                 except orjson.JSONDecodeError as exc:
                     if not raw.strip():
-                        end += len(raw)
-                        last = raw
+                        if raw[-1:] == b"\n":
+                            end += len(raw)
+                        else:
+                            lineno -= 1  # blanks without a newline: not a whole line yet
                         continue
-                    if _only_blank_left(f):
+                    if raw[-1:] != b"\n" or _only_blank_left(f):
                         lineno -= 1  # torn: the whole lines end before it
                         return
                     raise LedgerError(f"{name}:{lineno}: not a JSON line: {exc}") from None
+                # A whole line that is JSON but not a ledger record ([1,2], 42, null, {}) is
+                # no torn write: this file is not (only) a ledger, and nothing is appended.
                 if type(record) is not dict:
-                    if _only_blank_left(f):
-                        lineno -= 1
-                        return
-                    raise LedgerError(f"{name}:{lineno}: not a JSON object")
+                    raise LedgerError(
+                        f"{name}:{lineno}: not a ledger line (a JSON object with 'v' and "
+                        "'event' is expected): is this the right file?"
+                    )
                 if record.get("v") != SCHEMA_VERSION:
                     _check_version(record.get("v"), name, lineno)
+                if "event" not in record:
+                    raise LedgerError(f"{name}:{lineno}: not a ledger line (no 'event')")
                 end += len(raw)
-                last = raw
                 yield record
         except OSError as exc:
             raise LedgerError(f"{name}:{lineno}: cannot read the ledger: {exc.strerror}") from exc
         finally:
-            if last[-1:] != b"\n":  # a last line without its newline is not whole yet
-                end -= len(last)
-                lineno -= 1
+            # A last line without its newline that parsed as a record is whole (an editor
+            # dropped the newline): the writer adds the newline instead of cutting it.
             self.end, self.lines = end, lineno
 
 

@@ -38,8 +38,9 @@ class StopReason(enum.StrEnum):
     THRESHOLD = "threshold"  # too many pairs failed
     AUTH = "auth"  # the service refused our credentials
     UNREACHABLE = "unreachable"  # no request could connect to the service
+    MANIFEST_CHANGED = "manifest_changed"  # the manifest's bytes changed under the run
 
     @property
     def interrupted(self) -> bool:
         """Stopped from outside the work itself (``run_finished``'s ``interrupted``)."""
-        return self in (StopReason.SIGNAL, StopReason.DEADLINE)
+        return self in (StopReason.SIGNAL, StopReason.DEADLINE, StopReason.MANIFEST_CHANGED)

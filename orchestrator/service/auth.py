@@ -398,7 +398,7 @@ class IamPasswordToken:
         headers, body = await post(self._url, self._request_body(project_id))
         value = headers.get("X-Subject-Token")
         if not value:
-            raise AuthError("IAM answered without an X-Subject-Token header")
+            raise AuthError("credentials refused: IAM answered without an X-Subject-Token header")
         if not _HEADER_SAFE.fullmatch(value):
             raise AuthError("IAM answered a token that no header can carry (control characters)")
         lifetime = _lifetime(body) or self._default_lifetime

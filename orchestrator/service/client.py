@@ -35,11 +35,12 @@ import enum
 import math
 import re
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, NamedTuple, Self, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -65,7 +66,7 @@ from orchestrator.secret_set import MASK, SecretSet
 from orchestrator.service.auth import Authenticator
 from orchestrator.service.error_body import SNIPPET, parse_error_body
 from orchestrator.service.error_body import snippet as _snippet
-from orchestrator.service.records import RecordReader, live_record_id
+from orchestrator.service.records import RecordReader, live_record
 from orchestrator.service.transport_policy import (
     check_endpoint,
     refuse_credentials_over_plain_http,
@@ -74,6 +75,7 @@ from orchestrator.service.transport_policy import (
 __all__ = [
     "ClientSettings",
     "CsbsClient",
+    "FoundRecord",
     "Timeouts",
     "error_for_response",
     "parse_error_body",
@@ -90,7 +92,6 @@ _REQUEST_ID_MAX = 100
 # Headers that carry a credential: tokens are learnt as secrets; all are masked in answers.
 _TOKEN_HEADERS = ("X-Auth-Token", "X-Security-Token")
 _CREDENTIAL_HEADERS = (*_TOKEN_HEADERS, "Authorization")
-_FAILED_RECORD = frozenset({"fail", "failed", "error"})
 _JSON = "application/json"
 _CLOSE_TIMEOUT_S = 5.0
 
@@ -108,6 +109,14 @@ class Timeouts:
     total_s: float = 60.0
     connect_s: float = 10.0
     read_s: float = 30.0
+
+
+class FoundRecord(NamedTuple):
+    """A replication record found for a pair: its id and, when the service said, when it
+    was created (epoch seconds on this machine's clock)."""
+
+    record_id: str
+    created_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +167,14 @@ def _checked_base(url: str) -> str:
         raise ConfigError("invalid endpoint URL: credentials in the URL are not supported")
     if parsed.query_string or parsed.fragment:
         raise ConfigError(f"invalid endpoint URL {url!r}: no query or fragment allowed")
+    if parsed.path not in ("", "/"):
+        # Every call adds /v1/<project_id>/...: a path here doubles it and every pair would
+        # end as a permanent 404.
+        base = parsed.with_path("").with_query(None)
+        raise ConfigError(
+            f"invalid endpoint URL {url!r}: no path allowed; use {str(base).rstrip('/')} "
+            "(the tool adds /v1/<project_id>/...)"
+        )
     return str(parsed).rstrip("/")
 
 
@@ -192,6 +209,8 @@ class CsbsClient:
             total=timeouts.total_s, sock_connect=timeouts.connect_s, sock_read=timeouts.read_s
         )
         self._state = _State.NEW
+        #: The service's clock minus this machine's, once an answer said (None before).
+        self._clock_offset_s: float | None = None
         # (source region, project) -> "https://host/v1/<project>": built once, then a lookup.
         self._prefixes: dict[tuple[str | None, str], str] = {}
         self.records = RecordReader()
@@ -364,12 +383,18 @@ class CsbsClient:
         Asks the item first (its ``replication_records``), then ``/replication_records``;
         a 404 from the latter (the endpoint is unconfirmed on the real service) means "none".
         """
+        found = await self.find_replication_record(task)
+        return None if found is None else found.record_id
+
+    async def find_replication_record(self, task: ReplicationTask) -> FoundRecord | None:
+        """:meth:`find_replication` with the record's creation time, on this machine's clock
+        (the service's ``created_at`` shifted by the offset its ``Date`` headers show)."""
         item = await self.get_item(
             task.project_id, task.checkpoint_item_id, region=task.source_region
         )
         embedded = item.get("replication_records")
         if isinstance(embedded, list):
-            found = self._live(embedded, task)
+            found = self._found(self._live(embedded, task))
             if found is not None:
                 return found
         try:
@@ -383,15 +408,35 @@ class CsbsClient:
             if exc.http_status == 404:
                 return None
             raise
-        return self._live(records, task)
+        return self._found(self._live(records, task))
 
-    def _live(self, records: list[Any], task: ReplicationTask) -> str | None:
-        return live_record_id(
+    def _live(self, records: list[Any], task: ReplicationTask) -> Mapping[str, Any] | None:
+        return live_record(
             records,
             self.records,
             item_id=task.checkpoint_item_id,
             destination_region=task.destination_region,
         )
+
+    def _found(self, record: Mapping[str, Any] | None) -> FoundRecord | None:
+        if record is None:
+            return None
+        created = _service_time(record.get("created_at"))
+        if created is not None and self._clock_offset_s is not None:
+            created -= self._clock_offset_s
+        return FoundRecord(str(record.get("id") or record.get("replication_record_id")), created)
+
+    def _note_clock(self, headers: Mapping[str, str]) -> None:
+        """The service's clock minus ours, from an answer's ``Date`` (second resolution)."""
+        value = headers.get("Date")
+        if not value:
+            return
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return
+        if when.tzinfo is not None:
+            self._clock_offset_s = when.timestamp() - time.time()
 
     # -- the one request path ----------------------------------------------------------------
 
@@ -444,6 +489,8 @@ class CsbsClient:
                 session, method, url, headers, body, limits=limits
             )
             if status < 300:
+                if method == "GET":
+                    self._note_clock(answer_headers)
                 return data
             if (
                 status == 401
@@ -628,6 +675,17 @@ def _malformed(
         http_status=200,
         error_msg=scrub(_snippet(data)),
     )
+
+
+def _service_time(value: object) -> float | None:
+    """A CSBS timestamp (UTC, no zone: ``2017-04-18T01:21:52.701973``) as epoch seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 # -- error answers ---------------------------------------------------------------------------

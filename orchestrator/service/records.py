@@ -136,6 +136,19 @@ def live_record_id(
 ) -> str | None:
     """The id of a record of ``item_id`` to ``destination_region`` that is running or
     succeeded (a failed or skipped one does not block another replication)."""
+    record = live_record(records, reader, item_id=item_id, destination_region=destination_region)
+    return None if record is None else record_id_of(record)
+
+
+def live_record(
+    records: Iterable[Any],
+    reader: RecordReader,
+    *,
+    item_id: str,
+    destination_region: str,
+) -> Mapping[str, Any] | None:
+    """The first record of ``item_id`` to ``destination_region`` that is running or
+    succeeded and carries an id (reconcile needs its ``created_at`` too)."""
     for record in records:
         if not isinstance(record, Mapping):
             continue
@@ -144,10 +157,8 @@ def live_record_id(
         source = record.get("source_checkpoint_item_id")
         if source is not None and source != item_id:
             continue
-        if reader.record_state(record).live:
-            found = record_id_of(record)
-            if found is not None:
-                return found
+        if reader.record_state(record).live and record_id_of(record) is not None:
+            return record
     return None
 
 

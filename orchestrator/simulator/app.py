@@ -13,6 +13,7 @@ import itertools
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from email.utils import formatdate
 from typing import Any
 
 import orjson
@@ -209,7 +210,11 @@ class SimulatorApp:
                 self._count_refusal(refusal, request)
                 response = _refusal_response(refusal, request_id)
             self._counters.request(route, "dropped" if response is None else response.status)
-            return _drop(request) if response is None else response
+            if response is None:
+                return _drop(request)
+            # The service's clock, which a client compares record times with.
+            response.headers["Date"] = formatdate(self._estate.now(), usegmt=True)
+            return response
 
         return serve
 

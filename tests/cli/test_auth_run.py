@@ -17,7 +17,7 @@ from orchestrator.exitcodes import ExitCode
 from orchestrator.service.auth import AkSkSigner, IamPasswordToken, Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import REPLICATE, TOKENS
+from orchestrator.simulator.app import CAPABILITIES, REPLICATE, TOKENS
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
 from tests.conftest import MakeSimulator
 from tests.helpers.runkit import final_results, run_in_process, until
@@ -114,12 +114,13 @@ async def test_a_locked_key_stops_the_run_at_the_first_refusals(
                 with pytest.raises(AuthError):
                     await client.capabilities(project.id, region=project.region)
 
-        locked = await run_in_process(sim, manifest, ledger)
+        refused_before = sim.counters.requests_for(CAPABILITIES, 401)
+        with pytest.raises(AuthError, match="locked"):
+            await run_in_process(sim, manifest, ledger)
 
-        assert locked.exit_code == ExitCode.AUTH
-        assert locked.stats.auth_error
-        assert "locked" in locked.stats.auth_error
-        assert 1 <= sim.counters.requests_for(REPLICATE, 401) <= 4  # the probes, no more
+        # The preflight's one request, no replication at all.
+        assert sim.counters.requests_for(CAPABILITIES, 401) == refused_before + 1
+        assert sim.counters.requests_for(REPLICATE, 401) == 0
         assert sim.counters.requests_for(REPLICATE, 200) == 0
 
         sim.advance(sim.config.lockout_s + 1)

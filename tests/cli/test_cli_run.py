@@ -20,7 +20,7 @@ from orchestrator.cli.main import main
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import iter_records
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import REPLICATE, TOKENS
+from orchestrator.simulator.app import CAPABILITIES, REPLICATE, TOKENS
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
 from tests.helpers.simthread import cli_env, simulator_thread
 
@@ -268,7 +268,7 @@ def test_a_refused_iam_password_stops_at_once(
     code = main(run_argv(sim, tmp_path, manifest, "--iam-endpoint", sim.base_url, config=config))
     captured = capfd.readouterr()
     assert code == ExitCode.AUTH
-    assert "credentials" in captured.out
+    assert "credentials refused" in captured.err
     # Asked once: IAM, too, locks a user after repeated bad passwords.
     assert sim.counters.requests_for(TOKENS, 401) == 1
     assert replicate_requests(sim) == 0
@@ -383,13 +383,12 @@ def test_a_service_never_reached_stops_soon_and_says_why(
     code = main(argv)
     out, err = capfd.readouterr()
     assert code == ExitCode.GAVE_UP
-    assert out.startswith("stopped: no request could connect to the service: gave_up 5")
-    assert f"Cannot connect to host 127.0.0.1:{closed}" in out
-    assert "check --endpoint (or --region) and the network, then `resume`" in out
-    events = [orjson.loads(line)["event"] for line in err.splitlines()]
-    assert events.count("service.unreachable") == 1
-    assert "replicate.gave_up" not in events
-    assert run_finished(tmp_path / "ledger.jsonl")["reason"] == "unreachable"
+    assert out == ""
+    # The preflight found it: nothing recorded, nothing sent.
+    assert f"Cannot connect to host 127.0.0.1:{closed}" in err
+    assert "service unreachable: no answer from the service" in err
+    assert "check --endpoint (or --region) and the network" in err
+    assert not (tmp_path / "ledger.jsonl").exists() or not results(tmp_path / "ledger.jsonl")
     assert sum(sim.counters.requests.values()) == 0
 
 
@@ -464,16 +463,18 @@ def test_exit_7_when_credentials_are_refused(
     code = main(run_argv(sim, tmp_path, manifest))
     captured = capfd.readouterr()
     assert code == ExitCode.AUTH
-    assert "credentials" in captured.out
-    assert "401" in captured.out
-    # Until an answer shows the credentials work, only 4 requests go out: fewer refusals
-    # than the 5 bad signatures that lock the access key for everyone.
-    refusals = sim.counters.requests_for(REPLICATE, 401)
-    assert 1 <= refusals == replicate_requests(sim) <= 4
-    assert "locked" not in captured.out
-    ledger = tmp_path / "ledger.jsonl"
-    # Retryable: a resume with good credentials sends them.
-    assert [r["status"] for r in results(ledger)] == ["gave_up"] * refusals
-    assert (run_finished(ledger)["reason"], run_finished(ledger)["exit_code"]) == ("auth", 7)
+    assert "credentials refused" in captured.err
+    assert "credentials refused: credentials refused" not in captured.err
+    assert "401" in captured.err
+    # The preflight's one signed GET proves the credentials wrong: one bad signature per
+    # run, so runs after runs never reach the 5 that lock the access key for everyone.
+    assert sim.counters.requests_for(CAPABILITIES, 401) == 1
+    assert replicate_requests(sim) == 0
+    assert "locked" not in captured.err
+    code = main(run_argv(sim, tmp_path, manifest))
+    assert code == ExitCode.AUTH
+    assert sim.counters.requests_for(CAPABILITIES, 401) == 2
+    assert "locked" not in capfd.readouterr().err
+    assert not results(tmp_path / "ledger.jsonl")
     assert_nowhere([WRONG_SK, sim.config.sk], {"stdout": captured.out.encode()})
     assert_nowhere([WRONG_SK, sim.config.sk], {"stderr": captured.err.encode()})

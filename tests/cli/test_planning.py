@@ -120,7 +120,7 @@ def test_plan_json_counts_every_kind_of_row_and_sends_nothing(
     assert {r: v["to_send"] for r, v in regions.items()} == {
         "cn-east-2": 3,
         "cn-east-3": 1,
-        "cn-north-4": 1,
+        "cn-north-4": 0,  # the service would refuse it: unsupported, not to send
         "cn-south-1": 1,
     }
     east = regions["cn-east-2"]
@@ -138,9 +138,9 @@ def test_plan_json_counts_every_kind_of_row_and_sends_nothing(
         {"source_region": "cn-north-1", "destination_region": "cn-north-4", "pairs": 1}
     ]
     totals = doc["totals"]
-    assert totals["to_send"] == 6
+    assert totals["to_send"] == 5
     assert (totals["already_done"], totals["skipped_failed"], totals["unsupported"]) == (1, 1, 1)
-    assert doc["estimate"]["requests"] == 6
+    assert doc["estimate"]["requests"] == 5
     assert doc["capabilities_checked"] is True
     assert [row["line"] for row in doc["invalid_rows"]] == [11]
     assert doc["conflicts"][0]["lines"] == [9, 10]

@@ -91,3 +91,14 @@ def serve(
         loop.call_soon_threadsafe(stop.set)
         thread.join(30)
         loop.close()
+
+
+async def capabilities(request: web.Request) -> web.Response:
+    """A well-behaved answer to the preflight (``GET replication_capabilities``), so that a
+    hostile route behind it is reached."""
+    regions = [{"name": "cn-north-1", "replication_destinations": ["cn-east-2"]}]
+    return web.json_response({"regions": regions})
+
+
+#: The preflight's route, to put first in a route table that ends in a catch-all.
+CAPABILITIES = ("GET", "/v1/{project}/replication_capabilities")

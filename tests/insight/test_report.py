@@ -377,6 +377,7 @@ def test_render_json_has_stable_documented_keys(ledger: Ledger) -> None:
         "durations",
         "copy_status",
         "copy_states",
+        "rejected",
     ]
     assert list(doc["runs"][0]) == [
         "run_id",

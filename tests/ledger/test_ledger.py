@@ -294,7 +294,7 @@ def test_broken_last_line_with_newline_is_skipped(tmp_path: Path) -> None:
 def test_non_object_line_and_newer_schema_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
     path.write_bytes(b"[1,2]\n" + _line(rec(2)))
-    with pytest.raises(LedgerError, match=":1: not a JSON object"):
+    with pytest.raises(LedgerError, match=":1: not a ledger line"):
         read_all(path)
     path.write_bytes(_line({**rec(1), "v": 2}))
     with pytest.raises(LedgerError, match="newer csbs-orchestrator"):
@@ -329,6 +329,9 @@ def test_a_reader_says_where_the_whole_lines_end(tmp_path: Path, torn: bytes) ->
     path.write_bytes(whole + torn)
     reader = LedgerReader(path)
     list(reader)
+    if torn.startswith(b'{"v":1,"event"'):  # a whole record that only lacks its newline
+        assert (reader.end, reader.lines) == (len(whole) + len(torn), 4)
+        return
     assert (reader.end, reader.lines) == (len(whole), 3)
 
     # The writer cuts the torn line and appends: a reader from there sees only the new lines.

@@ -17,7 +17,7 @@ from orchestrator.discovery.discover import Destination as Dest
 from orchestrator.discovery.discover import DiscoverConfig, Rule, discover, write_manifest
 from orchestrator.exitcodes import ExitCode
 from orchestrator.safe_text import for_csv, for_terminal, is_uuid
-from tests.helpers.hostile import ESC_CLEAR, OSC_TITLE, serve
+from tests.helpers.hostile import CAPABILITIES, ESC_CLEAR, OSC_TITLE, capabilities, serve
 from tests.helpers.ledgerlines import PROJECT, line, pair, result
 
 TOKEN = "tok-secret-0123456789"
@@ -110,13 +110,13 @@ def test_escape_codes_in_a_refusal_never_reach_the_terminal(
         )
     out, err = capsys.readouterr()
     assert code == ExitCode.AUTH
-    assert "credentials" in out
-    assert "\x1b" not in out
-    assert "\x07" not in out
-    assert "\x1b" not in err
-    assert "\x07" not in err
-    assert "(request id r[2J[H)" in out  # control characters dropped, the rest shown
-    assert b"\\u001b" not in ledger.read_bytes()  # nor kept for a later `report`
+    # The preflight is refused: one line on stderr says so, nothing is recorded.
+    assert "credentials" in err
+    for stream in (out, err):
+        assert "\x1b" not in stream
+        assert "\x07" not in stream
+    assert "r[2J[H" in err  # control characters dropped, the rest shown
+    assert not ledger.exists() or b"\\u001b" not in ledger.read_bytes()
 
 
 def _write_ledger(path: Path, lines: list[dict[str, Any]]) -> None:
@@ -232,7 +232,7 @@ def test_discover_against_a_hostile_listing_writes_no_formula(
     _clean_env(monkeypatch)
     target = tmp_path / "found.csv"
     route = ("GET", "/v1/{project}/checkpoint_items")
-    with serve({route: _list_hostile_items}) as server:
+    with serve({route: _list_hostile_items, CAPABILITIES: capabilities}) as server:
         code = main(
             [
                 "discover",

@@ -19,7 +19,7 @@ from orchestrator.cli.logs import Redactor, close_logging, configure_logging
 from orchestrator.cli.main import main
 from orchestrator.exitcodes import ExitCode
 from orchestrator.secret_set import SecretSet
-from tests.helpers.hostile import serve
+from tests.helpers.hostile import CAPABILITIES, capabilities, serve
 
 PROJECT = "a" * 32
 ITEM = "00000000-0000-4000-8000-000000000001"
@@ -153,7 +153,8 @@ def _run_against(
 def test_an_echoed_iam_token_never_reaches_ledger_log_or_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    routes = {("POST", "/v3/auth/tokens"): _iam, ("*", "/v1/{tail:.*}"): _echo}
+    routes = {("POST", "/v3/auth/tokens"): _iam, CAPABILITIES: capabilities}
+    routes[("*", "/v1/{tail:.*}")] = _echo
     with serve(routes) as server:
         code, ledger, log = _run_against(tmp_path, monkeypatch, server.base_url)
     out, err = capsys.readouterr()
@@ -208,7 +209,7 @@ def test_an_echoed_signature_never_reaches_the_ledger(
         "checkpoint_item_id,project_id,source_region,destination_region,destination_project_id\n"
         f"{ITEM},{PROJECT},cn-north-1,cn-east-2,{'b' * 32}\n"
     )
-    with serve({("*", "/v1/{tail:.*}"): _echo_signature}) as server:
+    with serve({CAPABILITIES: capabilities, ("*", "/v1/{tail:.*}"): _echo_signature}) as server:
         argv = ["run", "--manifest", str(manifest), "--ledger", str(ledger)]
         code = main([*argv, "--endpoint", server.base_url, "--no-progress"])
     capsys.readouterr()

@@ -1,0 +1,128 @@
+"""``report --pairs FILE.csv``: one row per pair with its final state, as S3 Batch Operations
+writes a completion report, for auditors and spreadsheets.
+
+Two streaming passes over the ledger, so that memory grows with the number of pairs (a
+16-byte key and two small values each), never with the ledger's lines, and no row is held:
+
+1. for each pair of the selected runs, the number of its latest ``attempt``/``result`` line
+   and its latest ``copy_status`` (wherever it is: a copy ends long after its run);
+2. the ledger again: each pair's latest line is written as its row when it is met.
+
+A rejected manifest row counts per (manifest, line), as ``report`` counts it. A pair whose
+latest line is an ``attempt`` is ``unknown`` (the request may have been applied).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from orchestrator.errors import ConfigError
+
+__all__ = ["PAIRS_HEADER", "write_pairs"]
+
+PAIRS_HEADER: Final = (
+    "project_id",
+    "checkpoint_item_id",
+    "source_region",
+    "destination_region",
+    "destination_project_id",
+    "status",
+    "replication_record_id",
+    "http_status",
+    "error_code",
+    "error_msg",
+    "attempts",
+    "copy_status",
+    "run_id",
+    "ts",
+    "manifest_line",
+)
+_PAIR_EVENTS: Final = frozenset({"attempt", "result"})
+
+Records = Callable[[], Iterable[Mapping[str, Any]]]
+
+
+def _key(record: Mapping[str, Any]) -> bytes:
+    if record.get("status") == "rejected" or record.get("checkpoint_item_id") is None:
+        raw = f"\x00row\x1f{record.get('manifest')}\x1f{record.get('manifest_line')}"
+    else:
+        raw = (
+            f"{record.get('project_id')}\x1f{record.get('checkpoint_item_id')}\x1f"
+            f"{record.get('destination_region')}"
+        )
+    return hashlib.blake2b(raw.encode(), digest_size=16).digest()
+
+
+def _selected_runs(records: Iterable[Mapping[str, Any]], run: str) -> Callable[[str], bool]:
+    """Which run ids count: the last run's, every one, or the one named."""
+    if run == "all":
+        return lambda _run_id: True
+    if run != "last":
+        return lambda run_id: run_id == run
+    last: str | None = None
+    for record in records:
+        if record.get("event") == "run_started" or (
+            last is None and record.get("event") in _PAIR_EVENTS
+        ):
+            last = str(record.get("run_id"))
+    return lambda run_id: run_id == last
+
+
+def _index(
+    records: Iterable[Mapping[str, Any]], selected: Callable[[str], bool]
+) -> tuple[dict[bytes, int], dict[bytes, str]]:
+    latest: dict[bytes, int] = {}
+    copies: dict[bytes, str] = {}
+    for number, record in enumerate(records):
+        event = record.get("event")
+        if event in _PAIR_EVENTS and selected(str(record.get("run_id"))):
+            latest[_key(record)] = number
+        elif event == "copy_status" and record.get("copy_status") is not None:
+            copies[_key(record)] = str(record["copy_status"])
+    return latest, copies
+
+
+def _rows(
+    records: Iterable[Mapping[str, Any]], latest: Mapping[bytes, int], copies: Mapping[bytes, str]
+) -> Iterator[list[Any]]:
+    for number, record in enumerate(records):
+        if record.get("event") not in _PAIR_EVENTS:
+            continue
+        key = _key(record)
+        if latest.get(key) != number:
+            continue
+        row = {name: record.get(name) for name in PAIRS_HEADER}
+        if record.get("event") == "attempt":
+            row["status"] = "unknown"
+        row["copy_status"] = copies.get(key)
+        yield ["" if row[name] is None else row[name] for name in PAIRS_HEADER]
+
+
+def write_pairs(records: Records, path: str | os.PathLike[str], *, run: str = "last") -> int:
+    """Write one CSV row per pair of the selected runs to ``path`` (replaced when complete);
+    returns the number of rows. ``records()`` streams the ledger, and is called three times
+    at most."""
+    selected = _selected_runs(records(), run)
+    latest, copies = _index(records(), selected)
+    if run not in ("last", "all") and not latest:
+        raise ConfigError(f"run {run!r} has no pairs in the ledger")
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    count = 0
+    try:
+        with partial.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(PAIRS_HEADER)
+            for row in _rows(records(), latest, copies):
+                writer.writerow(row)
+                count += 1
+        partial.replace(target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot write the pairs report: {exc.strerror or exc}") from exc
+    return count
