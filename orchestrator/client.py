@@ -100,12 +100,15 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class ClientSettings:
-    """How to reach CSBS. ``endpoint`` (a base URL) wins over ``region``; otherwise each call's
-    source region, or ``region`` as the default, picks ``endpoint_template``."""
+    """How to reach CSBS. Each call's source region (or ``region`` as the default) picks its
+    base URL: ``endpoints[region]`` first (one endpoint per source region, as the real
+    service has: private clouds, the simulator), else ``endpoint`` (one URL for every
+    region), else ``endpoint_template``."""
 
     endpoint: str | None = None
     region: str | None = None
     endpoint_template: str = "https://csbs.{region}.myhuaweicloud.com"
+    endpoints: Mapping[str, str] = field(default_factory=dict)
     timeouts: Timeouts = field(default_factory=Timeouts)
     limit: int = 256
     limit_per_host: int = 0
@@ -118,9 +121,11 @@ class ClientSettings:
 
     def endpoint_for(self, region: str | None) -> str:
         """The base URL (no trailing ``/``) for calls whose source region is ``region``."""
+        region = region or self.region
+        if region is not None and region in self.endpoints:
+            return _checked_base(self.endpoints[region])
         if self.endpoint:
             return _checked_base(self.endpoint)
-        region = region or self.region
         if region is None:
             raise ConfigError("no CSBS endpoint: set an endpoint URL or a source region")
         if not _REGION.fullmatch(region):

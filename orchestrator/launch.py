@@ -71,6 +71,7 @@ class Connection:
         return ClientSettings(
             endpoint=s.endpoint,
             region=s.region,
+            endpoints=dict(s.endpoints),
             timeouts=Timeouts(total_s=s.request_timeout),
             limit=max(256, s.concurrency * 2),
             verify_tls=s.verify_tls,
@@ -138,6 +139,7 @@ async def connect(
         simulated = replace(
             settings,
             endpoint=sim.base_url,
+            endpoints=sim.region_urls,
             project_id=settings.project_id or sim.state.projects[0].id,
         )
         yield Connection(simulated, AkSkSigner(config.ak, Secret(config.sk)))

@@ -55,6 +55,8 @@ _PROJECT = re.compile(
 _MAX_TEXT = 255
 #: The destination of a replicate request, kept on the request for the duplicate counter.
 _DESTINATION = web.RequestKey("destination_region", str)
+#: The source region whose own endpoint (port) the request came to; absent on the shared URL.
+_ENDPOINT = web.RequestKey("endpoint_region", str)
 
 _Answer = tuple[int, dict[str, Any]]
 _Handler = Callable[[web.Request, bytes, str], _Answer]
@@ -116,8 +118,12 @@ class SimulatorApp:
         clock: AdvancingClock,
         info: Callable[[], dict[str, Any]],
         records_endpoint: bool = True,
+        region_ports: dict[int, str] | None = None,
     ) -> None:
         self._estate = estate
+        # Local port -> the source region served there (filled in once the sites listen).
+        # The real service has one endpoint per source region; the shared URL is not in it.
+        self._region_ports = region_ports if region_ports is not None else {}
         self._records_endpoint = records_endpoint
         self._auth = auth
         self._faults = faults
@@ -201,6 +207,8 @@ class SimulatorApp:
     ) -> web.Response | None:
         """The response to send, or None to cut the connection instead."""
         project_id = request.match_info["project_id"]
+        if self._region_ports:
+            self._check_endpoint(request, project_id)
         self._auth.check(
             method=request.method,
             raw_path=request.rel_url.raw_path,
@@ -235,6 +243,21 @@ class SimulatorApp:
         if fault is Fault.APPLY_DROP:
             return None
         return _json(status, payload, request_id)
+
+    def _check_endpoint(self, request: web.Request, project_id: str) -> None:
+        """On a region's own endpoint, only that region's projects exist."""
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        region = self._region_ports.get(sockname[1]) if sockname else None
+        if region is None:
+            return  # the shared URL: every region
+        request[_ENDPOINT] = region
+        project = self._estate.project(project_id)
+        if project is not None and project.region != region:
+            # Unconfirmed what the real service answers; a project of another region is not
+            # this endpoint's to serve. A 400 fails the request, not the credentials.
+            raise invalid(
+                f"project {project_id} is not in region {region}; call that region's endpoint"
+            )
 
     def _count_refusal(self, refusal: Refusal, request: web.Request) -> None:
         if refusal.kind == "duplicate":
@@ -295,16 +318,24 @@ class SimulatorApp:
             }
         }
 
-    def _capabilities(self, _request: web.Request, _body: bytes, _project_id: str) -> _Answer:
+    def _capabilities(self, request: web.Request, _body: bytes, _project_id: str) -> _Answer:
+        # A region's own endpoint answers for that region only, as the real one does.
+        own = request.get(_ENDPOINT)
         regions = [
             {"name": region, "replication_destinations": list(destinations)}
             for region, destinations in self._estate.capabilities().items()
+            if own is None or region == own
         ]
         return 200, {"regions": regions}
 
-    def _item_json(self, item_id: str, project_id: str) -> dict[str, Any]:
+    def _item_json(self, request: web.Request, item_id: str, project_id: str) -> dict[str, Any]:
         item = self._estate.item(project_id, item_id)
-        return item_view(item, list(self._estate.records_of(item)), self._estate.now())
+        return item_view(
+            item,
+            list(self._estate.records_of(item)),
+            self._estate.now(),
+            regional=_ENDPOINT in request,
+        )
 
     def _list_items(self, request: web.Request, _body: bytes, project_id: str) -> _Answer:
         page = query.paging(request.query)
@@ -317,7 +348,10 @@ class SimulatorApp:
             limit=page.limit,
         )
         now = self._estate.now()
-        views = [item_view(i, list(self._estate.records_of(i)), now) for i in items]
+        regional = _ENDPOINT in request
+        views = [
+            item_view(i, list(self._estate.records_of(i)), now, regional=regional) for i in items
+        ]
         return 200, {"checkpoint_items": views}
 
     def _count_items(self, request: web.Request, _body: bytes, project_id: str) -> _Answer:
@@ -325,7 +359,8 @@ class SimulatorApp:
         return 200, {"count": count}
 
     def _get_item(self, request: web.Request, _body: bytes, project_id: str) -> _Answer:
-        return 200, {"checkpoint_item": self._item_json(request.match_info["item_id"], project_id)}
+        item_id = request.match_info["item_id"]
+        return 200, {"checkpoint_item": self._item_json(request, item_id, project_id)}
 
     def _list_records(self, request: web.Request, _body: bytes, project_id: str) -> _Answer:
         page = query.paging(request.query)
