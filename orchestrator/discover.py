@@ -50,7 +50,7 @@ import structlog
 from orchestrator.atomic_file import replacing
 from orchestrator.errors import ConfigError, TransientApiError
 from orchestrator.models import ReplicationTask
-from orchestrator.retry import RetryPolicy
+from orchestrator.retry import RetryPolicy, hinted_delay
 from orchestrator.service.records import CopyState, RecordReader
 
 __all__ = [
@@ -522,7 +522,7 @@ async def _list(
         except TransientApiError as exc:
             if attempt >= policy.max_attempts:
                 raise
-            delay = policy.backoff(attempt, random.random)
+            delay = hinted_delay(policy, exc, policy.backoff(attempt, random.random), random.random)
             log.warning(
                 "discover.retry", source=str(source), attempt=attempt, wait_s=delay, error=str(exc)
             )
