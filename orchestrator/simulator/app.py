@@ -44,6 +44,7 @@ LIST_RECORDS = f"GET {_V1}/replication_records"
 TOKENS = "POST /v3/auth/tokens"
 #: The ECS metadata service's temporary credentials (served here so tests never leave loopback).
 METADATA = "GET /openstack/latest/securitykey"
+METADATA_TOKEN = "PUT /meta-data/latest/api/token"  # noqa: S105 - a route name
 UNKNOWN = "unknown"
 #: Route names as they appear in the counters (method and path template).
 ROUTES = (REPLICATE, CAPABILITIES, LIST_ITEMS, COUNT_ITEMS, GET_ITEM, LIST_RECORDS, TOKENS)
@@ -119,8 +120,10 @@ class SimulatorApp:
         info: Callable[[], dict[str, Any]],
         records_endpoint: bool = True,
         region_ports: dict[int, str] | None = None,
+        metadata_tokens: bool = True,
     ) -> None:
         self._estate = estate
+        self._metadata_tokens = metadata_tokens
         # Local port -> the source region served there (filled in once the sites listen).
         # The real service has one endpoint per source region; the shared URL is not in it.
         self._region_ports = region_ports if region_ports is not None else {}
@@ -156,6 +159,8 @@ class SimulatorApp:
             add("GET", f"{_V1}/replication_records", self._csbs(LIST_RECORDS, self._list_records))
         add("POST", "/v3/auth/tokens", self._tokens)
         add("GET", "/openstack/latest/securitykey", self._security_key)
+        if self._metadata_tokens:
+            add("PUT", "/meta-data/latest/api/token", self._metadata_token)
         add("GET", "/_sim/counters", self._sim(lambda _: self._counters.snapshot()))
         add("GET", "/_sim/info", self._sim(lambda _: self._info()))
         add("GET", "/_sim/faults", self._sim(lambda _: self._fault_view()))
@@ -387,8 +392,17 @@ class SimulatorApp:
         return _json(201, issued.body, request_id, {"X-Subject-Token": issued.token})
 
     async def _security_key(self, request: web.Request) -> web.StreamResponse:
+        try:
+            key = self._auth.issue_temporary_key(request.headers.get("X-Metadata-Token"))
+        except Refusal as refusal:
+            self._counters.request(METADATA, refusal.status)
+            return _refusal_response(refusal, self._request_id())
         self._counters.request(METADATA, 200)
-        return _json(200, self._auth.issue_temporary_key(), self._request_id())
+        return _json(200, key, self._request_id())
+
+    async def _metadata_token(self, _request: web.Request) -> web.StreamResponse:
+        self._counters.request(METADATA_TOKEN, 200)
+        return web.Response(text=self._auth.issue_metadata_token())
 
     async def _unknown(self, request: web.Request) -> web.StreamResponse:
         self._counters.request(UNKNOWN, 404)

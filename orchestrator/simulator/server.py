@@ -123,6 +123,7 @@ class Simulator:
             info=self.info,
             records_endpoint=self.config.records_endpoint,
             region_ports=self._region_ports,
+            metadata_tokens=self.config.metadata_tokens != "off",
         ).build()
         # No access log: at thousands of requests per second it would cost more than serving.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
