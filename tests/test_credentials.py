@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import anyio
 import pytest
 from conftest import MakeSimulator
 from runkit import fresh_items, task_for
@@ -225,3 +226,18 @@ async def test_the_metadata_session_token_is_used_where_the_service_has_one(
                 session.get(sim.base_url + "/openstack/latest/securitykey") as resp,
             ):
                 assert resp.status == 401  # without the session token
+
+
+async def test_many_requests_refused_together_renew_once(make_simulator: MakeSimulator) -> None:
+    """Single-flight: twenty requests refused with a withdrawn key cause one renewal."""
+    async with make_simulator(items=10) as sim:
+        auth = await resolve_credentials(_metadata_env(sim), clock=_sim_clock(sim))
+        assert isinstance(auth, MetadataCredentials)
+        async with CsbsClient(ClientSettings(endpoint=sim.base_url), auth) as client:
+            project = sim.state.projects[0].id
+            await client.count_items(project)
+            sim.auth.revoke_key(auth._key.ak)
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(client.count_items, project)
+        assert sim.counters.requests_for(METADATA, 200) == 2
