@@ -43,6 +43,7 @@ async def connect(
         simulated = replace(
             settings,
             endpoint=sim.base_url,
+            endpoints=sim.region_urls,
             project_id=settings.project_id or sim.state.projects[0].id,
         )
         yield Connection(simulated, AkSkSigner(config.ak, Secret(config.sk)), secrets)

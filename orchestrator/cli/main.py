@@ -252,7 +252,7 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--include",
         default="failed,gave_up",
         help="statuses for --failed-manifest: failed, gave_up, rejected, unknown, copy_failed "
-        "(default: failed,gave_up)",
+        "(a copy that failed or that the service skipped) (default: failed,gave_up)",
     )
     report.set_defaults(handler=_cmd_report)
 

@@ -537,4 +537,20 @@ def print_track_summary(result: TrackResult, out: TextIO) -> None:
         f"{_VERDICT[result.exit_code]}: {', '.join(parts)} "
         f"({result.tracked} tracked, {result.rounds} rounds, {result.lines} ledger lines)\n"
     )
+    for line in _still_running_lines(result.still_running):
+        out.write(line + "\n")
     out.flush()
+
+
+def _still_running_lines(pairs: Sequence[PendingCopy]) -> list[str]:
+    """The copies still running when tracking stopped: the first few, and how many more."""
+    if not pairs:
+        return []
+    lines = ["still running (item -> destination region, last status):"]
+    lines += [
+        f"  {p.checkpoint_item_id} -> {p.destination_region} ({p.last_status or 'no status yet'})"
+        for p in pairs[:_RUNNING_NAMED]
+    ]
+    if len(pairs) > _RUNNING_NAMED:
+        lines.append(f"  ... and {len(pairs) - _RUNNING_NAMED} more")
+    return lines

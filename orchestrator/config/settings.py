@@ -10,6 +10,7 @@ environment or the config file.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -406,12 +407,15 @@ class RunSettings:
     metrics_file: str | None = None
     state_file: str | None = None
     error_codes: Mapping[str, str] = field(default_factory=dict)
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+    """``[connection.endpoints]``: source region -> base URL (one endpoint per region)."""
 
     def public(self) -> dict[str, Any]:
         """Settings as recorded in the ledger's ``run_started`` line: secrets left out."""
         secret = {o.name for o in OPTIONS if o.secret}
         out = {o.name: getattr(self, o.name) for o in OPTIONS if o.name not in secret}
         out["error_codes"] = dict(self.error_codes)
+        out["endpoints"] = dict(self.endpoints)
         return out
 
 
@@ -461,6 +465,29 @@ def load_config(path: str | None) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     check_keys(config, known_config_keys(), path)
     return config
+
+
+_ENDPOINT_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+")
+
+
+def _endpoints(table: Any, config_path: str | None) -> dict[str, str]:
+    """``[connection.endpoints]``: ``region = "https://host[:port]"`` per source region."""
+    if table is None:
+        return {}
+    where = f"{config_path}: [connection.endpoints]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table of region = URL")
+    found: dict[str, str] = {}
+    for region, url in table.items():
+        if not _ENDPOINT_REGION.fullmatch(str(region)):
+            raise ConfigError(f"{where}: {region!r} is not a region name (like cn-north-4)")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise ConfigError(f"{where}: {region}: the endpoint must be an http(s):// URL")
+        if "@" in url.split("//", 1)[1].split("/", 1)[0]:
+            # Said without the URL: it holds a credential.
+            raise ConfigError(f"{where}: {region}: credentials in the URL are not supported")
+        found[str(region)] = url
+    return found
 
 
 def _from_config(config: Mapping[str, Any], dotted: str) -> Any:
@@ -536,6 +563,7 @@ def resolve(
     if not isinstance(codes, Mapping):
         raise ConfigError(f"{config_path}: [errors.codes] must be a table of code = class")
     values["error_codes"] = {str(k): str(v) for k, v in codes.items()}
+    values["endpoints"] = _endpoints(_from_config(config, "connection.endpoints"), config_path)
     floor, ceiling = values["per_region_floor"], values["per_region"]
     if floor > ceiling:
         if "per_region_floor" not in defaulted:

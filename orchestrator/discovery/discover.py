@@ -54,7 +54,7 @@ import anyio
 import structlog
 
 from orchestrator.atomic_file import replacing
-from orchestrator.engine.retry import RetryPolicy
+from orchestrator.engine.retry import RetryPolicy, hinted_delay
 from orchestrator.errors import ConfigError, TransientApiError
 from orchestrator.models import ReplicationTask
 from orchestrator.safe_text import csv_row, for_terminal, is_uuid
@@ -720,7 +720,7 @@ async def _list(
         except TransientApiError as exc:
             if attempt >= policy.max_attempts:
                 raise
-            delay = policy.backoff(attempt, random.random)
+            delay = hinted_delay(policy, exc, policy.backoff(attempt, random.random), random.random)
             log.warning(
                 "discover.retry", source=str(source), attempt=attempt, wait_s=delay, error=str(exc)
             )

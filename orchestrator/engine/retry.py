@@ -34,7 +34,7 @@ import tenacity
 from orchestrator.config.settings import RunSettings
 from orchestrator.errors import ConfigError, TransientApiError
 
-__all__ = ["RetryBudget", "RetryPolicy", "next_window_delay", "retrying"]
+__all__ = ["RetryBudget", "RetryPolicy", "hinted_delay", "next_window_delay", "retrying"]
 
 # 2**62 seconds is past any cap; stops the float exponent from growing without bound.
 _MAX_EXPONENT = 62
@@ -78,6 +78,22 @@ def next_window_delay(window_s: float, rng: Callable[[], float]) -> float:
     """A wait that lands in the throttling window after the current one: where the current
     window started is unknown, so a whole window, plus up to a quarter more as jitter."""
     return window_s * (1.0 + 0.25 * rng())
+
+
+def hinted_delay(
+    policy: RetryPolicy, exc: BaseException | None, delay: float, rng: Callable[[], float]
+) -> float:
+    """``delay`` raised to what the server's answer asks: its (capped) ``Retry-After``, and
+    the next throttling window it named."""
+    if not isinstance(exc, TransientApiError):
+        return delay
+    if exc.retry_after is not None:
+        delay = max(delay, min(exc.retry_after, policy.retry_after_cap_s))
+    if exc.window_s is not None:
+        # The window is our reading of the message, not an instruction like Retry-After:
+        # the operator's longest backoff (--retry-cap) bounds it.
+        delay = max(delay, min(next_window_delay(exc.window_s, rng), policy.max_delay_s))
+    return delay
 
 
 class RetryBudget:
@@ -178,15 +194,7 @@ class _Controller:
         else:
             delay = self._policy.backoff(state.attempt_number, self._rng)
         exc = state.outcome.exception() if state.outcome else None
-        hint = getattr(exc, "retry_after", None) if isinstance(exc, TransientApiError) else None
-        if hint is not None:
-            delay = max(delay, min(hint, self._policy.retry_after_cap_s))
-        window = getattr(exc, "window_s", None) if isinstance(exc, TransientApiError) else None
-        if window is not None:
-            # The window is our reading of the message, not an instruction like Retry-After:
-            # the operator's longest backoff (--retry-cap) bounds it.
-            delay = max(delay, min(next_window_delay(window, self._rng), self._policy.max_delay_s))
-        return delay
+        return hinted_delay(self._policy, exc, delay, self._rng)
 
     def stop(self, state: tenacity.RetryCallState) -> bool:
         policy = self._policy

@@ -16,7 +16,8 @@ The ledger is append-only, so these bounded checks stand in for hashing the whol
 which would make loading grow with the ledger again. Whoever edits a ledger in place by
 hand should delete the snapshot.
 
-Format, version 1: the line ``csbs-orchestrator history snapshot\\n``, one JSON header line,
+Format, version 2 (version 1, without the newer copy-status codes, still reads): the line
+``csbs-orchestrator history snapshot\\n``, one JSON header line,
 then per key length the keys (concatenated) and their packed states (little-endian
 unsigned 64-bit). The header holds a SHA-256 of that body; a snapshot is written to a
 temporary file, fsynced and renamed over the old one, so a reader sees either.
@@ -43,7 +44,10 @@ from orchestrator.safe_file import open_regular
 __all__ = ["SavedFold", "load_snapshot", "save_snapshot", "snapshot_path"]
 
 _MAGIC: Final = b"csbs-orchestrator history snapshot\n"
-_VERSION: Final = 1
+_VERSION: Final = 2
+# Version 2 may hold copy-status codes 5-7 (skip, waiting_replicate, replicating) that a
+# version-1 reader cannot decode: it must refold instead. Version 1 reads as before.
+_READABLE: Final = frozenset({1, 2})
 _WINDOW: Final = 1 << 20  # bytes hashed at each end of the covered prefix
 _SWAP: Final = sys.byteorder != "little"
 
@@ -181,7 +185,7 @@ def _parse(data: bytes) -> tuple[dict[str, Any], memoryview]:
         header = orjson.loads(data[len(_MAGIC) : newline])
     except orjson.JSONDecodeError:
         raise _Unusable("snapshot header unreadable") from None
-    if type(header) is not dict or header.get("v") != _VERSION:
+    if type(header) is not dict or header.get("v") not in _READABLE:
         raise _Unusable("snapshot of another format version")
     body = memoryview(data)[newline + 1 :]
     if hashlib.sha256(body).hexdigest() != header.get("body_sha256"):

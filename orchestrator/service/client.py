@@ -121,12 +121,15 @@ class FoundRecord(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class ClientSettings:
-    """How to reach CSBS. ``endpoint`` (a base URL) wins over ``region``; otherwise each call's
-    source region, or ``region`` as the default, picks ``endpoint_template``."""
+    """How to reach CSBS. Each call's source region (or ``region`` as the default) picks its
+    base URL: ``endpoints[region]`` first (one endpoint per source region, as the real
+    service has: private clouds, the simulator), else ``endpoint`` (one URL for every
+    region), else ``endpoint_template``."""
 
     endpoint: str | None = None
     region: str | None = None
     endpoint_template: str = "https://csbs.{region}.myhuaweicloud.com"
+    endpoints: Mapping[str, str] = field(default_factory=dict)
     timeouts: Timeouts = field(default_factory=Timeouts)
     limit: int = 256
     limit_per_host: int = 0
@@ -142,10 +145,12 @@ class ClientSettings:
 
     def endpoint_for(self, region: str | None) -> str:
         """The base URL (no trailing ``/``) for calls whose source region is ``region``."""
-        if self.endpoint:
+        region = region or self.region
+        if region is not None and region in self.endpoints:
+            base = _checked_base(self.endpoints[region])
+        elif self.endpoint:
             base = _checked_base(self.endpoint)
         else:
-            region = region or self.region
             if region is None:
                 raise ConfigError("no CSBS endpoint: set an endpoint URL or a source region")
             if not _REGION.fullmatch(region):

@@ -48,6 +48,7 @@ class Connection:
         return ClientSettings(
             endpoint=s.endpoint,
             region=s.region,
+            endpoints=dict(s.endpoints),
             timeouts=Timeouts(total_s=s.request_timeout),
             limit=max(256, s.concurrency * 2),
             verify_tls=s.verify_tls,

@@ -64,6 +64,9 @@ _CONNECT_TIMEOUT_S: Final = 1.0
 _TOTAL_TIMEOUT_S: Final = 3.0
 _REFRESH_BEFORE: Final = timedelta(minutes=40)  # huaweicloudsdkcore's expiration threshold
 _MAX_BODY: Final = 64 * 1024
+_TOKEN_PATH: Final = "/meta-data/latest/api/token"  # noqa: S105 - a path, not a secret
+_TOKEN_HEADER: Final = "X-Metadata-Token"  # noqa: S105 - a header name
+_TOKEN_TTL_S: Final = 6 * 3600  # as the SDK asks
 
 
 def _utcnow() -> datetime:
@@ -94,21 +97,38 @@ FetchKey = Callable[[], Awaitable[TemporaryKey]]
 async def fetch_metadata_key(
     url: str, *, connect_timeout_s: float = _CONNECT_TIMEOUT_S
 ) -> TemporaryKey:
-    """Ask the metadata service at ``url`` for the instance's temporary key."""
+    """Ask the metadata service at ``url`` for the instance's temporary key.
+
+    As huaweicloudsdkcore's ``MetadataAccessor``: first a session token (``PUT
+    /meta-data/latest/api/token``, which hardened images require), then the key with that
+    token in ``X-Metadata-Token``; a service without tokens (404, 405) is asked without one.
+    Nothing answering the first request ends it there: one connect timeout, not two.
+    """
     timeout = aiohttp.ClientTimeout(total=_TOTAL_TIMEOUT_S, sock_connect=connect_timeout_s)
     try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(yarl.URL(url), allow_redirects=False) as resp,
-        ):
-            data = await resp.content.read(_MAX_BODY)
-            status = resp.status
+        target = yarl.URL(url)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            token = await _metadata_token(session, target.with_path(_TOKEN_PATH))
+            headers = {_TOKEN_HEADER: token.reveal()} if token else {}
+            async with session.get(target, headers=headers, allow_redirects=False) as resp:
+                data = await resp.content.read(_MAX_BODY)
+                status = resp.status
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
         raise _Unavailable(f"no answer ({type(exc).__name__})") from None
     if status != 200:
         # 404 on an ECS without an agency; the body may explain, but could echo anything.
         raise _Unavailable(f"HTTP {status}")
     return _parse_key(data)
+
+
+async def _metadata_token(session: aiohttp.ClientSession, url: yarl.URL) -> Secret | None:
+    """The metadata session token, or None where the service has none to give."""
+    headers = {"X-Metadata-Token-Ttl-Seconds": str(_TOKEN_TTL_S)}
+    async with session.put(url, headers=headers, allow_redirects=False) as resp:
+        text = (await resp.content.read(4096)).decode("utf-8", "replace").strip()
+        if resp.status == 200 and text:
+            return Secret(text)
+    return None
 
 
 def _parse_key(data: bytes) -> TemporaryKey:

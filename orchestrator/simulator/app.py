@@ -46,6 +46,7 @@ LIST_RECORDS = f"GET {_V1}/replication_records"
 TOKENS = "POST /v3/auth/tokens"
 #: The ECS metadata service's temporary credentials (served here so tests never leave loopback).
 METADATA = "GET /openstack/latest/securitykey"
+METADATA_TOKEN = "PUT /meta-data/latest/api/token"  # noqa: S105 - a route name
 UNKNOWN = "unknown"
 #: Route names as they appear in the counters (method and path template).
 ROUTES = (
@@ -66,6 +67,8 @@ _PROJECT = re.compile(
 _MAX_TEXT = 255
 #: The destination of a replicate request, kept on the request for the duplicate counter.
 _DESTINATION = web.RequestKey("destination_region", str)
+#: The source region whose own endpoint (port) the request came to; absent on the shared URL.
+_ENDPOINT = web.RequestKey("endpoint_region", str)
 
 
 def _mark_destination(request: web.Request, region: str) -> None:
@@ -132,8 +135,14 @@ class SimulatorApp:
         clock: AdvancingClock,
         info: Callable[[], dict[str, Any]],
         records_endpoint: bool = True,
+        region_ports: dict[int, str] | None = None,
+        metadata_tokens: bool = True,
     ) -> None:
         self._estate = estate
+        self._metadata_tokens = metadata_tokens
+        # Local port -> the source region served there (filled in once the sites listen).
+        # The real service has one endpoint per source region; the shared URL is not in it.
+        self._region_ports = region_ports if region_ports is not None else {}
         self._records_endpoint = records_endpoint
         self._auth = auth
         self._faults = faults
@@ -174,6 +183,8 @@ class SimulatorApp:
         add("GET", "/_sim/vaults", self._sim(lambda _: {"vaults": self._cbr.vaults()}))
         add("POST", "/v3/auth/tokens", self._tokens)
         add("GET", "/openstack/latest/securitykey", self._security_key)
+        if self._metadata_tokens:
+            add("PUT", "/meta-data/latest/api/token", self._metadata_token)
         add("GET", "/_sim/counters", self._sim(lambda _: self._counters.snapshot()))
         add("GET", "/_sim/info", self._sim(lambda _: self._info()))
         add("GET", "/_sim/faults", self._sim(lambda _: self._fault_view()))
@@ -229,6 +240,8 @@ class SimulatorApp:
     ) -> web.Response | None:
         """The response to send, or None to cut the connection instead."""
         project_id = request.match_info["project_id"]
+        if self._region_ports:
+            self._check_endpoint(request, project_id)
         self._auth.check(
             method=request.method,
             raw_path=request.rel_url.raw_path,
@@ -263,6 +276,21 @@ class SimulatorApp:
         if fault is Fault.APPLY_DROP:
             return None
         return _json(status, payload, request_id)
+
+    def _check_endpoint(self, request: web.Request, project_id: str) -> None:
+        """On a region's own endpoint, only that region's projects exist."""
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        region = self._region_ports.get(sockname[1]) if sockname else None
+        if region is None:
+            return  # the shared URL: every region
+        request[_ENDPOINT] = region
+        project = self._estate.project(project_id)
+        if project is not None and project.region != region:
+            # Unconfirmed what the real service answers; a project of another region is not
+            # this endpoint's to serve. A 400 fails the request, not the credentials.
+            raise invalid(
+                f"project {project_id} is not in region {region}; call that region's endpoint"
+            )
 
     def _count_refusal(self, refusal: Refusal, request: web.Request) -> None:
         if refusal.kind == "duplicate":
@@ -323,16 +351,24 @@ class SimulatorApp:
             }
         }
 
-    def _capabilities(self, _request: web.Request, _body: bytes, _project_id: str) -> _Answer:
+    def _capabilities(self, request: web.Request, _body: bytes, _project_id: str) -> _Answer:
+        # A region's own endpoint answers for that region only, as the real one does.
+        own = request.get(_ENDPOINT)
         regions = [
             {"name": region, "replication_destinations": list(destinations)}
             for region, destinations in self._estate.capabilities().items()
+            if own is None or region == own
         ]
         return 200, {"regions": regions}
 
-    def _item_json(self, item_id: str, project_id: str) -> dict[str, Any]:
+    def _item_json(self, request: web.Request, item_id: str, project_id: str) -> dict[str, Any]:
         item = self._estate.item(project_id, item_id)
-        return item_view(item, list(self._estate.records_of(item)), self._estate.now())
+        return item_view(
+            item,
+            list(self._estate.records_of(item)),
+            self._estate.now(),
+            regional=_ENDPOINT in request,
+        )
 
     def _list_items(self, request: web.Request, _body: bytes, project_id: str) -> _Answer:
         page = query.paging(request.query)
@@ -345,7 +381,10 @@ class SimulatorApp:
             limit=page.limit,
         )
         now = self._estate.now()
-        views = [item_view(i, list(self._estate.records_of(i)), now) for i in items]
+        regional = _ENDPOINT in request
+        views = [
+            item_view(i, list(self._estate.records_of(i)), now, regional=regional) for i in items
+        ]
         return 200, {"checkpoint_items": views}
 
     def _count_items(self, request: web.Request, _body: bytes, project_id: str) -> _Answer:
@@ -353,7 +392,8 @@ class SimulatorApp:
         return 200, {"count": count}
 
     def _get_item(self, request: web.Request, _body: bytes, project_id: str) -> _Answer:
-        return 200, {"checkpoint_item": self._item_json(request.match_info["item_id"], project_id)}
+        item_id = request.match_info["item_id"]
+        return 200, {"checkpoint_item": self._item_json(request, item_id, project_id)}
 
     def _list_records(self, request: web.Request, _body: bytes, project_id: str) -> _Answer:
         page = query.paging(request.query)
@@ -380,8 +420,17 @@ class SimulatorApp:
         return _json(201, issued.body, request_id, {"X-Subject-Token": issued.token})
 
     async def _security_key(self, request: web.Request) -> web.StreamResponse:
+        try:
+            key = self._auth.issue_temporary_key(request.headers.get("X-Metadata-Token"))
+        except Refusal as refusal:
+            self._counters.request(METADATA, refusal.status)
+            return _refusal_response(refusal, self._request_id())
         self._counters.request(METADATA, 200)
-        return _json(200, self._auth.issue_temporary_key(), self._request_id())
+        return _json(200, key, self._request_id())
+
+    async def _metadata_token(self, _request: web.Request) -> web.StreamResponse:
+        self._counters.request(METADATA_TOKEN, 200)
+        return web.Response(text=self._auth.issue_metadata_token())
 
     async def _unknown(self, request: web.Request) -> web.StreamResponse:
         self._counters.request(UNKNOWN, 404)

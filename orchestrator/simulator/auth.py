@@ -83,6 +83,7 @@ class Authenticator:
         self._locked_until: dict[str, float] = {}
         self._revoked_keys: set[str] = set()
         self._temporary: dict[str, _TemporaryKey] = {}
+        self._metadata_tokens: set[str] = set()
 
     # ---- IAM ----------------------------------------------------------------------
 
@@ -140,9 +141,19 @@ class Authenticator:
 
     # ---- ECS metadata -------------------------------------------------------------
 
-    def issue_temporary_key(self) -> dict[str, Any]:
+    def issue_metadata_token(self) -> str:
+        """``PUT /meta-data/latest/api/token``: a session token for the metadata service."""
+        token = "mdt-" + secrets.token_urlsafe(24)
+        self._metadata_tokens.add(token)
+        return token
+
+    def issue_temporary_key(self, metadata_token: str | None = None) -> dict[str, Any]:
         """``GET /openstack/latest/securitykey``: a new temporary AK/SK and security token,
         valid for ``temp_key_ttl_s`` simulated seconds (the agency credentials of an ECS)."""
+        if self._config.metadata_tokens == "required" and (
+            metadata_token is None or metadata_token not in self._metadata_tokens
+        ):
+            raise Refusal(401, "", "a metadata session token (X-Metadata-Token) is required")
         now = self._clock.now()
         ak = "TMP" + secrets.token_hex(10).upper()
         key = _TemporaryKey(

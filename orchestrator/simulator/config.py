@@ -26,6 +26,9 @@ __all__ = [
 ]
 
 AuthMode = Literal["any", "token", "aksk", "none"]
+#: The metadata service's session tokens (``PUT /meta-data/latest/api/token``): served but
+#: not needed, needed for ``GET /openstack/latest/securitykey``, or not served at all (404).
+MetadataTokens = Literal["optional", "required", "off"]
 FaultScope = Literal["replicate", "all"]
 CapacityScope = Literal["region", "global"]
 
@@ -167,6 +170,7 @@ class SimulatorConfig:
     temp_key_ttl_s: float = 86400.0
     """Lifetime, in simulated seconds, of the temporary AK/SK/security token the ECS metadata
     endpoint (``GET /openstack/latest/securitykey``) issues."""
+    metadata_tokens: MetadataTokens = "optional"
     max_clock_skew_s: float = 900.0
     """AK/SK: reject an ``X-Sdk-Date`` further than this from the real wall clock."""
     lockout_failures: int = 5
@@ -204,6 +208,8 @@ class SimulatorConfig:
                 raise ConfigError(f"invalid region name {region!r}")
             if region not in self.capabilities:
                 raise ConfigError(f"region {region!r} has no replication capability entry")
+        if self.metadata_tokens not in get_args(MetadataTokens):
+            raise ConfigError(f"metadata_tokens must be one of {get_args(MetadataTokens)}")
         if self.auth not in get_args(AuthMode):
             raise ConfigError(f"auth must be one of {get_args(AuthMode)}")
         for name in (

@@ -26,11 +26,14 @@ __all__ = ["Simulator", "serve"]
 
 
 class Simulator:
-    """One simulated CSBS endpoint serving every source region of its estate at one URL.
+    """A simulated CSBS: one shared URL serving every source region of its estate, and each
+    source region at its own endpoint, as the real service has them.
 
     ``async with Simulator(config) as sim:`` starts it on ``host:port`` (port 0 picks a free
-    one) in the running event loop; ``sim.base_url`` is where to send requests. A simulator
-    runs once: it cannot be restarted after it is closed.
+    one) in the running event loop; ``sim.base_url`` serves every region,
+    ``sim.region_urls[region]`` only that one (its own port: capabilities for that region,
+    items shaped as the real ones). A simulator runs once: it cannot be restarted after it is
+    closed.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class Simulator:
         self._used = False
         # Serve HTTPS with this context (tests of --ca-file and certificate checks).
         self._ssl = ssl_context
+        self._region_ports: dict[int, str] = {}
 
     @property
     def faults(self) -> FaultConfig:
@@ -81,12 +85,22 @@ class Simulator:
         scheme = "https" if self._ssl is not None else "http"
         return f"{scheme}://{self._host}:{self.port}"
 
+    @property
+    def region_urls(self) -> dict[str, str]:
+        """Each source region's own endpoint."""
+        if self._runner is None:
+            raise RuntimeError("the simulator is not running")
+        return {
+            region: f"http://{self._host}:{port}" for port, region in self._region_ports.items()
+        }
+
     def info(self) -> dict[str, Any]:
         """The start-up document: where it listens, its estate and the credentials it takes."""
         config = self.config
         return {
             "event": "simulator.ready",
             "base_url": self.base_url,
+            "endpoints": self.region_urls,
             "regions": list(config.regions),
             "projects": [{"id": p.id, "region": p.region} for p in self.state.projects],
             "destination_projects": self.state.destination_projects,
@@ -113,6 +127,8 @@ class Simulator:
             clock=self.clock,
             info=self.info,
             records_endpoint=self.config.records_endpoint,
+            region_ports=self._region_ports,
+            metadata_tokens=self.config.metadata_tokens != "off",
         ).build()
         # No access log: at thousands of requests per second it would cost more than serving.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
@@ -120,6 +136,11 @@ class Simulator:
         try:
             site = web.TCPSite(runner, self._host, self._port, backlog=1024, ssl_context=self._ssl)
             await site.start()
+            for region in self.config.regions:
+                regional = web.TCPSite(runner, self._host, 0, backlog=1024)
+                await regional.start()
+                # The runner lists its sites' addresses in the order they started.
+                self._region_ports[int(runner.addresses[-1][1])] = region
         except BaseException:
             await runner.cleanup()
             raise

@@ -55,14 +55,18 @@ def _copy_state(records: list[dict[str, Any]]) -> tuple[str, dict[str, str], str
     return ITEM_COPY_STATUS.get(str(newest["status"]), "na"), {}, ""
 
 
-def item_view(item: Item, records: list[Record], now: float) -> dict[str, Any]:
+def item_view(
+    item: Item, records: list[Record], now: float, *, regional: bool = False
+) -> dict[str, Any]:
+    """An item as ``GET /checkpoint_items`` shows it. ``regional``: served on its region's own
+    endpoint, shaped as the real ones (no ``project_id``/``source_region`` fields)."""
     replication = [record_view(r, now) for r in records]
     copy_status, fail_code, fail_reason = _copy_state(replication)
     finished = item.protected_at != item.created_at
     if item.status == "error":
         fail_code = {"Code": "CSBS.6009", "Description": "Failed to create the backup."}
         fail_reason = "Failed to create the backup."
-    return {
+    view = {
         "id": item.id,
         "checkpoint_id": item.checkpoint_id,
         "name": item.name,
@@ -112,3 +116,6 @@ def item_view(item: Item, records: list[Record], now: float) -> dict[str, Any]:
         "tags": [{"key": k, "value": v} for k, v in item.tags],
         "replication_records": replication,
     }
+    if regional:
+        del view["project_id"], view["source_region"]
+    return view

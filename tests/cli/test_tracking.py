@@ -290,7 +290,10 @@ def test_track_exit_codes_without_pending_copies_and_at_the_deadline(
         capsys.readouterr()
         track = ["track", str(ledger), "--endpoint", sim.base_url, "--log-level", "warning"]
         assert main([*track, "--interval", "0.01", "--deadline", "0.05"]) == 6
-        assert "still copying" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "still copying" in out
+        assert "still running (item -> destination region, last status):" in out
+        assert "(replicating)" in out  # each pair named, with the service's word
         sim.advance(3600)
         assert main([*track, "--interval", "0"]) == 0
         assert main([*track]) == 0

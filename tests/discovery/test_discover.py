@@ -556,3 +556,35 @@ def test_manifest_into_a_missing_directory_is_a_config_error(tmp_path: Path) -> 
 def test_status_any_in_the_config_lists_every_status() -> None:
     assert DiscoverConfig.from_config({"discover": {"status": "any"}}).filters.status is None
     assert DiscoverConfig.from_config({}).filters.query() == {"status": "available"}
+
+
+@pytest.mark.anyio
+async def test_a_throttled_listing_waits_for_the_next_window() -> None:
+    """APIG.0308 "time:1 second": the listing comes back no earlier than the next window."""
+    throttled = TransientApiError("HTTP 429 APIG.0308", http_status=429, window_s=1.0)
+
+    class Throttled(FakeLister):
+        async def iter_items(
+            self,
+            project_id: str,
+            *,
+            region: str | None = None,
+            page_size: int = 1000,
+            **filters: str | int | bool,
+        ) -> AsyncIterator[dict[str, Any]]:
+            self.calls += 1
+            if self.calls == 1:
+                raise throttled
+            for item in self.items:
+                yield item
+
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    config = DiscoverConfig((SRC,), (Rule((Dest(EAST2, DEST_B),)),))
+    found = await discover(Throttled([fake_item(1)]), config, sleep=sleep)
+    assert len(found.tasks) == 1
+    assert len(waits) == 1
+    assert 1.0 <= waits[0] <= 1.25

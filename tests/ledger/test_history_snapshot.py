@@ -273,7 +273,7 @@ def damage_snapshot(path: Path) -> None:
 
 def other_version(path: Path) -> None:
     snapshot = Path(snapshot_path(path))
-    snapshot.write_bytes(snapshot.read_bytes().replace(b'{"v":1,', b'{"v":2,', 1))
+    snapshot.write_bytes(snapshot.read_bytes().replace(b'{"v":2,', b'{"v":3,', 1))
 
 
 def garbage(path: Path) -> None:
@@ -371,3 +371,26 @@ def test_a_snapshot_is_replaced_whole(tmp_path: Path) -> None:
         "l.jsonl.snapshot",
     ]
     assert History.load(path, record_ids=False).snapshot_end == path.stat().st_size
+
+
+def test_a_version_1_snapshot_still_reads_and_new_copy_words_survive(tmp_path: Path) -> None:
+    """Version 2 only adds copy-status codes (skip, waiting_replicate, replicating): a v1
+    snapshot is read as before, and the new words come back from a v2 one (issue 15)."""
+    path = estate_ledger(tmp_path / "l.jsonl")
+    History.load(path, record_ids=False).save_snapshot(path)
+    snapshot = Path(snapshot_path(path))
+    snapshot.write_bytes(snapshot.read_bytes().replace(b'{"v":2,', b'{"v":1,', 1))
+    history = History.load(path, record_ids=False)
+    assert history.snapshot_end > 0
+    keys = keys_of(path)
+    assert knowledge(history, keys) == knowledge(full_fold(path), keys)
+
+    with path.open("ab") as f:
+        f.write(orjson.dumps(copy_status(1, "skip", RID, REGIONS[1])) + b"\n")
+        f.write(orjson.dumps(copy_status(2, "replicating", RID, REGIONS[2])) + b"\n")
+    History.load(path, record_ids=False).save_snapshot(path)
+    again = History.load(path, record_ids=False)
+    assert again.snapshot_end > 0
+    assert knowledge(again, keys) == knowledge(full_fold(path), keys)
+    assert again.copy_status((PROJECT, item(1), REGIONS[1])) == "skip"
+    assert again.copy_status((PROJECT, item(2), REGIONS[2])) == "replicating"

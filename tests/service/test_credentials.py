@@ -10,6 +10,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
+import anyio
 import pytest
 from structlog.testing import capture_logs
 
@@ -20,7 +22,7 @@ from orchestrator.service.auth import AkSkSigner, StaticToken
 from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.service.credentials import MetadataCredentials, resolve_credentials
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import METADATA
+from orchestrator.simulator.app import METADATA, METADATA_TOKEN
 from tests.conftest import MakeSimulator
 from tests.helpers.runkit import fresh_items, task_for
 
@@ -205,3 +207,37 @@ async def test_the_simulator_wants_the_security_token_of_a_temporary_key(
         async with CsbsClient(ClientSettings(endpoint=sim.base_url), stale) as client:
             with pytest.raises(AuthError, match="expired"):
                 await client.count_items(sim.state.projects[0].id)
+
+
+@pytest.mark.parametrize(("tokens", "asked"), [("required", 1), ("optional", 1), ("off", 0)])
+async def test_the_metadata_session_token_is_used_where_the_service_has_one(
+    make_simulator: MakeSimulator, tokens: str, asked: int
+) -> None:
+    """As the SDK: PUT a session token first, send it with the key request; a service with
+    no tokens (404) is asked without one."""
+    async with make_simulator(items=10, metadata_tokens=tokens) as sim:
+        auth = await resolve_credentials(_metadata_env(sim), clock=_sim_clock(sim))
+        assert isinstance(auth, MetadataCredentials)
+        assert sim.counters.requests_for(METADATA_TOKEN, 200) == asked
+        assert sim.counters.requests_for(METADATA, 200) == 1
+        if tokens == "required":
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(sim.base_url + "/openstack/latest/securitykey") as resp,
+            ):
+                assert resp.status == 401  # without the session token
+
+
+async def test_many_requests_refused_together_renew_once(make_simulator: MakeSimulator) -> None:
+    """Single-flight: twenty requests refused with a withdrawn key cause one renewal."""
+    async with make_simulator(items=10) as sim:
+        auth = await resolve_credentials(_metadata_env(sim), clock=_sim_clock(sim))
+        assert isinstance(auth, MetadataCredentials)
+        async with CsbsClient(ClientSettings(endpoint=sim.base_url), auth) as client:
+            project = sim.state.projects[0].id
+            await client.count_items(project)
+            sim.auth.revoke_key(auth._key.ak)
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(client.count_items, project)
+        assert sim.counters.requests_for(METADATA, 200) == 2

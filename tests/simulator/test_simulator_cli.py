@@ -118,6 +118,9 @@ def test_serves_until_signal_then_exits_zero(signum: signal.Signals) -> None:
         url = f"{info['base_url']}/_sim/info"
         with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback http
             assert json.loads(resp.read())["projects"] == info["projects"]
+        # Every source region's own endpoint, in the start line (issue 15).
+        assert set(info["endpoints"]) == {p["region"] for p in info["projects"]}
+        assert all(u.startswith("http://127.0.0.1:") for u in info["endpoints"].values())
         process.send_signal(signum)
         out, err = process.communicate(timeout=10)
     finally:
