@@ -1,0 +1,1 @@
+"""The engine: what a run sends, when, and under which limits."""
