@@ -25,8 +25,10 @@ After a measurement the rate holds at the limit less a margin (the measurement's
 again within a few percent (the bucket is nearly empty after holding just below it: few
 refusals), while a limit raised from 40 to 100 is found in a few seconds. The probe grows
 only while requests are waiting for their slot (a run that sends less than its rate does not
-inflate it). Before anything is known the controller starts slowly and doubles (slow start),
-so that hundreds of workers do not open with a burst of refusals.
+inflate it). Before anything is known the controller starts at ``start_rate`` and doubles its
+rate every round trip, as TCP's slow start does (each accepted answer adds ``ln 2 / latency``):
+hundreds of workers do not open with a burst of refusals, and a run that is never throttled
+is unpaced after a few dozen answers.
 
 Pure: no I/O, no sleeping. Time comes from an injected monotonic clock; the pool sleeps for
 the delay :meth:`RateController.reserve` returns.
@@ -93,17 +95,16 @@ class PaceSettings:
     #: Held this far below a measured limit (a share), beyond the measurement's own error.
     margin: float = 0.01
     #: A measurement is final once this many accepted sends lie between two throttled ones...
-    min_tokens: int = 50
+    min_tokens: int = 80
     #: ...or once the two are this far apart (s); older throttled sends are not used.
     max_span_s: float = 2.0
     #: After a measurement, hold this long before probing upward (s).
-    hold_s: float = 3.0
+    hold_s: float = 4.0
     #: The first probe step above the held rate (a share), doubling every ``probe_double_s``.
     probe_start: float = 0.02
     probe_double_s: float = 0.5
-    #: Slow start, before anything is known: from this rate, doubling every ``start_double_s``.
+    #: Slow start, before anything is known: from this rate, doubling every round trip.
     start_rate: float = 20.0
-    start_double_s: float = 0.25
     #: The gateway's window when its message does not say (s).
     window_s: float = 1.0
 
@@ -132,14 +133,10 @@ class RateController:
         self.history: list[tuple[float, float]] = []
         self.accepted = 0
         self.refused = 0
-        if initial is not None:
-            self._base = self._capped(initial)
-            self._step, self._double_s = settings.probe_start, settings.probe_double_s
-            self._probe_at = now + settings.hold_s
-        else:  # slow start: probing from the start, a step of 100 % doubling quickly
-            self._base = self._capped(settings.start_rate / 2)
-            self._step, self._double_s = 1.0, settings.start_double_s
-            self._probe_at = now
+        self._step, self._double_s = settings.probe_start, settings.probe_double_s
+        self._slow = initial is None  # slow start until the first throttled answer
+        self._base = self._capped(settings.start_rate if initial is None else initial)
+        self._probe_at = math.inf if initial is None else now + settings.hold_s
         self._probed = 0.0  # seconds of probing so far (only while requests wait)
         self._last = now
         self._waiting = False
@@ -169,7 +166,7 @@ class RateController:
 
     def _rate_at(self, now: float) -> float:
         if now < self._probe_at:
-            return self._base
+            return math.inf if self._base >= _UNPACED else self._base
         if self._throttled:
             self._throttled.clear()  # a new episode: the bucket may have refilled since
         if self._waiting:  # requests waited for their slot until the last one booked
@@ -190,8 +187,11 @@ class RateController:
         """Feed one answer: ``sent_at`` is the monotonic time its request went out; a request
         that reached the gateway and was not throttled counts as accepted (it took a token)."""
         self._trim(sent_at)
+        now = self._clock()
         if not throttled:
             self.accepted += 1
+            if self._slow and now > sent_at:
+                self._base = self._capped(self._base + math.log(2) / (now - sent_at))
             if not self._accepted or sent_at >= self._accepted[-1]:
                 self._accepted.append(sent_at)
             else:
@@ -200,7 +200,7 @@ class RateController:
         self.refused += 1
         if window_s is not None:
             self._window = window_s
-        now = self._clock()
+        self._slow = False
         partner = self._partner(sent_at)
         bisect.insort(self._throttled, sent_at)
         if partner is None:
