@@ -23,6 +23,8 @@ import anyio
 import structlog
 
 from orchestrator import __version__
+from orchestrator.engine.pace import PaceSettings
+from orchestrator.engine.pace_state import load_learned_rates, save_learned_rates
 from orchestrator.errors import LedgerError, ManifestError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.history import History
@@ -80,7 +82,11 @@ class JobResult:
     conflicts: int
 
 
-def pool_settings(settings: RunSettings, initial_limits: Mapping[str, int]) -> PoolSettings:
+def pool_settings(
+    settings: RunSettings,
+    initial_limits: Mapping[str, int],
+    initial_rates: Mapping[str, float] | None = None,
+) -> PoolSettings:
     return PoolSettings(
         concurrency=settings.concurrency,
         per_region=settings.per_region,
@@ -99,6 +105,9 @@ def pool_settings(settings: RunSettings, initial_limits: Mapping[str, int]) -> P
         grace_period=settings.grace_period,
         max_duration=settings.max_duration,
         initial_limits=initial_limits,
+        # --rate is the ceiling; under it the pace is learned from the service's answers.
+        pace=PaceSettings(ceiling=settings.rate),
+        initial_rates=initial_rates or {},
         # A pair gives up after the retry time anyway; a service never reached, sooner.
         unreachable_after_s=(
             min(settings.unreachable_after, settings.retry_time)
@@ -219,8 +228,10 @@ async def run_job(
             )
         shown.start({region: c.to_send for region, c in plan.by_region.items() if c.to_send})
         limits = load_learned_limits(spec.settings.state_file)
+        rates = load_learned_rates(spec.settings.state_file)
         async with client_factory() as client:
-            pool = Pool(client, recorder, pool_settings(spec.settings, limits), progress=shown)
+            settings = pool_settings(spec.settings, limits, rates)
+            pool = Pool(client, recorder, settings, progress=shown)
             if spec.on_pool is not None:
                 spec.on_pool(pool)
             try:
@@ -243,10 +254,12 @@ async def run_job(
                 exit_code=int(code),
                 requests=stats.requests,
                 retries=stats.retries,
+                pace=stats.pace,
             )
         # Still under the ledger's lock: no other run appends while its lines are folded.
         await _keep_snapshot(spec, history)
     save_learned_limits(spec.settings.state_file, stats.limits)
+    save_learned_rates(spec.settings.state_file, {key: p["limit"] for key, p in stats.pace.items()})
     return JobResult(run_id, code, stats, plan, duration, rejected, len(plan.conflicts))
 
 

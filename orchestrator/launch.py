@@ -244,6 +244,20 @@ def _problem_lines(plan: Plan) -> list[str]:
     return lines + [f"  {problem}" for problem in shown]
 
 
+def pace_lines(pace: Mapping[str, Mapping[str, float | int | None]]) -> list[str]:
+    """One line per endpoint/project the service throttled: what rate it allowed."""
+    lines = []
+    for key, p in sorted(pace.items()):
+        if p.get("limit") is None:
+            continue
+        lines.append(
+            f"pace {key}: the service allowed {p['limit']:.1f} requests/s "
+            f"({p['throttled']} of {int(p['accepted'] or 0) + int(p['throttled'] or 0)} "
+            "requests throttled)"
+        )
+    return lines
+
+
 def print_summary(result: JobResult, ledger: Path, out: TextIO) -> None:
     counts = result.stats.counts
     parts = [f"{status} {n}" for status, n in sorted(counts.items()) if n]
@@ -259,6 +273,7 @@ def print_summary(result: JobResult, ledger: Path, out: TextIO) -> None:
         f"{result.stats.requests} requests, {result.stats.retries} retries, "
         f"{result.duration_s:.1f}s; ledger {ledger} (run {result.run_id})",
     ]
+    lines += pace_lines(result.stats.pace)
     if result.stats.auth_error:
         lines.append(f"credentials: {result.stats.auth_error}")
     if result.stats.unreachable:

@@ -203,7 +203,8 @@ def save_learned_limits(
     """Keep each region's last limit, merged into what the file already holds; atomic."""
     if path is None or not history:
         return
-    merged = load_learned_limits(path)
+    merged: dict[str, object] = dict(load_learned_limits(path))
+    merged.update(_others(path))  # what other parts keep here (the learned paces)
     merged.update({region: points[-1][1] for region, points in history.items() if points})
     target = Path(path)
     try:
@@ -211,3 +212,14 @@ def save_learned_limits(
         replace_file(target, orjson.dumps(merged, option=orjson.OPT_SORT_KEYS))
     except OSError as exc:
         log.warning("limits.state_unwritable", path=path, error=str(exc))
+
+
+def _others(path: str) -> dict[str, object]:
+    """The entries of the state file that are not region limits (JSON objects), kept as is."""
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, dict)}

@@ -34,6 +34,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    """``auto`` (learn the rate, no ceiling) is 0; else a ceiling in requests per second."""
+    if text.strip().lower() == "auto":
+        return 0.0
+    return _non_negative_float(text)
+
+
 def _percent(text: str) -> float:
     value = float(text)
     if not 0 < value <= 100:
@@ -193,9 +200,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "rate",
         "--rate",
-        _non_negative_float,
+        _rate,
         0.0,
-        "requests per second to the service, all regions (0 = unlimited)",
+        "ceiling in requests per second to the service, all regions; under it the pace "
+        "the service allows is learned from its 429s (auto or 0 = no ceiling)",
         env="CSBS_RATE",
         config="limits.rate",
     ),

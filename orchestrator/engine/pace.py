@@ -42,6 +42,8 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+from orchestrator.models import ReplicationTask
+
 __all__ = [
     "PaceKey",
     "PaceSettings",
@@ -49,6 +51,7 @@ __all__ = [
     "RateController",
     "is_throttle",
     "key_label",
+    "key_of",
     "throttle_window",
 ]
 
@@ -79,6 +82,11 @@ def throttle_window(error_msg: str | None) -> float | None:
     if found is None:
         return None
     return float(found.group(1)) * _UNIT_S[found.group(2).lower()]
+
+
+def key_of(task: ReplicationTask) -> PaceKey:
+    """The budget a task's requests draw on: its source region's endpoint, its project."""
+    return (task.source_region or "default", task.project_id)
 
 
 def key_label(key: PaceKey) -> str:
@@ -118,7 +126,9 @@ class RateController:
         clock: Callable[[], float],
         *,
         initial: float | None = None,
+        label: str = "",
     ) -> None:
+        self.label = label
         self._s = settings
         self._clock = clock
         now = clock()
@@ -148,6 +158,12 @@ class RateController:
     def rate(self) -> float:
         """The current pace in requests per second (``inf``: unpaced)."""
         return self._rate_at(self._clock())
+
+    @property
+    def shown_rate(self) -> float | None:
+        """The pace rounded for people and files; None when unpaced."""
+        rate = self.rate
+        return None if math.isinf(rate) else round(rate, 1)
 
     def reserve(self) -> float:
         """Book the next send slot; the seconds to wait for it (0: send now).
@@ -243,8 +259,10 @@ class RateController:
         return max(0, hi - lo)
 
     def _trim(self, now: float) -> None:
+        # In whole seconds at a time: at thousands of answers a second, deleting the head
+        # of the list on every answer would cost more than everything else here.
         horizon = now - max(self._s.max_span_s, self._window) - 1.0
-        if self._accepted and self._accepted[0] < horizon:
+        if self._accepted and self._accepted[0] < horizon - 1.0:
             del self._accepted[: bisect.bisect_left(self._accepted, horizon)]
 
     def _record(self, now: float) -> None:
@@ -270,7 +288,9 @@ class Pacer:
         controller = self._controllers.get(key)
         if controller is None:
             start = self._initial.get(key_label(key))
-            controller = RateController(self._settings, self._clock, initial=start)
+            controller = RateController(
+                self._settings, self._clock, initial=start, label=key_label(key)
+            )
             self._controllers[key] = controller
         return controller
 
@@ -281,10 +301,15 @@ class Pacer:
         """The measured limit per key label (keys never throttled are left out)."""
         return {key_label(key): round(c.limit, 2) for key, c in self if c.limit is not None}
 
-    def rates(self) -> dict[str, float | None]:
-        """The current pace per key label (None: unpaced)."""
-        out: dict[str, float | None] = {}
-        for key, c in self:
-            rate = c.rate
-            out[key_label(key)] = None if math.isinf(rate) else round(rate, 2)
-        return out
+    def summary(self) -> dict[str, dict[str, float | int | None]]:
+        """Per key label: the measured ``limit`` (None: never throttled), the ``rate`` now
+        (None: unpaced), and the requests ``accepted`` and ``throttled``."""
+        return {
+            c.label: {
+                "limit": None if c.limit is None else round(c.limit, 2),
+                "rate": c.shown_rate,
+                "accepted": c.accepted,
+                "throttled": c.refused,
+            }
+            for _, c in self
+        }
