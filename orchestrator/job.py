@@ -106,7 +106,7 @@ def pool_settings(
         max_duration=settings.max_duration,
         initial_limits=initial_limits,
         # --rate is the ceiling; under it the pace is learned from the service's answers.
-        pace=PaceSettings(ceiling=settings.rate),
+        pace=PaceSettings(ceiling=settings.rate) if settings.pace else None,
         initial_rates=initial_rates or {},
         # A pair gives up after the retry time anyway; a service never reached, sooner.
         unreachable_after_s=(

@@ -208,6 +208,14 @@ OPTIONS: tuple[Option, ...] = (
         config="limits.rate",
     ),
     Option(
+        "pace",
+        "--pace",
+        _bool,
+        True,
+        "learn the rate the service allows from its 429s and send at it (true/false)",
+        config="limits.pace",
+    ),
+    Option(
         "max_attempts",
         "--max-attempts",
         _positive_int,
@@ -325,6 +333,7 @@ class RunSettings:
     per_region_floor: int = 2
     adaptive: bool = True
     rate: float = 0.0
+    pace: bool = True
     max_attempts: int = 8
     retry_time: float = 600.0
     unreachable_after: float = 60.0

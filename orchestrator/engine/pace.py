@@ -137,7 +137,8 @@ class RateController:
         self._accepted: list[float] = []  # send times of requests the gateway let through
         self._throttled: list[float] = []  # send times of throttled requests, this episode
         self._window = settings.window_s
-        #: The last measured limit (requests per second); None before any.
+        #: The last measured limit (requests per second), or the tightest upper bound of it
+        #: while a measurement is still short; None before any throttled answer.
         self.limit: float | None = initial
         #: (time, rate) at every decision; for tests, plots and logs.
         self.history: list[tuple[float, float]] = []
@@ -229,6 +230,7 @@ class RateController:
             target = self.limit * (1.0 - self._s.margin) - 1.0 / span
             self._hold(target, now)
         elif (upper := (got + 1) / span) < self._rate_at(now):
+            self.limit = upper  # the best known until the measurement is complete
             self._hold(upper, now)
 
     def _partner(self, sent_at: float) -> float | None:
@@ -243,6 +245,8 @@ class RateController:
         growing either way (the next throttled answer measures)."""
         span = min(self._window, max(0.2, sent_at - self._born))
         recent = self._count(sent_at - span, sent_at) / span
+        if self.limit is None:
+            self.limit = recent  # a first figure (it may include the bucket's burst)
         self._hold(min(recent, self._rate_at(now)), now)
 
     def _hold(self, rate: float, now: float) -> None:
