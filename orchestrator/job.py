@@ -23,6 +23,7 @@ import anyio
 import structlog
 
 from orchestrator import __version__
+from orchestrator.engine.live import RunSnapshot, Watcher
 from orchestrator.engine.pace import PaceSettings
 from orchestrator.engine.pace_state import load_learned_rates, save_learned_rates
 from orchestrator.errors import LedgerError, ManifestError
@@ -67,6 +68,8 @@ class JobSpec:
     # Handed the pool before it runs, so that a caller watching signals itself (the
     # scheduler) can stop it gracefully; used with handle_signals=False.
     on_pool: Callable[[Pool], None] | None = None
+    #: Runs beside the pool (the live ``--metrics-file``), cancelled when the pool returns.
+    watch: Watcher | None = None
     snapshot_after_bytes: int = SNAPSHOT_AFTER_BYTES
     snapshot_check_s: float = SNAPSHOT_CHECK_S
 
@@ -310,9 +313,23 @@ async def _run_pool(
         tg.start_soon(_snapshots_meanwhile, spec, history)
         if spec.handle_signals:
             tg.start_soon(_watch_signals, pool)
+        if spec.watch is not None:
+            total = plan.totals.to_send
+            tg.start_soon(spec.watch, lambda: _snapshot(pool, total))
         stats = await pool.run(plan.work(), plan.regions)
         tg.cancel_scope.cancel()
     return stats
+
+
+def _snapshot(pool: Pool, total: int) -> RunSnapshot:
+    stats = pool.stats
+    return RunSnapshot(
+        counts={str(status): n for status, n in stats.counts.items()},
+        total=total,
+        requests=stats.requests,
+        retries=stats.retries,
+        pace=pool.pace_summary(),
+    )
 
 
 #: A running job spends at most about 1/_SNAPSHOT_DUTY of its time saving snapshots: a save

@@ -28,12 +28,13 @@ from orchestrator.auth import (
     credentials_from_env,
 )
 from orchestrator.client import ClientSettings, CsbsClient, Timeouts
+from orchestrator.engine.live import RunSnapshot, Watcher
 from orchestrator.errors import ConfigError, ErrorTable
 from orchestrator.exitcodes import ExitCode
 from orchestrator.job import JobResult, JobSpec, run_job
 from orchestrator.ledger import iter_records
 from orchestrator.logs import close_logging, configure_logging
-from orchestrator.metrics import RunMetrics, write_textfile
+from orchestrator.metrics import RunMetrics, publish_live, write_textfile
 from orchestrator.plan import Plan
 from orchestrator.progress import NullProgress, Progress, make_progress
 from orchestrator.report import build_report
@@ -43,6 +44,7 @@ __all__ = [
     "Connection",
     "connect",
     "launch_job",
+    "live_watcher",
     "open_output",
     "print_summary",
     "secrets_of",
@@ -180,6 +182,7 @@ def launch_job(args: argparse.Namespace, settings: RunSettings, *, manifest: Pat
             manifest=manifest,
             strict=args.strict,
             retry_failed=args.retry_failed,
+            watch=live_watcher(settings),
         )
         progress = output.progress(not args.no_progress)
         result = anyio.run(_job, args, spec, env, progress)
@@ -208,13 +211,26 @@ async def _job(
         return await run_job(replace(spec, settings=conn.settings), factory, progress=progress)
 
 
+def live_watcher(settings: RunSettings) -> Watcher | None:
+    """Rewrites ``--metrics-file`` every 30 s while the run goes on; None without one."""
+    path = settings.metrics_file
+    if path is None:
+        return None
+
+    async def watch(snapshot: Callable[[], RunSnapshot]) -> None:
+        await publish_live(path, snapshot)
+
+    return watch
+
+
 def write_run_metrics(result: JobResult, spec: JobSpec) -> None:
     """The Prometheus textfile of the run, when ``metrics_file`` is set."""
     path = spec.settings.metrics_file
     if path is None:
         return
     report = build_report(iter_records(spec.ledger), run=result.run_id)
-    write_textfile(path, RunMetrics.from_report(report, finished_at=time.time()))
+    metrics = RunMetrics.from_report(report, finished_at=time.time())
+    write_textfile(path, replace(metrics, pace=result.stats.pace))
 
 
 _VERDICT = {

@@ -338,6 +338,10 @@ class Pool:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def pace_summary(self) -> dict[str, dict[str, float | int | None]]:
+        """The learned pace per ``endpoint/project`` so far (empty when not pacing)."""
+        return {} if self._pacer is None else self._pacer.summary()
+
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self, work: Iterable[WorkItem], regions: Iterable[str]) -> PoolStats:
@@ -357,8 +361,7 @@ class Pool:
             for region, gate in self._gates.items():
                 self.stats.limits[region] = gate.history
                 self.stats.breaker_trips[region] = gate.breaker_trips
-            if self._pacer is not None:
-                self.stats.pace = self._pacer.summary()
+            self.stats.pace = self.pace_summary()
         return self.stats
 
     def _open_region(
