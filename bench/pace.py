@@ -31,7 +31,6 @@ from orchestrator.simulator.sample import MANIFEST_COLUMNS
 
 __all__ = ["pace"]
 
-_REPLICATE = "/v1/{project_id}/checkpoint_items/{checkpoint_item_id}/action"
 _BURST = 20
 #: Goals (issue 20) and the moonshot.
 _USED, _REFUSED = 0.90, 0.05
@@ -119,7 +118,7 @@ def _run(work: Path, case: Case, changes: tuple[tuple[float, float], ...] = ()) 
     sim_flags = ["--items", str(items), "--auth", "none", "--latency", f"{case.latency:g}"]
     sim_flags += ["--throttle-rate", f"{case.rate:g}", "--throttle-burst", str(_BURST)]
     with SimProcess(sim_flags) as sim:
-        ledger = work / f"ledger-{case.name}-{case.concurrency}.jsonl"
+        ledger = work / f"ledger-{len(list(work.iterdir()))}.jsonl"
         env = dict(os.environ, HUAWEICLOUD_SDK_AK=sim.info["ak"], HUAWEICLOUD_SDK_SK=sim.info["sk"])
         cmd = python_cmd("-m", "orchestrator", "run", "--manifest", str(manifest))
         cmd += ["--ledger", str(ledger), "--endpoint", sim.base_url, "--no-progress"]
@@ -139,7 +138,7 @@ def _run(work: Path, case: Case, changes: tuple[tuple[float, float], ...] = ()) 
     ledger.unlink(missing_ok=True)
     by_status = {}
     for route, statuses in counters["requests"].items():
-        if route.endswith("/action"):
+        if route.endswith("/replicate"):
             by_status = statuses
     arrivals = counters["replicate_arrivals"]
     return Outcome(

@@ -45,6 +45,7 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from orchestrator.engine.pace import (
+    PaceKey,
     Pacer,
     PaceSettings,
     RateController,
@@ -52,6 +53,7 @@ from orchestrator.engine.pace import (
     key_of,
     throttle_window,
 )
+from orchestrator.engine.pace_gate import PaceGate
 from orchestrator.errors import (
     AlreadyReplicatedError,
     ApiError,
@@ -298,6 +300,7 @@ class Pool:
             if settings.pace is None
             else Pacer(settings.pace, anyio.current_time, initial=settings.initial_rates)
         )
+        self._pace_gates: dict[PaceKey, PaceGate] = {}
         self._budget = RetryBudget(
             settings.retry_budget_percent / 100.0, min_per_s=settings.retry_budget_min_per_s
         )
@@ -657,10 +660,10 @@ class Pool:
         """Wait for the task's pace, then take the region gate, the global limiter and a rate
         slot; a stop ends the wait, unless not ``stoppable`` (a follow-up of a request already
         answered)."""
-        if self._pacer is not None:
-            delay = self._pacer[key_of(task)].reserve()
-            if delay > 0:
-                await self._pace_wait(delay, stoppable=stoppable)
+        if (pacer := self._pacer) is not None:
+            pace = self._pace_gate(pacer, task)
+            if not pace.try_pass():
+                await self._pace_wait(pace, stoppable=stoppable)
         # What is free now is taken without a trip through the event loop (usually all three);
         # only the rest is waited for, in a cancel scope that a stop cancels.
         taken = 0 if stoppable and self._stop.is_set() else self._take_free(gate)
@@ -697,14 +700,18 @@ class Pool:
         if scope.cancelled_caught:
             raise _Stopped
 
-    async def _pace_wait(self, delay: float, *, stoppable: bool) -> None:
-        if not stoppable:
-            await anyio.sleep(delay)
-            return
-        with anyio.move_on_after(delay):
-            await self._wait_or_stop(self._stop.wait())
-        if self._stop.is_set():
-            raise _Stopped
+    async def _pace_wait(self, gate: PaceGate, *, stoppable: bool) -> None:
+        if stoppable:
+            await self._wait_or_stop(gate.wait())
+        else:
+            await gate.wait()
+
+    def _pace_gate(self, pacer: Pacer, task: ReplicationTask) -> PaceGate:
+        key = key_of(task)
+        gate = self._pace_gates.get(key)
+        if gate is None:
+            gate = self._pace_gates[key] = PaceGate(pacer[key])
+        return gate
 
     def _paced(self, task: ReplicationTask) -> RateController | None:
         return None if self._pacer is None else self._pacer[key_of(task)]

@@ -170,7 +170,26 @@ class RateController:
         """Book the next send slot; the seconds to wait for it (0: send now).
 
         Slots are evenly spaced and never lie in the past: after a pause the next request
-        goes at once and the one after it an interval later, never a burst."""
+        goes at once and the one after it an interval later, never a burst. Book one slot at
+        a time (:class:`~orchestrator.engine.pace_gate.PaceGate` queues the rest): a slot
+        booked ahead keeps the rate of when it was booked."""
+        return self.take(waiting=True)
+
+    def wait_time(self) -> float:
+        """Seconds until the next slot at the current rate (0: one is free now)."""
+        now = self._clock()
+        rate = self._rate_at(now)
+        if math.isinf(rate):
+            return 0.0
+        return max(0.0, self._next - now)
+
+    @property
+    def unpaced(self) -> bool:
+        return math.isinf(self._rate_at(self._clock()))
+
+    def take(self, *, waiting: bool) -> float:
+        """Take the next slot: its delay from now (0 once :meth:`wait_time` has elapsed).
+        ``waiting``: other requests wait behind this one (the probe grows only then)."""
         now = self._clock()
         rate = self._rate_at(now)
         if math.isinf(rate):
@@ -178,7 +197,7 @@ class RateController:
             return 0.0
         slot = max(now, self._next)
         self._next = slot + 1.0 / rate
-        self._waiting = slot > now
+        self._waiting = waiting or slot > now
         return slot - now
 
     def _rate_at(self, now: float) -> float:
