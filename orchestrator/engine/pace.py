@@ -132,7 +132,7 @@ class RateController:
         self._s = settings
         self._clock = clock
         now = clock()
-        self._born = now
+        self._first_send: float | None = None
         self._next = now  # the next free send slot
         self._accepted: list[float] = []  # send times of requests the gateway let through
         self._throttled: list[float] = []  # send times of throttled requests, this episode
@@ -194,10 +194,14 @@ class RateController:
         rate = self._rate_at(now)
         if math.isinf(rate):
             self._waiting = False
+            if self._first_send is None:
+                self._first_send = now
             return 0.0
         slot = max(now, self._next)
         self._next = slot + 1.0 / rate
         self._waiting = waiting or slot > now
+        if self._first_send is None:
+            self._first_send = slot
         return slot - now
 
     def _rate_at(self, now: float) -> float:
@@ -262,7 +266,10 @@ class RateController:
     def _first_cut(self, sent_at: float, now: float) -> None:
         """No partner yet: cut to what the gateway accepted over its window, if lower; stop
         growing either way (the next throttled answer measures)."""
-        span = min(self._window, max(0.2, sent_at - self._born))
+        # Over the gateway's window, or since the first request if that is shorter (a cut
+        # at the start must not count the time before anything was sent).
+        start = sent_at if self._first_send is None else self._first_send
+        span = min(self._window, max(0.01, sent_at - start))
         recent = self._count(sent_at - span, sent_at) / span
         if self.limit is None:
             self.limit = recent  # a first figure (it may include the bucket's burst)
