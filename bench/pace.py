@@ -274,7 +274,9 @@ def _drop_and_recover(work: Path, section: Any) -> None:
         if len(changes) > 1
         else "Drop and recovery: the rate changes did not happen"
     )
-    section.notes.append("\n```\n" + "\n".join(_plot(series, limits)) + "\n```")
+    plot = _plot(series, limits)
+    section.notes.append("\n```\n" + "\n".join(plot) + "\n```")
+    print(section.notes[-2], *plot, sep="\n", flush=True)
 
 
 def _followed(series: list[int], at: float, ok: Any) -> float | None:

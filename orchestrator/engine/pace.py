@@ -26,7 +26,8 @@ again within a few percent (the bucket is nearly empty after holding just below 
 refusals), while a limit raised from 40 to 100 is found in a few seconds. The probe grows
 only while requests are waiting for their slot (a run that sends less than its rate does not
 inflate it). Before anything is known the controller starts at ``start_rate`` and doubles its
-rate every round trip, as TCP's slow start does (each accepted answer adds ``ln 2 / latency``):
+rate every round trip (at most every ``start_double_s``), as TCP's slow start does (each
+accepted answer adds ``ln 2 / latency``):
 hundreds of workers do not open with a burst of refusals, and a run that is never throttled
 is unpaced after a few dozen answers.
 
@@ -111,8 +112,11 @@ class PaceSettings:
     #: The first probe step above the held rate (a share), doubling every ``probe_double_s``.
     probe_start: float = 0.02
     probe_double_s: float = 0.5
-    #: Slow start, before anything is known: from this rate, doubling every round trip.
+    #: Slow start, before anything is known: from this rate, doubling every round trip but
+    #: no faster than every ``start_double_s`` (at 1 ms a round trip, a doubling every
+    #: millisecond would overshoot tenfold before the first refusal came back).
     start_rate: float = 20.0
+    start_double_s: float = 0.05
     #: The gateway's window when its message does not say (s).
     window_s: float = 1.0
 
@@ -230,8 +234,9 @@ class RateController:
         now = self._clock()
         if not throttled:
             self.accepted += 1
-            if self._slow and now > sent_at:
-                self._base = self._capped(self._base + math.log(2) / (now - sent_at))
+            if self._slow:
+                trip = max(now - sent_at, self._s.start_double_s)
+                self._base = self._capped(self._base + math.log(2) / trip)
             if not self._accepted or sent_at >= self._accepted[-1]:
                 self._accepted.append(sent_at)
             else:
@@ -264,13 +269,16 @@ class RateController:
         return None
 
     def _first_cut(self, sent_at: float, now: float) -> None:
-        """No partner yet: cut to what the gateway accepted over its window, if lower; stop
-        growing either way (the next throttled answer measures)."""
+        """No partner yet: cut to what the gateway accepted over its window, but by half of
+        what was sent at most (a window that accepted nothing is no reason to crawl), if
+        lower; stop growing either way (the next throttled answer measures)."""
         # Over the gateway's window, or since the first request if that is shorter (a cut
         # at the start must not count the time before anything was sent).
         start = sent_at if self._first_send is None else self._first_send
         span = min(self._window, max(0.01, sent_at - start))
-        recent = self._count(sent_at - span, sent_at) / span
+        accepted = self._count(sent_at - span, sent_at)
+        refused = len(self._throttled) - bisect.bisect_left(self._throttled, sent_at - span)
+        recent = max(accepted, (accepted + refused) / 2) / span
         if self.limit is None:
             self.limit = recent  # a first figure (it may include the bucket's burst)
         self._hold(min(recent, self._rate_at(now)), now)
