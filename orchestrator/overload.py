@@ -3,7 +3,9 @@
 The service publishes no capacity, so each region's limit is learned (AIMD, as TCP does):
 
 * every success adds ``1/limit`` (one slot per "window" of successes: additive increase);
-* a 503 or 429 multiplies the limit by ``decrease_factor`` (multiplicative decrease), at most
+* a 503, a timeout or a cut connection multiplies the limit by ``decrease_factor``
+  (multiplicative decrease; a 429 does not: throttling is about the *rate*, which the pool's
+  rate controller, ``engine/pace.py``, owns), at most
   once per window, where a window is ``limit`` completed requests since the last decrease. A
   burst of 503s that were all in flight together is one congestion signal, not fifty.
 * the limit stays within ``[floor, ceiling]``.

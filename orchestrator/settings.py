@@ -194,7 +194,7 @@ OPTIONS: tuple[Option, ...] = (
         "--adaptive",
         _bool,
         True,
-        "adapt per-region concurrency to 503/429 answers (true/false)",
+        "adapt per-region concurrency to 503s and timeouts (true/false; 429s: --pace)",
         config="limits.adaptive",
     ),
     Option(
