@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import anyio
 import pytest
 
 from orchestrator.engine.pace import (
@@ -17,6 +18,7 @@ from orchestrator.engine.pace import (
     key_label,
     throttle_window,
 )
+from orchestrator.engine.pace_gate import PaceGate
 
 
 class FakeClock:
@@ -185,3 +187,37 @@ def test_the_gateway_window() -> None:
     assert throttle_window(msg) == 1.0
     assert throttle_window("limit:5, time:1 minute") == 60.0
     assert throttle_window("nothing") is None
+
+
+def test_the_gate_passes_one_request_per_slot_without_waiting_when_due() -> None:
+    clock = FakeClock()
+    gate = PaceGate(RateController(PaceSettings(), clock, initial=10.0))
+    assert gate.try_pass()
+    assert not gate.try_pass()  # the next slot is 0.1 s away
+    clock.now = 0.1
+    assert gate.try_pass()
+
+
+@pytest.mark.anyio
+async def test_waiters_go_in_order_at_the_rate_of_when_their_turn_comes() -> None:
+    clock = FakeClock()
+    controller = RateController(PaceSettings(), clock, initial=10.0)
+    went: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        clock.now += seconds
+        await anyio.lowlevel.checkpoint()
+
+    gate = PaceGate(controller, sleep=sleep)
+
+    async def send() -> None:
+        await gate.wait()
+        went.append(round(clock.now, 6))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(send)
+    assert went == [0.0, 0.1, 0.2]
+    # The rate a waiter meets is read when its turn comes: a cut applies to the next slot.
+    controller.on_answer(0.15, throttled=True)
+    assert controller.rate < 10.0

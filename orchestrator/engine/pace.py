@@ -191,6 +191,23 @@ class RateController:
     def unpaced(self) -> bool:
         return math.isinf(self._rate_at(self._clock()))
 
+    def try_take(self) -> bool:
+        """Take the next slot if it is due now (one clock read: this is on every request's
+        path); False if it is not."""
+        now = self._clock()
+        rate = self._rate_at(now)
+        if rate == math.inf:
+            if self._first_send is None:
+                self._first_send = now
+            return True
+        if self._next > now:
+            return False
+        self._next = now + 1.0 / rate
+        self._waiting = False
+        if self._first_send is None:
+            self._first_send = now
+        return True
+
     def take(self, *, waiting: bool) -> float:
         """Take the next slot: its delay from now (0 once :meth:`wait_time` has elapsed).
         ``waiting``: other requests wait behind this one (the probe grows only then)."""

@@ -32,13 +32,7 @@ class PaceGate:
 
     def try_pass(self) -> bool:
         """Pass now if nobody waits and a slot is free (no trip through the event loop)."""
-        if self._lock.locked():
-            return False
-        controller = self.controller
-        if controller.wait_time() > 0:
-            return False
-        controller.take(waiting=False)
-        return True
+        return not self._lock.locked() and self.controller.try_take()
 
     async def wait(self) -> None:
         """Wait for this request's slot; cancellable (a stop request) at any point."""
