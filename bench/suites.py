@@ -618,12 +618,20 @@ def startup(work: Path, sizes: Sizes) -> Section:
     return section
 
 
+def _pace(work: Path, sizes: Sizes) -> Section:
+    from bench.pace import pace  # noqa: PLC0415 - pace imports Section from here
+
+    section: Section = pace(work, sizes)
+    return section
+
+
 SUITES: dict[str, Callable[[Path, Sizes], Section]] = {
     "startup": startup,
     "latency": latency_bound,
     "cpu": cpu_bound,
     "overload": overload,
     "scale": scale,
+    "pace": _pace,
 }
 
 

@@ -26,10 +26,11 @@ from orchestrator.cli.logs import close_logging, configure_logging
 from orchestrator.cli.planning import launch_plan
 from orchestrator.config.settings import RunSettings
 from orchestrator.engine.job import JobResult, JobSpec, run_job
+from orchestrator.engine.live import RunSnapshot, Watcher
 from orchestrator.engine.plan import Plan
 from orchestrator.engine.progress import NullProgress, Progress, make_progress
 from orchestrator.exitcodes import ExitCode
-from orchestrator.insight.metrics import Family, RunMetrics, write_textfile
+from orchestrator.insight.metrics import Family, RunMetrics, publish_live, write_textfile
 from orchestrator.insight.report import build_report
 from orchestrator.ledger.file import iter_records
 from orchestrator.ledger.format import StopReason
@@ -39,6 +40,7 @@ from orchestrator.service.client import CsbsClient
 
 __all__ = [
     "launch_job",
+    "live_watcher",
     "open_output",
     "print_summary",
     "secrets_of",
@@ -114,6 +116,7 @@ def launch_job(args: argparse.Namespace, settings: RunSettings, *, manifest: Pat
             retry_failed=args.retry_failed,
             expect_manifest_sha256=getattr(args, "expect_manifest_sha256", None),
             allow_empty=getattr(args, "allow_empty", False),
+            watch=live_watcher(settings),
         )
         progress = output.progress(not args.no_progress)
         result = anyio.run(_job, args, spec, env, progress)
@@ -142,6 +145,18 @@ async def _job(
         return await run_job(replace(spec, settings=conn.settings), factory, progress=progress)
 
 
+def live_watcher(settings: RunSettings) -> Watcher | None:
+    """Rewrites ``--metrics-file`` every 30 s while the run goes on; None without one."""
+    path = settings.metrics_file
+    if path is None:
+        return None
+
+    async def watch(snapshot: Callable[[], RunSnapshot]) -> None:
+        await publish_live(path, snapshot)
+
+    return watch
+
+
 def write_run_metrics(result: JobResult, spec: JobSpec, *, extra: Sequence[Family] = ()) -> None:
     """The Prometheus textfile of the run, when ``metrics_file`` is set; ``extra``: more
     gauges in the same file (``schedule --coverage``)."""
@@ -149,7 +164,8 @@ def write_run_metrics(result: JobResult, spec: JobSpec, *, extra: Sequence[Famil
     if path is None:
         return
     report = build_report(iter_records(spec.ledger), run=result.run_id)
-    write_textfile(path, RunMetrics.from_report(report, finished_at=time.time()), extra=extra)
+    metrics = RunMetrics.from_report(report, finished_at=time.time())
+    write_textfile(path, replace(metrics, pace=result.stats.pace), extra=extra)
 
 
 _VERDICT = {
@@ -184,6 +200,20 @@ def _problem_lines(plan: Plan) -> list[str]:
     return lines + [f"  {problem}" for problem in shown]
 
 
+def pace_lines(pace: Mapping[str, Mapping[str, float | int | None]]) -> list[str]:
+    """One line per endpoint/project the service throttled: what rate it allowed."""
+    lines = []
+    for key, p in sorted(pace.items()):
+        if p.get("limit") is None:
+            continue
+        lines.append(
+            f"pace {key}: the service allowed {p['limit']:.1f} requests/s "
+            f"({p['throttled']} of {int(p['accepted'] or 0) + int(p['throttled'] or 0)} "
+            "requests throttled)"
+        )
+    return lines
+
+
 def print_summary(result: JobResult, ledger: Path, out: TextIO) -> None:
     counts = result.stats.counts
     parts = [f"{status} {n}" for status, n in sorted(counts.items()) if n]
@@ -199,6 +229,7 @@ def print_summary(result: JobResult, ledger: Path, out: TextIO) -> None:
         f"{result.stats.requests} requests, {result.stats.retries} retries, "
         f"{result.duration_s:.1f}s; ledger {ledger} (run {result.run_id})",
     ]
+    lines += pace_lines(result.stats.pace)
     if result.stats.auth_error:
         lines.append(f"credentials: {result.stats.auth_error}")
     if result.stats.unreachable:

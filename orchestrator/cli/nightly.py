@@ -31,6 +31,7 @@ import structlog
 
 from orchestrator.cli.connection import Connection, connect
 from orchestrator.cli.launch import (
+    live_watcher,
     open_output,
     print_summary,
     secrets_of,
@@ -259,6 +260,7 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
                     source="discover",
                     strict=args.strict,
                     retry_failed=args.retry_failed,
+                    watch=live_watcher(conn.settings),
                 )
                 return spec, await run_job(spec, conn.client, progress=progress)
 
@@ -343,6 +345,7 @@ class Nightly:
             retry_failed=self._retry_failed,
             handle_signals=False,
             on_pool=self._attach,
+            watch=live_watcher(self._conn.settings),
         )
         try:
             result = await run_job(spec, self._conn.client, progress=self._progress)

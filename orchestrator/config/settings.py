@@ -65,6 +65,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    """``auto`` (learn the rate, no ceiling) is 0; else a ceiling in requests per second."""
+    if text.strip().lower() == "auto":
+        return 0.0
+    return _non_negative_float(text)
+
+
 def _percent(text: str) -> float:
     value = _finite_float(text)
     if not 0 < value <= 100:
@@ -251,17 +258,26 @@ OPTIONS: tuple[Option, ...] = (
         "--adaptive",
         _bool,
         True,
-        "adapt per-region concurrency to 503/429 answers (true/false)",
+        "adapt per-region concurrency to 503s and timeouts (true/false; 429s: --pace)",
         config="limits.adaptive",
     ),
     Option(
         "rate",
         "--rate",
-        _non_negative_float,
+        _rate,
         0.0,
-        "requests per second to the service, all regions (0 = unlimited)",
+        "ceiling in requests per second to the service, all regions; under it the pace "
+        "the service allows is learned from its 429s (auto or 0 = no ceiling)",
         env="CSBS_RATE",
         config="limits.rate",
+    ),
+    Option(
+        "pace",
+        "--pace",
+        _bool,
+        True,
+        "learn the rate the service allows from its 429s and send at it (true/false)",
+        config="limits.pace",
     ),
     Option(
         "max_attempts",
@@ -393,6 +409,7 @@ class RunSettings:
     per_region_floor: int = 2
     adaptive: bool = True
     rate: float = 0.0
+    pace: bool = True
     max_attempts: int = 8
     retry_time: float = 600.0
     unreachable_after: float = 60.0

@@ -31,7 +31,10 @@ import structlog
 
 from orchestrator import __version__
 from orchestrator.config.settings import RunSettings
+from orchestrator.engine.live import RunSnapshot, Watcher
 from orchestrator.engine.overload import load_learned_limits, save_learned_limits
+from orchestrator.engine.pace import PaceSettings
+from orchestrator.engine.pace_state import load_learned_rates, save_learned_rates
 from orchestrator.engine.plan import Plan, require_rows
 from orchestrator.engine.pool import Pool, PoolSettings, PoolStats, Replicator
 from orchestrator.engine.progress import NullProgress, Progress, run_ticks
@@ -88,6 +91,8 @@ class JobSpec:
     # Handed the pool before it runs, so that a caller watching signals itself (the
     # scheduler) can stop it gracefully; used with handle_signals=False.
     on_pool: Callable[[Pool], None] | None = None
+    #: Runs beside the pool (the live ``--metrics-file``), cancelled when the pool returns.
+    watch: Watcher | None = None
     snapshot_after_bytes: int = SNAPSHOT_AFTER_BYTES
     snapshot_check_s: float = SNAPSHOT_CHECK_S
 
@@ -116,7 +121,11 @@ def refuse_same_file(manifest: Path, ledger: Path) -> None:
         )
 
 
-def pool_settings(settings: RunSettings, initial_limits: Mapping[str, int]) -> PoolSettings:
+def pool_settings(
+    settings: RunSettings,
+    initial_limits: Mapping[str, int],
+    initial_rates: Mapping[str, float] | None = None,
+) -> PoolSettings:
     return PoolSettings(
         concurrency=settings.concurrency,
         per_region=settings.per_region,
@@ -131,6 +140,9 @@ def pool_settings(settings: RunSettings, initial_limits: Mapping[str, int]) -> P
         max_duration=settings.max_duration,
         initial_limits=initial_limits,
         reconcile_skew_s=settings.reconcile_skew,
+        # --rate is the ceiling; under it the pace is learned from the service's answers.
+        pace=PaceSettings(ceiling=settings.rate) if settings.pace else None,
+        initial_rates=initial_rates or {},
         # A pair gives up after the retry time anyway; a service never reached, sooner.
         unreachable_after_s=(
             min(settings.unreachable_after, settings.retry_time)
@@ -261,6 +273,7 @@ async def run_job(
             )
         shown.start({region: c.to_send for region, c in plan.by_region.items() if c.to_send})
         limits = load_learned_limits(spec.settings.state_file)
+        rates = load_learned_rates(spec.settings.state_file)
         async with client_factory() as client:
             first_attempts = (
                 await anyio.to_thread.run_sync(first_attempts_of, spec.ledger)
@@ -270,7 +283,7 @@ async def run_job(
             pool = Pool(
                 client,
                 recorder,
-                pool_settings(spec.settings, limits),
+                pool_settings(spec.settings, limits, rates),
                 progress=shown,
                 first_attempts=first_attempts,
             )
@@ -296,10 +309,12 @@ async def run_job(
                 exit_code=int(code),
                 requests=stats.requests,
                 retries=stats.retries,
+                pace=stats.pace,
             )
         # Still under the ledger's lock: no other run appends while its lines are folded.
         await _keep_snapshot(spec, history)
     save_learned_limits(spec.settings.state_file, stats.limits)
+    save_learned_rates(spec.settings.state_file, {key: p["limit"] for key, p in stats.pace.items()})
     return JobResult(run_id, code, stats, plan, duration, rejected, len(plan.conflicts))
 
 
@@ -416,6 +431,9 @@ async def _run_pool(
         tg.start_soon(_snapshots_meanwhile, spec, history)
         if spec.handle_signals:
             tg.start_soon(_watch_signals, pool)
+        if spec.watch is not None:
+            total = plan.totals.to_send
+            tg.start_soon(spec.watch, lambda: _snapshot(pool, total))
         stats = await pool.run(_pinned_work(plan, pool), plan.regions)
         tg.cancel_scope.cancel()
     return stats
@@ -433,6 +451,17 @@ def _pinned_work(plan: Plan, pool: Pool) -> Iterator[WorkItem]:
             hint="restore it and `resume`, or `resume --replan` to plan the file as it is now",
         )
         pool.request_stop(StopReason.MANIFEST_CHANGED)
+
+
+def _snapshot(pool: Pool, total: int) -> RunSnapshot:
+    stats = pool.stats
+    return RunSnapshot(
+        counts={str(status): n for status, n in stats.counts.items()},
+        total=total,
+        requests=stats.requests,
+        retries=stats.retries,
+        pace=pool.pace_summary(),
+    )
 
 
 #: A running job spends at most about 1/_SNAPSHOT_DUTY of its time saving snapshots: a save

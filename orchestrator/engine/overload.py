@@ -3,7 +3,9 @@
 The service publishes no capacity, so each region's limit is learned (AIMD, as TCP does):
 
 * every success adds ``1/limit`` (one slot per "window" of successes: additive increase);
-* a 503 or 429 multiplies the limit by ``decrease_factor`` (multiplicative decrease), at most
+* a 503, a timeout or a cut connection multiplies the limit by ``decrease_factor``
+  (multiplicative decrease; a 429 does not: throttling is about the *rate*, which the pool's
+  rate controller, ``engine/pace.py``, owns), at most
   once per window, where a window is ``limit`` completed requests since the last decrease. A
   burst of 503s that were all in flight together is one congestion signal, not fifty.
 * the limit stays within ``[floor, ceiling]``.
@@ -203,7 +205,8 @@ def save_learned_limits(
     """Keep each region's last limit, merged into what the file already holds; atomic."""
     if path is None or not history:
         return
-    merged = load_learned_limits(path)
+    merged: dict[str, object] = dict(load_learned_limits(path))
+    merged.update(_others(path))  # what other parts keep here (the learned paces)
     merged.update({region: points[-1][1] for region, points in history.items() if points})
     target = Path(path)
     try:
@@ -211,3 +214,14 @@ def save_learned_limits(
         replace_file(target, orjson.dumps(merged, option=orjson.OPT_SORT_KEYS))
     except OSError as exc:
         log.warning("limits.state_unwritable", path=path, error=str(exc))
+
+
+def _others(path: str) -> dict[str, object]:
+    """The entries of the state file that are not region limits (JSON objects), kept as is."""
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, dict)}

@@ -7,7 +7,11 @@ Shape (structured concurrency, no hand-managed tasks)::
         ├── producer: plan's work items -> one bounded stream per destination region
         ├── deadline watcher (--max-duration), grace watcher (after a stop request)
         └── per region: `ceiling` workers, each attempt admitted by
+              pace (learned rate of its endpoint and project, see engine/pace.py) ->
               region gate (breaker + adaptive limit) -> global limiter -> rate limiter
+
+The pace comes first and holds nothing while it waits: a project throttled to a slow rate
+must not hold concurrency slots that another project's requests could use.
 
 Until a first answer shows that the credentials work, only a few requests go out (refused
 credentials then cost a few 401s, not one per worker: the service locks an access key after
@@ -41,6 +45,16 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from orchestrator.engine.limiters import RateLimiter, Slots, Stopped
 from orchestrator.engine.overload import GateSettings, RegionGate
+from orchestrator.engine.pace import (
+    PaceKey,
+    Pacer,
+    PaceSettings,
+    RateController,
+    is_throttle,
+    key_of,
+    throttle_window,
+)
+from orchestrator.engine.pace_gate import PaceGate
 from orchestrator.engine.progress import NullProgress, Progress
 from orchestrator.engine.retry import RetryBudget, RetryPolicy, retrying
 from orchestrator.engine.stop_rules import FailureThreshold, Unreachable
@@ -115,6 +129,10 @@ class PoolSettings:
     #: Before any answer, stop ("unreachable") once no request has connected for this long,
     #: or as soon as a pair gives up without one having connected; None: never.
     unreachable_after_s: float | None = 60.0
+    #: Learn and hold the gateway's rate per (endpoint, source project); None: no pacing.
+    pace: PaceSettings | None = None
+    #: Rates learned by a previous run, by key label (``endpoint/project``).
+    initial_rates: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -128,6 +146,9 @@ class PoolStats:
     auth_error: str | None = None
     #: Why the run stopped as "unreachable": the last connection error.
     unreachable: str | None = None
+    #: Per pace key (``endpoint/project``): the limit measured (None: never throttled), the
+    #: pace at the end (None: unpaced), requests accepted and throttled.
+    pace: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
 
     @property
     def finished(self) -> int:
@@ -171,6 +192,12 @@ class Pool:
         self._rng = rng or random.Random()
         self._global = Slots(settings.concurrency)
         self._rate = RateLimiter(settings.rate, anyio.current_time)
+        self._pacer = (
+            None
+            if settings.pace is None
+            else Pacer(settings.pace, anyio.current_time, initial=settings.initial_rates)
+        )
+        self._pace_gates: dict[PaceKey, PaceGate] = {}
         self._budget = RetryBudget(
             settings.retry_budget_percent / 100.0, min_per_s=settings.retry_budget_min_per_s
         )
@@ -210,6 +237,10 @@ class Pool:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def pace_summary(self) -> dict[str, dict[str, float | int | None]]:
+        """The learned pace per ``endpoint/project`` so far (empty when not pacing)."""
+        return {} if self._pacer is None else self._pacer.summary()
+
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self, work: Iterable[WorkItem], regions: Iterable[str]) -> PoolStats:
@@ -229,6 +260,7 @@ class Pool:
             for region, gate in self._gates.items():
                 self.stats.limits[region] = gate.history
                 self.stats.breaker_trips[region] = gate.breaker_trips
+            self.stats.pace = self.pace_summary()
         return self.stats
 
     def _open_region(
@@ -462,7 +494,7 @@ class Pool:
         probe = await self._take_probe()
         answered = False
         try:
-            await self._admit(gate)
+            await self._admit(gate, attempt.task)
             try:
                 outcome = await self._send(attempt, gate)
             finally:
@@ -526,9 +558,16 @@ class Pool:
         self._probe_freed.set()
         self._probe_freed = anyio.Event()
 
-    async def _admit(self, gate: RegionGate, *, stoppable: bool = True) -> None:
-        """Take the region gate, the global limiter and a rate slot; a stop ends the wait,
-        unless not ``stoppable`` (a follow-up of a request already answered)."""
+    async def _admit(
+        self, gate: RegionGate, task: ReplicationTask, *, stoppable: bool = True
+    ) -> None:
+        """Wait for the task's pace, then take the region gate, the global limiter and a rate
+        slot; a stop ends the wait, unless not ``stoppable`` (a follow-up of a request already
+        answered)."""
+        if (pacer := self._pacer) is not None:
+            pace = self._pace_gate(pacer, task)
+            if not pace.try_pass():
+                await self._pace_wait(pace, stoppable=stoppable)
         # What is free now is taken without a trip through the event loop (usually all three);
         # only the rest is waited for, in a cancel scope that a stop cancels.
         taken = 0 if stoppable and self._stop.is_set() else self._take_free(gate)
@@ -564,6 +603,39 @@ class Pool:
                     release()
         if scope.cancelled_caught:
             raise Stopped
+
+    async def _pace_wait(self, gate: PaceGate, *, stoppable: bool) -> None:
+        if stoppable:
+            await self._wait_or_stop(gate.wait())
+        else:
+            await gate.wait()
+
+    def _pace_gate(self, pacer: Pacer, task: ReplicationTask) -> PaceGate:
+        key = key_of(task)
+        gate = self._pace_gates.get(key)
+        if gate is None:
+            gate = self._pace_gates[key] = PaceGate(pacer[key])
+        return gate
+
+    def _paced(self, task: ReplicationTask) -> RateController | None:
+        return None if self._pacer is None else self._pacer[key_of(task)]
+
+    def _tell_pace(self, pace: RateController | None, sent_at: float, exc: ApiError | None) -> None:
+        """Feed the answer to the task's rate controller: throttled, or it took a token."""
+        if pace is None:
+            return
+        if exc is None:
+            pace.on_answer(sent_at, throttled=False)
+            if pace.accepted % 64 == 0:  # (the probe moves it between throttled answers)
+                self._progress.set_pace(pace.label, pace.shown_rate)
+            return
+        if isinstance(exc, TransportError):
+            return  # no answer: nothing is known about the bucket
+        if _throttled(exc):
+            pace.on_answer(sent_at, throttled=True, window_s=throttle_window(exc.error_msg))
+            self._progress.set_pace(pace.label, pace.shown_rate)
+        else:
+            pace.on_answer(sent_at, throttled=False)
 
     def _take_free(self, gate: RegionGate) -> int:
         """How many of the three, in order (region gate, global limiter, rate slot), were free
@@ -620,13 +692,17 @@ class Pool:
             attempt.lane.fetch_ahead()
             attempt.lane = None
         self.stats.requests += 1
+        pace = self._paced(task)
+        sent_at = anyio.current_time() if pace is not None else 0.0
         try:
             record_id = await self._client.replicate(task)
         except ApiError as exc:
             if isinstance(exc, TransportError):
                 attempt.reconcile = exc.maybe_applied
             _tell_gate(gate, exc)
+            self._tell_pace(pace, sent_at, exc)
             raise
+        self._tell_pace(pace, sent_at, None)
         gate.on_success()
         # What may really be in flight there: the global limit caps the region's.
         self._progress.set_limit(gate.region, min(gate.limit, self._settings.concurrency))
@@ -639,7 +715,7 @@ class Pool:
         request started, so a stop does not skip it (the grace period still bounds it).
         """
         try:
-            await self._admit(gate, stoppable=False)
+            await self._admit(gate, task, stoppable=False)
         except _RegionDown:
             return None
         try:
@@ -655,11 +731,15 @@ class Pool:
         """``find_replication``, telling the gate what the answer said: a breaker probe that
         ends here must still close or reopen the breaker, or the region waits forever."""
         self.stats.requests += 1
+        pace = self._paced(task)
+        sent_at = anyio.current_time() if pace is not None else 0.0
         try:
             record_id = await self._client.find_replication(task)
         except ApiError as exc:
             _tell_gate(gate, exc)
+            self._tell_pace(pace, sent_at, exc)
             raise
+        self._tell_pace(pace, sent_at, None)
         gate.on_other()
         return record_id
 
@@ -784,9 +864,15 @@ def _outcome(
     )
 
 
+def _throttled(exc: ApiError) -> bool:
+    return is_throttle(exc.http_status, exc.error_code, exc.error_msg)
+
+
 def _tell_gate(gate: RegionGate, exc: ApiError) -> None:
-    """503, 429, timeouts and cut connections signal overload; any other answer does not."""
-    if isinstance(exc, TransientApiError):
+    """503s, timeouts and cut connections signal overload; any other answer does not. A
+    throttled answer (429) says the *rate* is too high, not the region's concurrency: the
+    rate controller owns it, and it never opens a breaker."""
+    if isinstance(exc, TransientApiError) and not _throttled(exc):
         gate.on_overload()
     else:
         gate.on_other()

@@ -63,6 +63,9 @@ class Progress(Protocol):
 
     def set_limit(self, region: str, limit: int) -> None: ...
 
+    def set_pace(self, key: str, rate: float | None) -> None:
+        """The learned pace of one ``endpoint/project`` (requests/s; None: unpaced)."""
+
     def tick(self) -> None: ...
 
     def close(self) -> None: ...
@@ -115,6 +118,7 @@ class _Tally:
         self.window_s = window_s
         self.regions: dict[str, _Row] = {}
         self.total = _Row()
+        self.pace: dict[str, float | None] = {}
         self.started = clock()
 
     def start(self, total_by_region: Mapping[str, int]) -> None:
@@ -145,6 +149,14 @@ class _Tally:
     def set_limit(self, region: str, limit: int) -> None:
         self._row(region).limit = limit
 
+    def set_pace(self, key: str, rate: float | None) -> None:
+        self.pace[key] = rate
+
+    def pace_text(self) -> str:
+        """``pace 97.0/s`` (the sum over keys), empty while nothing is paced."""
+        paced = [r for r in self.pace.values() if r is not None]
+        return f"pace {sum(paced):.1f}/s" if paced else ""
+
     def sample(self, now: float) -> None:
         for row in self.regions.values():
             row.sample(now, self.window_s)
@@ -167,6 +179,9 @@ class NullProgress:
     def set_limit(self, region: str, limit: int) -> None:
         pass
 
+    def set_pace(self, key: str, rate: float | None) -> None:
+        pass
+
     def tick(self) -> None:
         pass
 
@@ -187,6 +202,9 @@ class _Counting:
 
     def set_limit(self, region: str, limit: int) -> None:
         self._tally.set_limit(region, limit)
+
+    def set_pace(self, key: str, rate: float | None) -> None:
+        self._tally.set_pace(key, rate)
 
 
 class LogProgress(_Counting):
@@ -234,6 +252,7 @@ class LogProgress(_Counting):
             elapsed_s=round(now - tally.started, 1),
             final=final,
             regions={region: row.as_fields() for region, row in sorted(tally.regions.items())},
+            **({"pace": dict(sorted(tally.pace.items()))} if tally.pace else {}),
         )
 
 
@@ -310,18 +329,21 @@ class RichProgress(_Counting):
         tally.sample(now)
         for region, row in sorted(tally.regions.items()):
             self._update(region, row)
-        self._update(_TOTAL, tally.total)
+        self._update(_TOTAL, tally.total, limit=tally.pace_text())
         self._display.refresh()
 
-    def _update(self, name: str, row: _Row) -> None:
+    def _update(self, name: str, row: _Row, *, limit: str | None = None) -> None:
+        columns = _columns(row)
+        if limit is not None:
+            columns["limit"] = limit  # the total row: the learned pace, if any
         task = self._tasks.get(name)
         if task is None:
             # The total row stays last: re-add it after a new region appears.
             if name != _TOTAL and _TOTAL in self._tasks:
                 self._display.remove_task(self._tasks.pop(_TOTAL))
-            task = self._tasks[name] = self._display.add_task(name, **_columns(row))
+            task = self._tasks[name] = self._display.add_task(name, **columns)
         else:
-            self._display.update(task, **_columns(row))
+            self._display.update(task, **columns)
 
 
 def _columns(row: _Row) -> dict[str, Any]:

@@ -12,6 +12,12 @@ run). ``last_success_timestamp_seconds`` is carried over from the previous file 
 replicated nothing, so that "no replication for two days" stays a one-line alert::
 
     time() - csbs_orchestrator_last_success_timestamp_seconds > 2 * 86400
+
+While a run goes on, :func:`publish_live` rewrites the same file every 30 s with what the run
+has done so far (``run_in_progress 1``, ``progress_*``, ``pace_*``): a dashboard or an alert sees
+a stalled or throttled run while it happens. The run's end writes it once more with
+``run_in_progress 0``. ``pace_*`` carry the rate the service allows each ``endpoint/project``
+(learned from its 429s, see ``docs/pace.md``) and the requests it accepted and throttled.
 """
 
 from __future__ import annotations
@@ -19,11 +25,16 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
+import structlog
+
 from orchestrator.atomic_file import replace_file
+from orchestrator.engine.live import RunSnapshot
 from orchestrator.insight.report import STATUS_ORDER, Report
 from orchestrator.models import ResultStatus
 
@@ -31,11 +42,18 @@ __all__ = [
     "PREFIX",
     "Family",
     "RunMetrics",
+    "live_metrics",
+    "publish_live",
     "render_families",
     "render_metrics",
     "write_families",
     "write_textfile",
 ]
+
+log = structlog.get_logger("orchestrator.insight.metrics")
+
+#: How often a running job rewrites its metrics file.
+LIVE_INTERVAL_S = 30.0
 
 PREFIX = "csbs_orchestrator_"
 _LAST_SUCCESS = f"{PREFIX}last_success_timestamp_seconds"
@@ -62,6 +80,13 @@ class RunMetrics:
     last_success_at: float | None = None
     exit_code: int = 0
     interrupted: bool = False
+    #: Per ``endpoint/project``: limit, rate, accepted, throttled (empty: never paced).
+    pace: Mapping[str, Mapping[str, float | int | None]] = field(default_factory=dict)
+    #: Written while the run goes on (then ``pairs_done``, ``pairs_total``, ``eta_s`` apply).
+    in_progress: bool = False
+    pairs_done: int = 0
+    pairs_total: int = 0
+    eta_s: float | None = None
 
     @classmethod
     def from_report(cls, report: Report, *, finished_at: float) -> RunMetrics:
@@ -156,7 +181,66 @@ def render_metrics(metrics: RunMetrics, *, previous_success: float | None = None
         "1 if the last run was stopped by a signal or --max-duration.",
         [("", 1.0 if metrics.interrupted else 0.0)],
     )
-    return "\n".join(lines) + "\n"
+    lines += _family(
+        "run_in_progress",
+        "1 while a run goes on (this file is rewritten every 30 s), 0 once it ended.",
+        [("", 1.0 if metrics.in_progress else 0.0)],
+    )
+    if metrics.in_progress:
+        lines += _progress_lines(metrics)
+    return "\n".join(lines + _pace_lines(metrics.pace)) + "\n"
+
+
+def _progress_lines(metrics: RunMetrics) -> list[str]:
+    lines = _family(
+        "progress_pairs_done", "Pairs with a final result so far.", [("", metrics.pairs_done)]
+    )
+    lines += _family(
+        "progress_pairs_total", "Pairs the running run is to send.", [("", metrics.pairs_total)]
+    )
+    if metrics.eta_s is not None:
+        lines += _family(
+            "progress_eta_seconds",
+            "Estimated time left, at the rate of the last interval.",
+            [("", round(metrics.eta_s, 1))],
+        )
+    return lines
+
+
+def _pace_lines(pace: Mapping[str, Mapping[str, float | int | None]]) -> list[str]:
+    if not pace:
+        return []
+    keys = sorted(pace)
+
+    def label(key: str, **extra: str) -> str:
+        parts = [f'endpoint_project="{_escape_label(key)}"']
+        parts += [f'{k}="{_escape_label(v)}"' for k, v in extra.items()]
+        return "{" + ",".join(parts) + "}"
+
+    def value(key: str, name: str) -> float:
+        got = pace[key].get(name)
+        return math.nan if got is None else float(got)
+
+    lines = _family(
+        "pace_limit_requests_per_second",
+        "The rate the service allows, learned from its 429s (NaN: never throttled).",
+        [(label(k), value(k, "limit")) for k in keys],
+    )
+    lines += _family(
+        "pace_rate_requests_per_second",
+        "The rate the run sends at (+Inf: unpaced).",
+        [(label(k), math.inf if pace[k].get("rate") is None else value(k, "rate")) for k in keys],
+    )
+    lines += _family(
+        "pace_requests_total",
+        "Requests answered, by whether the gateway accepted or throttled them.",
+        [
+            (label(k, answer=answer), value(k, answer))
+            for k in keys
+            for answer in ("accepted", "throttled")
+        ],
+    )
+    return lines
 
 
 _SAMPLE = re.compile(rf"^{re.escape(_LAST_SUCCESS)}\s+(\S+)\s*$", re.MULTILINE)
@@ -207,3 +291,53 @@ def write_textfile(
     text += render_families(extra)
     # 0644, as documented: node_exporter usually runs as another user. Counts only, no ids.
     replace_file(target, text.encode(), mode=0o644)
+
+
+def live_metrics(
+    snap: RunSnapshot, *, elapsed_s: float, eta_s: float | None, now: float
+) -> RunMetrics:
+    """The metrics of a run still going on."""
+    replicated = snap.counts.get(str(ResultStatus.REPLICATED), 0)
+    return RunMetrics(
+        duration_s=round(elapsed_s, 3),
+        retries=snap.retries,
+        requests=snap.requests,
+        finished_at=now,
+        last_success_at=now if replicated else None,
+        pace=snap.pace,
+        in_progress=True,
+        pairs_done=snap.done,
+        pairs_total=snap.total,
+        eta_s=eta_s,
+    )
+
+
+async def publish_live(
+    path: str | os.PathLike[str],
+    snapshot: Callable[[], RunSnapshot],
+    *,
+    interval_s: float = LIVE_INTERVAL_S,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+) -> None:
+    """Rewrite the metrics file every ``interval_s`` until cancelled (the run's end writes the
+    final one). A failed write is logged once and tried again next time: metrics never stop a
+    run. The ETA is what is left at the rate of the last interval."""
+    started = clock()
+    last: tuple[float, int] | None = None
+    warned = False
+    while True:
+        await sleep(interval_s)
+        snap, now = snapshot(), clock()
+        eta = None
+        if last is not None and snap.done > last[1] and now > last[0]:
+            eta = (snap.total - snap.done) * (now - last[0]) / (snap.done - last[1])
+        last = (now, snap.done)
+        metrics = live_metrics(snap, elapsed_s=now - started, eta_s=eta, now=wall())
+        try:
+            await anyio.to_thread.run_sync(write_textfile, path, metrics)
+        except OSError as exc:
+            if not warned:
+                log.warning("metrics.failed", path=str(path), error=str(exc))
+            warned = True

@@ -100,5 +100,8 @@ class Counters:
                 "bin_s": ARRIVAL_BIN_S,
                 "max_per_second": self.max_arrivals_per_second(),
                 "bins": self.arrival_histogram(),
+                # The first bin's index: bins[0] began at first_bin * bin_s on the
+                # simulator's monotonic clock (for plots against other events).
+                "first_bin": min(self.arrivals) if self.arrivals else None,
             },
         }

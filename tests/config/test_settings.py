@@ -56,3 +56,15 @@ def test_a_bad_value_names_where_it_came_from() -> None:
         resolve(flags(), {"CSBS_CONCURRENCY": "zero"}, {})
     with pytest.raises(ConfigError, match=r"c\.toml: \[limits\.per_region\]: must be at least 1"):
         resolve(flags(), {}, {"limits": {"per_region": 0}}, config_path="c.toml")
+
+
+def test_rate_auto_learns_without_a_ceiling_and_pace_can_be_turned_off() -> None:
+    assert resolve(flags(), {}, {}).rate == 0.0  # auto, the default
+    assert resolve(flags("--rate", "auto"), {}, {}).rate == 0.0
+    assert resolve(flags(), {"CSBS_RATE": "AUTO"}, {}).rate == 0.0
+    assert resolve(flags("--rate", "40"), {}, {}).rate == 40.0
+    assert resolve(flags(), {}, {}).pace is True
+    assert resolve(flags("--pace", "false"), {}, {}).pace is False
+    assert resolve(flags(), {}, {"limits": {"pace": False}}).pace is False
+    with pytest.raises(ConfigError, match=r"c\.toml: \[limits\.rate\]"):
+        resolve(flags(), {}, {"limits": {"rate": "fast"}}, config_path="c.toml")

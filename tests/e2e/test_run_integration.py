@@ -10,6 +10,7 @@ which fault depends on how the pool interleaves them.
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -46,6 +47,8 @@ FAULTS: dict[str, Any] = {
     "throttle_rate": 900.0,
     "throttle_burst": 20,
 }
+#: For the paced run: a real bucket, slower than any machine runs this test unthrottled.
+PACED_THROTTLE: dict[str, Any] = {"throttle_rate": 120.0, "throttle_burst": 10}
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,9 @@ class RequestClock:
         return 0.001 * sum(n for (route, _), n in requests if route == REPLICATE)
 
 
-def run_settings() -> RunSettings:
+def run_settings(*, pace: bool = True) -> RunSettings:
     return RunSettings(
+        pace=pace,
         concurrency=32,
         per_region=16,
         retry_base=0.001,
@@ -140,9 +144,12 @@ def factory(sim: Simulator) -> Callable[[], AbstractAsyncContextManager[CsbsClie
     return make
 
 
-async def run(sim: Simulator, manifest: Manifest, ledger: Path) -> JobResult:
+async def run(sim: Simulator, manifest: Manifest, ledger: Path, *, pace: bool = True) -> JobResult:
     spec = JobSpec(
-        ledger=ledger, settings=run_settings(), manifest=manifest.path, handle_signals=False
+        ledger=ledger,
+        settings=run_settings(pace=pace),
+        manifest=manifest.path,
+        handle_signals=False,
     )
     return await run_job(spec, factory(sim))
 
@@ -183,17 +190,29 @@ def sent_results(lines: dict[str, list[dict[str, Any]]]) -> dict[Pair, dict[str,
     return results
 
 
-async def test_bulk_run_under_faults(make_simulator: MakeSimulator, tmp_path: Path) -> None:
-    clock = RequestClock()
-    sim = make_simulator(items=800, regions=(SOURCE_REGION,), seed=11, monotonic=clock, **FAULTS)
-    clock.sim = sim
+@pytest.mark.parametrize("paced", [False, True], ids=["request-clock", "paced"])
+async def test_bulk_run_under_faults(
+    make_simulator: MakeSimulator, tmp_path: Path, paced: bool
+) -> None:
+    """``request-clock``: throttling that no pace can avoid (a clock that moves with the
+    requests), the rate controller off. ``paced``: a real token bucket in real time and the
+    rate controller learning it, among the same 503s and cut connections."""
+    if paced:
+        clock: Callable[[], float] = time.monotonic
+        faults = FAULTS | PACED_THROTTLE
+    else:
+        clock = request_clock = RequestClock()
+        faults = FAULTS
+    sim = make_simulator(items=800, regions=(SOURCE_REGION,), seed=11, monotonic=clock, **faults)
+    if not paced:
+        request_clock.sim = sim
     async with sim:
         manifest = build_manifest(sim, tmp_path / "manifest.csv")
         existing = blocking_records(sim, iter(manifest.valid))
         assert 50 < len(existing) < len(manifest.valid) // 4  # the estate has some history
 
         sim_start = sim.state.now()
-        result = await run(sim, manifest, tmp_path / "ledger.jsonl")
+        result = await run(sim, manifest, tmp_path / "ledger.jsonl", pace=paced)
 
         lines = ledger_lines(tmp_path / "ledger.jsonl")
         results = sent_results(lines)
@@ -251,6 +270,10 @@ async def test_bulk_run_under_faults(make_simulator: MakeSimulator, tmp_path: Pa
         # The faults really happened.
         for kind in ("p503", "drop", "apply_drop", "throttled"):
             assert counters.faults[kind] > 0, (kind, counters.faults)
+        if paced:  # ... and the pace was learned: few requests throttled
+            (pace,) = finished["pace"].values()
+            assert pace["limit"] is not None, finished["pace"]
+            assert counters.faults["throttled"] < 0.05 * replicate_requests, counters.faults
 
 
 async def test_without_faults_each_pair_is_requested_once(

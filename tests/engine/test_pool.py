@@ -24,6 +24,7 @@ from structlog.testing import capture_logs
 from orchestrator.engine import pool as pool_module
 from orchestrator.engine.job import exit_code_for
 from orchestrator.engine.limiters import RateLimiter
+from orchestrator.engine.pace import PaceSettings
 from orchestrator.engine.pool import Pool, PoolSettings, PoolStats
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import (
@@ -945,3 +946,43 @@ async def test_the_first_requests_go_out_before_the_whole_plan_is_queued() -> No
     stats = await pool.run(work(), ["cn-east-2"])
     assert stats.counts[ResultStatus.REPLICATED] == len(tasks)
     assert at_first_request[0] <= 2 * pool_module._FEED_BATCH
+
+
+async def test_throttling_is_not_overload_it_never_shrinks_concurrency_nor_opens_a_breaker() -> (
+    None
+):
+    """A 429 says the rate is too high, not the region's concurrency: the region's limit and
+    its breaker stay as they were, however many come in a row (the rate controller owns
+    them); the same number of 503s shrinks the limit and trips the breaker."""
+    tasks = [make_task(n) for n in range(40)]
+
+    async def run_with(status: int) -> PoolStats:
+        scripts: dict[str, list[Step]] = {t.checkpoint_item_id: [http_error(status)] for t in tasks}
+        pool_settings = settings(per_region=8, concurrency=8)
+        stats, _, _ = await run_pool(FakeReplicator(scripts), tasks, pool_settings=pool_settings)
+        assert stats.counts == Counter({ResultStatus.REPLICATED: len(tasks)})
+        return stats
+
+    throttled = await run_with(429)
+    assert [limit for _, limit in throttled.limits["cn-east-2"]] == [8]
+    assert throttled.breaker_trips["cn-east-2"] == 0
+    overloaded = await run_with(503)
+    assert min(limit for _, limit in overloaded.limits["cn-east-2"]) < 8
+
+
+async def test_a_paced_pool_learns_and_reports_the_rate_per_project() -> None:
+    """With pacing on, each (endpoint, project) gets its own controller, fed every answer."""
+    tasks = [make_task(n) for n in range(30)]
+    scripts: dict[str, list[Step]] = {
+        t.checkpoint_item_id: [http_error(429, "APIG.0308", "over ratelimit, time:1 second")]
+        for t in tasks[:10]
+    }
+    # (a fake is no token bucket: a high floor keeps what it teaches from slowing the test)
+    pool_settings = settings(pace=PaceSettings(start_rate=1e4, floor=1e3))
+    stats, _, _ = await run_pool(FakeReplicator(scripts), tasks, pool_settings=pool_settings)
+    assert stats.counts == Counter({ResultStatus.REPLICATED: len(tasks)})
+    ((key, pace),) = stats.pace.items()
+    assert key == f"default/{PROJECT}"
+    assert pace["throttled"] == 10
+    assert pace["accepted"] == len(tasks)
+    assert pace["limit"] is not None, pace

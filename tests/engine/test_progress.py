@@ -211,3 +211,28 @@ async def test_run_ticks_drives_tick_until_cancelled() -> None:
         await run_ticks(Counting(), interval_s=0.5, sleep=fake_sleep)
     assert len(ticks) == 3
     assert sleeps == [0.5, 0.5, 0.5]
+
+
+def test_the_learned_pace_is_shown_in_the_total_row_and_the_log_events(
+    console: Console, clock: FakeClock
+) -> None:
+    rich = make_progress(True, console=console, clock=clock)
+    rich.start({"cn-east-2": 10})
+    rich.set_pace("cn-north-1/p1", 48.5)
+    rich.set_pace("cn-north-1/p2", 50.0)
+    rich.set_pace("cn-north-1/p3", None)  # never throttled: unpaced
+    clock.now += 1.0
+    rich.close()
+    total = [line for line in screen(console).splitlines() if line.startswith("total")][-1]
+    assert "pace 98.5/s" in total
+
+    with capture_logs() as logs:
+        plain = make_progress(False, clock=clock, interval_s=10.0)
+        plain.start({"cn-east-2": 10})
+        plain.close()
+        assert "pace" not in logs[-1]  # nothing paced: no field
+        plain = make_progress(False, clock=clock, interval_s=10.0)
+        plain.start({"cn-east-2": 10})
+        plain.set_pace("cn-north-1/p1", 48.5)
+        plain.close()
+    assert logs[-1]["pace"] == {"cn-north-1/p1": 48.5}

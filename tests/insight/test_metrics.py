@@ -78,6 +78,7 @@ def test_every_metric_with_help_type_and_value(tmp_path: Path) -> None:
         "last_success_timestamp_seconds",
         "run_exit_code",
         "run_interrupted",
+        "run_in_progress",
     }
     assert set(types) == {PREFIX + name for name in names}
     assert set(helps) == set(types)

@@ -26,6 +26,7 @@ def test_no_arrivals_means_an_empty_histogram() -> None:
         "bin_s": ARRIVAL_BIN_S,
         "max_per_second": 0,
         "bins": [],
+        "first_bin": None,
     }
 
 
@@ -41,6 +42,7 @@ def test_the_maximum_is_over_a_sliding_second_not_aligned_seconds() -> None:
     assert sum(bins) == 14
     assert (bins[0], bins[2], bins[-1]) == (5, 5, 4)
     assert len(bins) == 28  # 0.8 s .. 3.5 s in 100 ms bins, empty ones included
+    assert counters.snapshot()["replicate_arrivals"]["first_bin"] == 10_008  # at 1000.8 s
 
 
 def test_arrivals_further_apart_than_a_second_are_not_added() -> None:

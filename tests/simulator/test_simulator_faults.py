@@ -127,6 +127,32 @@ async def test_throttling_per_project_token_bucket(make_simulator: MakeSimulator
         assert sim.counters.faults["throttled"] == 3
 
 
+async def test_throttling_has_no_retry_after_by_default_and_its_rate_can_change_mid_run(
+    make_simulator: MakeSimulator,
+) -> None:
+    """The gateway as Huawei's behaves (no ``Retry-After``), and the drop/recover benchmark's
+    knob: ``POST /_sim/faults {"throttle_rate": ...}`` changes the rate of a running bucket."""
+    clock = FakeMonotonic()
+    async with (
+        make_simulator(auth="none", throttle_rate=4.0, throttle_burst=1, monotonic=clock) as sim,
+        aiohttp.ClientSession() as session,
+    ):
+        items = fresh_items(sim, 6)
+        assert (await post(session, sim, items[0]))[0] == 200
+        status, headers, _ = await post(session, sim, items[1])
+        assert status == 429
+        assert "Retry-After" not in headers
+        async with session.post(f"{sim.base_url}/_sim/faults", json={"throttle_rate": 1.0}) as r:
+            assert r.status == 200
+        assert (await post(session, sim, items[1]))[0] == 200  # a new bucket, full
+        clock.now += 0.5  # half a token at 1/s (it would be two at the old 4/s)
+        status, _, body = await post(session, sim, items[2])
+        assert status == 429
+        assert orjson.loads(body)["error_msg"].endswith("limit:1, time:1 second")
+        clock.now += 0.5
+        assert (await post(session, sim, items[2]))[0] == 200
+
+
 async def test_capacity_limit_answers_503(make_simulator: MakeSimulator) -> None:
     async with (
         make_simulator(
