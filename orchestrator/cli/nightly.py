@@ -1,7 +1,7 @@
 """Discovery and the nightly schedule, wired: ``discover``, ``run --discover``, ``schedule``.
 
 :mod:`orchestrator.discovery.discover` knows how to turn the estate into pairs and
-:mod:`orchestrator.scheduling.scheduler` when to fire; this module joins them to a connection, a job
+:mod:`orchestrator.scheduling` when to fire; this module joins them to a connection, a job
 and the output, the way :mod:`orchestrator.cli.launch` does for ``run``. One connection (and,
 with ``--simulate``, one simulator) lives as long as the command, so every firing of a
 schedule talks to the same service.
@@ -57,19 +57,12 @@ from orchestrator.exitcodes import ExitCode
 from orchestrator.insight.metrics import Family
 from orchestrator.ledger.format import StopReason
 from orchestrator.safe_text import for_terminal
-from orchestrator.scheduling.scheduler import (
-    Clock,
-    CronSchedule,
-    Firing,
-    FiringSkipped,
-    MissedRunPolicy,
-    Scheduler,
-    SleepUntil,
-    fire_now,
-    ledger_path_for,
-    prune_ledgers,
-    utc_now,
-)
+from orchestrator.scheduling.clock import Clock, SleepUntil, utc_now
+from orchestrator.scheduling.cron import CronSchedule
+from orchestrator.scheduling.firing import Firing, FiringSkipped
+from orchestrator.scheduling.missed import MissedRunPolicy
+from orchestrator.scheduling.retention import ledger_path_for, prune_ledgers
+from orchestrator.scheduling.scheduler import Scheduler, fire_now
 from orchestrator.service.preflight import patience, preflight
 
 __all__ = [

@@ -31,13 +31,9 @@ from orchestrator.discovery.discover import DiscoverConfig, Rule, Source
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import iter_records
-from orchestrator.scheduling.scheduler import (
-    LOCK_FILE_NAME,
-    STATE_FILE_NAME,
-    Firing,
-    MissedRunPolicy,
-    ScheduleState,
-)
+from orchestrator.scheduling.firing import Firing
+from orchestrator.scheduling.missed import MissedRunPolicy
+from orchestrator.scheduling.state import LOCK_FILE_NAME, STATE_FILE_NAME, ScheduleState
 from orchestrator.service.auth import AkSkSigner, Secret
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import REPLICATE

@@ -13,7 +13,7 @@ from orchestrator.cli.main import build_parser
 from orchestrator.cli.nightly import ScheduleOptions, run_schedule
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
-from orchestrator.scheduling.scheduler import MissedRunPolicy
+from orchestrator.scheduling.missed import MissedRunPolicy
 from tests.cli.test_nightly import JumpingClock, connection, estate_config, utc
 from tests.conftest import MakeSimulator
 

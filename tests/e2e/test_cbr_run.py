@@ -543,7 +543,7 @@ async def test_schedule_runs_cbr_discovery_night_after_night(
 
     from orchestrator.cli.nightly import Nightly
     from orchestrator.discovery.discover import Destination, DiscoverConfig, Rule, Source
-    from orchestrator.scheduling.scheduler import Firing
+    from orchestrator.scheduling.firing import Firing
     from orchestrator.service.connect import Connection
 
     async with make_simulator(items=120, seed=6) as sim:

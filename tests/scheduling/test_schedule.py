@@ -25,26 +25,20 @@ from structlog.testing import capture_logs
 
 from orchestrator.errors import ConfigError, ScheduleError
 from orchestrator.ledger.snapshot import snapshot_path
-from orchestrator.scheduling.scheduler import (
-    LOCK_FILE_NAME,
-    STATE_FILE_NAME,
-    CronSchedule,
-    DueWindow,
+from orchestrator.scheduling.clock import sleep_until_wall
+from orchestrator.scheduling.cron import CronSchedule
+from orchestrator.scheduling.firing import (
     Firing,
     FiringFinished,
     FiringSkipped,
     FiringStarted,
-    MissedRunMode,
-    MissedRunPolicy,
     ScheduleEvent,
-    Scheduler,
-    ScheduleState,
     SkipReason,
-    fire_now,
-    ledger_path_for,
-    prune_ledgers,
-    sleep_until_wall,
 )
+from orchestrator.scheduling.missed import DueWindow, MissedRunMode, MissedRunPolicy
+from orchestrator.scheduling.retention import ledger_path_for, prune_ledgers
+from orchestrator.scheduling.scheduler import Scheduler, fire_now
+from orchestrator.scheduling.state import LOCK_FILE_NAME, STATE_FILE_NAME, ScheduleState
 
 BERLIN = "Europe/Berlin"
 NEW_YORK = "America/New_York"

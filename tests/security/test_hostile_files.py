@@ -25,7 +25,8 @@ from orchestrator.errors import LedgerError, ScheduleError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import LedgerWriter, iter_records
 from orchestrator.safe_file import NotRegularFileError, open_or_create, open_regular
-from orchestrator.scheduling.scheduler import LOCK_FILE_NAME, STATE_FILE_NAME, Firing, _StateFile
+from orchestrator.scheduling.firing import Firing
+from orchestrator.scheduling.state import LOCK_FILE_NAME, STATE_FILE_NAME, StateFile
 from orchestrator.service.auth import AkSkSigner, Secret
 from orchestrator.service.connect import Connection
 from tests.conftest import MakeSimulator
@@ -117,7 +118,7 @@ def test_a_hostile_state_file_is_refused_at_once(tmp_path: Path, kind: str) -> N
     else:
         os.mkfifo(path)
     with pytest.raises(ScheduleError, match="symbolic link" if kind == "symlink" else "FIFO"):
-        _StateFile(path).load()
+        StateFile(path).load()
 
 
 def _connection(sim: object) -> Connection:
