@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import anyio
 
-from orchestrator.discovery.discover import Destination, DiscoverConfig, Rule, Source, discover
+from orchestrator.discovery.discover import discover
+from orchestrator.discovery.rules import Destination, DiscoverConfig, Rule, Source
 from orchestrator.insight.coverage import CoverageFold, State, format_age, observe
 from orchestrator.models import ReplicationTask
 from orchestrator.service.auth import AkSkSigner, Secret

@@ -2,7 +2,7 @@
 
 :mod:`orchestrator.insight.coverage` is the pure fold; this module joins it to a connection
 (the real service or ``--simulate``), the discovery rules and listing of
-:mod:`orchestrator.discovery.discover`, the ledgers, and the output. ``schedule --coverage`` calls
+:mod:`orchestrator.discovery`, the ledgers, and the output. ``schedule --coverage`` calls
 :func:`measure` at the end of each firing.
 """
 
@@ -29,15 +29,9 @@ from orchestrator.cli.connection import Connection, connect
 from orchestrator.cli.launch import open_output, secrets_of, simulator_secrets
 from orchestrator.cli.logs import close_logging
 from orchestrator.config.settings import RunSettings, load_config
-from orchestrator.discovery.discover import (
-    Destination,
-    DiscoverConfig,
-    Rule,
-    Source,
-    destinations_for,
-    list_source,
-    parse_since,
-)
+from orchestrator.discovery.listing import list_source
+from orchestrator.discovery.pairs import destinations_for
+from orchestrator.discovery.rules import Destination, DiscoverConfig, Rule, Source, parse_since
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode

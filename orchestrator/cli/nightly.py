@@ -1,6 +1,6 @@
 """Discovery and the nightly schedule, wired: ``discover``, ``run --discover``, ``schedule``.
 
-:mod:`orchestrator.discovery.discover` knows how to turn the estate into pairs and
+:mod:`orchestrator.discovery` knows how to turn the estate into pairs and
 :mod:`orchestrator.scheduling` when to fire; this module joins them to a connection, a job
 and the output, the way :mod:`orchestrator.cli.launch` does for ``run``. One connection (and,
 with ``--simulate``, one simulator) lives as long as the command, so every firing of a
@@ -41,13 +41,9 @@ from orchestrator.cli.launch import (
 from orchestrator.cli.logs import close_logging
 from orchestrator.cli.planning import PlanReport, plan_tasks, print_plan
 from orchestrator.config.settings import RunSettings, load_config
-from orchestrator.discovery.discover import (
-    DiscoverConfig,
-    Discovery,
-    Source,
-    discover,
-    write_manifest,
-)
+from orchestrator.discovery.discover import Discovery, discover
+from orchestrator.discovery.manifest_out import write_manifest
+from orchestrator.discovery.rules import DiscoverConfig, Source
 from orchestrator.engine.job import JobResult, JobSpec, run_job
 from orchestrator.engine.pool import Pool
 from orchestrator.engine.progress import NullProgress, Progress

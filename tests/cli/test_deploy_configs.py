@@ -21,7 +21,7 @@ import yaml
 from orchestrator.cli.main import build_parser
 from orchestrator.cli.nightly import ScheduleOptions
 from orchestrator.config.settings import RunSettings, resolve
-from orchestrator.discovery.discover import DiscoverConfig, Source
+from orchestrator.discovery.rules import DiscoverConfig, Source
 from orchestrator.scheduling.cron import CronSchedule
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

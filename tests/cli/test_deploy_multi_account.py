@@ -17,7 +17,7 @@ import yaml
 from orchestrator.cli.coverage import coverage_config, parse_duration
 from orchestrator.cli.nightly import ScheduleOptions
 from orchestrator.config.settings import resolve
-from orchestrator.discovery.discover import DiscoverConfig, Source
+from orchestrator.discovery.rules import DiscoverConfig, Source
 from tests.cli.test_deploy_configs import CONFIGS, parse_command
 
 FILE = CONFIGS / "k8s" / "multi-account.yaml"

@@ -26,8 +26,8 @@ from orchestrator.cli.connection import Connection
 from orchestrator.cli.main import build_parser, main
 from orchestrator.cli.nightly import Nightly, ScheduleOptions, run_schedule
 from orchestrator.config.settings import RunSettings
-from orchestrator.discovery.discover import Destination as Dest
-from orchestrator.discovery.discover import DiscoverConfig, Rule, Source
+from orchestrator.discovery.rules import Destination as Dest
+from orchestrator.discovery.rules import DiscoverConfig, Rule, Source
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import iter_records

@@ -13,17 +13,11 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.discovery.discover import Destination as Dest
-from orchestrator.discovery.discover import (
-    DiscoverConfig,
-    Filters,
-    Rule,
-    Source,
-    discover,
-    pair_state,
-    parse_since,
-    write_manifest,
-)
+from orchestrator.discovery.discover import discover
+from orchestrator.discovery.item import pair_state
+from orchestrator.discovery.manifest_out import write_manifest
+from orchestrator.discovery.rules import Destination as Dest
+from orchestrator.discovery.rules import DiscoverConfig, Filters, Rule, Source, parse_since
 from orchestrator.engine.manifest import iter_manifest
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import ConfigError, PermanentApiError, TransientApiError

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from orchestrator.cli.main import main
-from orchestrator.discovery.discover import Destination as Dest
-from orchestrator.discovery.discover import DiscoverConfig, Rule, Source, discover
+from orchestrator.discovery.discover import discover
+from orchestrator.discovery.rules import Destination as Dest
+from orchestrator.discovery.rules import DiscoverConfig, Rule, Source
 from orchestrator.errors import ConfigError
 from orchestrator.insight.coverage import CoverageFold, State, observe
 from orchestrator.simulator.views import format_time

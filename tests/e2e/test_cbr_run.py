@@ -434,7 +434,9 @@ def test_track_takes_the_ledgers_service_and_refuses_another(tmp_path: Path) -> 
 async def test_discover_cbr_lists_backups_and_names_destination_vaults(
     make_simulator: MakeSimulator, tmp_path: Path
 ) -> None:
-    from orchestrator.discovery.discover import DiscoverConfig, Source, discover, write_manifest
+    from orchestrator.discovery.discover import discover
+    from orchestrator.discovery.manifest_out import write_manifest
+    from orchestrator.discovery.rules import DiscoverConfig, Source
 
     async with make_simulator(items=60, seed=9) as sim:
         project = sim.state.projects[0]
@@ -481,7 +483,7 @@ async def test_discover_cbr_lists_backups_and_names_destination_vaults(
 
 
 def test_discover_cbr_needs_a_vault_per_destination_region() -> None:
-    from orchestrator.discovery.discover import DiscoverConfig, Source
+    from orchestrator.discovery.rules import DiscoverConfig, Source
     from orchestrator.errors import ConfigError
 
     rules = {"rules": [{"to": [{"region": "cn-east-2", "project_id": _PROJECT}]}]}
@@ -542,7 +544,7 @@ async def test_schedule_runs_cbr_discovery_night_after_night(
     from datetime import UTC, datetime
 
     from orchestrator.cli.nightly import Nightly
-    from orchestrator.discovery.discover import Destination, DiscoverConfig, Rule, Source
+    from orchestrator.discovery.rules import Destination, DiscoverConfig, Rule, Source
     from orchestrator.scheduling.firing import Firing
     from orchestrator.service.connect import Connection
 

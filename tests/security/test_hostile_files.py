@@ -19,8 +19,8 @@ import pytest
 from orchestrator.cli.main import main
 from orchestrator.cli.nightly import Nightly
 from orchestrator.config.settings import RunSettings
-from orchestrator.discovery.discover import Destination as Dest
-from orchestrator.discovery.discover import DiscoverConfig, Rule, Source
+from orchestrator.discovery.rules import Destination as Dest
+from orchestrator.discovery.rules import DiscoverConfig, Rule, Source
 from orchestrator.errors import LedgerError, ScheduleError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import LedgerWriter, iter_records

@@ -13,8 +13,10 @@ import pytest
 from aiohttp import web
 
 from orchestrator.cli.main import main
-from orchestrator.discovery.discover import Destination as Dest
-from orchestrator.discovery.discover import DiscoverConfig, Rule, discover, write_manifest
+from orchestrator.discovery.discover import discover
+from orchestrator.discovery.manifest_out import write_manifest
+from orchestrator.discovery.rules import Destination as Dest
+from orchestrator.discovery.rules import DiscoverConfig, Rule
 from orchestrator.exitcodes import ExitCode
 from orchestrator.safe_text import for_csv, for_terminal, is_uuid
 from tests.helpers.hostile import CAPABILITIES, ESC_CLEAR, OSC_TITLE, capabilities, serve
@@ -181,7 +183,7 @@ class _Lister:
 
 @pytest.mark.anyio
 async def test_discover_skips_ids_that_are_not_uuids(tmp_path: Path) -> None:
-    from orchestrator.discovery.discover import Source
+    from orchestrator.discovery.rules import Source
 
     def item(item_id: str) -> dict[str, Any]:
         return {"id": item_id, "name": "n", "status": "available", "replication_records": []}
