@@ -27,7 +27,8 @@ from typing import Any, Final
 import plotly.graph_objects as go
 
 from orchestrator.insight.coverage import STATE_ORDER, Coverage, State, format_age, parse_time
-from orchestrator.insight.report import Report, report_dict
+from orchestrator.insight.report_model import Report
+from orchestrator.insight.report_render import report_dict
 
 __all__ = ["Timeline", "coverage_html", "report_html"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError
-from orchestrator.insight.report import Report
+from orchestrator.insight.report_model import Report
 from orchestrator.ledger.file import iter_records, last_record
 
 __all__ = ["html_report", "selected_records", "several"]

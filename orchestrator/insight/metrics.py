@@ -35,7 +35,7 @@ import structlog
 
 from orchestrator.atomic_file import replace_file
 from orchestrator.engine.live import RunSnapshot
-from orchestrator.insight.report import STATUS_ORDER, Report
+from orchestrator.insight.report_model import STATUS_ORDER, Report
 from orchestrator.models import ResultStatus
 
 __all__ = [

@@ -517,7 +517,7 @@ def test_the_cbr_demo_manifest_runs_against_the_embedded_simulator(
 
 
 def test_the_failed_pairs_of_a_cbr_ledger_make_a_cbr_manifest(tmp_path: Path) -> None:
-    from orchestrator.insight.report import write_failed_manifest
+    from orchestrator.insight.failed_manifest import write_failed_manifest
 
     ledger = tmp_path / "ledger.jsonl"
     ledger.write_text(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.insight.metrics import PREFIX, RunMetrics, write_textfile
-from orchestrator.insight.report import STATUS_ORDER, Report, RunInfo
+from orchestrator.insight.report_model import STATUS_ORDER, Report, RunInfo
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
 

@@ -15,15 +15,10 @@ import orjson
 import pytest
 
 from orchestrator.errors import ConfigError, LedgerError
-from orchestrator.insight.report import (
-    MANIFEST_HEADER,
-    STATUS_ORDER,
-    build_report,
-    render_csv,
-    render_json,
-    render_table,
-    write_failed_manifest,
-)
+from orchestrator.insight.failed_manifest import write_failed_manifest
+from orchestrator.insight.report import build_report
+from orchestrator.insight.report_model import MANIFEST_HEADER, STATUS_ORDER
+from orchestrator.insight.report_render import render_csv, render_json, render_table
 
 SRC = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
 DST = "e0b97bac532c4c5196fa4b3a32253be4"

@@ -18,7 +18,8 @@ from typing import Any
 
 import orjson
 
-from orchestrator.insight.report import build_report, report_dict
+from orchestrator.insight.report import build_report
+from orchestrator.insight.report_render import report_dict
 from orchestrator.ledger.file import iter_records
 from orchestrator.ledger.history import History
 from orchestrator.models import PairKey
