@@ -1,5 +1,7 @@
 """Summaries of a ledger: what a run (or every run) did, as a table, JSON or CSV; and a manifest
-of the pairs worth sending again.
+of the pairs worth sending again. Here: :func:`build_report` and what counts how; the fold is
+in :mod:`.report_fold`, the record in :mod:`.report_model`, the table/JSON/CSV in
+:mod:`.report_render`, the manifest of pairs to send again in :mod:`.failed_manifest`.
 
 The input is any iterable of ledger records (schema v1), typically
 ``ledger.iter_records(path)``. It is read once, as a stream: memory grows with the number of
