@@ -81,6 +81,7 @@ def test_cbr_coverage_reads_a_cbr_discovery_config_with_vaults(
         project = sim.state.projects[0]
         east2 = sim.state.destination_projects["cn-east-2"]
         south1 = sim.state.destination_projects["cn-south-1"]
+        south1_vault = vault_id(south1, "cn-south-1")
         config = tmp_path / "cbr.toml"
         config.write_text(
             f"""
@@ -97,8 +98,7 @@ region = "{project.region}"
 [[discover.rules]]
 to = [
   {{ region = "cn-east-2", project_id = "{east2}" }},
-  {{ region = "cn-south-1", project_id = "{south1}",
-     vault_id = "{vault_id(south1, "cn-south-1")}" }},
+  {{ region = "cn-south-1", project_id = "{south1}", vault_id = "{south1_vault}" }},
 ]
 """,
             encoding="utf-8",
@@ -151,7 +151,7 @@ def test_a_cbr_ledger_explains_a_gap_by_backup_id() -> None:
 
 
 def test_a_cbr_replica_is_not_a_resource() -> None:
-    backup = {
+    backup: dict[str, Any] = {
         "id": "00000000-0000-4000-8000-000000000002",
         "resource_id": "server-1",
         "status": "available",
@@ -160,9 +160,12 @@ def test_a_cbr_replica_is_not_a_resource() -> None:
         "extend_info": None,
         "replication_records": [],
     }
-    where = {"project_id": "p" * 32, "source_region": "cn-north-1", "targets": ["cn-east-2"]}
-    assert observe(backup, **where) is None
-    assert observe(dict(backup, image_type="backup"), **where) is not None
+
+    def seen(item: dict[str, Any]) -> object:
+        return observe(item, project_id="p" * 32, source_region="cn-north-1", targets=["cn-east-2"])
+
+    assert seen(backup) is None
+    assert seen(dict(backup, image_type="backup")) is not None
 
 
 @pytest.mark.anyio
