@@ -291,6 +291,22 @@ class Plan:
                 found[route] = (count + 1, project)
         return found
 
+    def destinations(self) -> dict[tuple[str, str], tuple[int, str]]:
+        """Pairs to send per (destination region, destination), each with the pair's source
+        project: one more pass over the rows, for ``plan`` (a CBR destination is
+        ``project/vault``, see :func:`~orchestrator.engine.cbr_manifest.iter_cbr_fields`)."""
+        found: dict[tuple[str, str], tuple[int, str]] = {}
+        marks = self._marks
+        for ordinal, row in enumerate(self._rows()):
+            if isinstance(row, RowError):
+                continue
+            position = row[8] if self._by_line else ordinal
+            if position < len(marks) and marks[position]:
+                key = (row[2], row[3])
+                count, project = found.get(key, (0, row[1]))
+                found[key] = (count + 1, project)
+        return found
+
     def work(self) -> Generator[WorkItem]:
         """Pass 2: the tasks to send, in manifest order, each pair once.
 
