@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.cli.connection import Connection
-from orchestrator.errors import ApiError, OrchestratorError
+from orchestrator.errors import OrchestratorError
 from orchestrator.service.cbr import CbrClient
 
 __all__ = ["VaultCheck", "check_vaults", "vault_lines"]
@@ -74,7 +74,7 @@ async def check_vaults(
             }
             try:
                 found = await client.show_vault(project, vault, region=region)
-            except (ApiError, OrchestratorError) as exc:
+            except OrchestratorError as exc:  # ApiError, refused credentials, bad endpoint
                 result.unchecked.append({**where, "reason": str(exc)[:300]})
                 continue
             if found is None:
