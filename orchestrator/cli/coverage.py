@@ -98,7 +98,9 @@ def coverage_config(
     default = None
     if settings.project_id and settings.region:
         default = Source(settings.project_id.lower(), settings.region)
-    base = DiscoverConfig.from_config(config, default_source=default, now=now, path=config_path)
+    base = DiscoverConfig.from_config(
+        config, default_source=default, now=now, path=config_path, service=settings.service
+    )
     if region_to:
         rules = tuple(Rule((Destination(_region(r), _NO_PROJECT),)) for r in region_to)
         base = replace(base, rules=rules)
@@ -108,7 +110,8 @@ def coverage_config(
             "coverage: no destination: add [[discover.rules]] to the config or pass "
             "--region-to REGION"
         )
-    base.check()
+    # Coverage reads, never replicates: a CBR destination needs no vault here.
+    replace(base, service="csbs", vaults={}).check()
     return base
 
 

@@ -36,6 +36,7 @@ import anyio
 import orjson
 
 from orchestrator.cli.connection import Connection, connect
+from orchestrator.cli.vault_check import VaultCheck, check_vaults, vault_lines
 from orchestrator.config.settings import RunSettings
 from orchestrator.engine.job import refuse_same_file
 from orchestrator.engine.plan import Plan, RegionCounts, require_rows
@@ -70,12 +71,25 @@ class PlanReport:
     invalid_rows: list[dict[str, Any]] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     estimate: dict[str, Any] = field(default_factory=dict)
+    #: CBR: destination vaults asked (0: none), whether at their regions' own endpoints, and
+    #: what was wrong with them or could not be checked (see :mod:`orchestrator.cli.vault_check`).
+    vaults_checked: int = 0
+    vault_region_checked: bool | None = None
+    vault_problems: list[dict[str, Any]] = field(default_factory=list)
+    vaults_unchecked: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        """Every valid row can be sent: no invalid rows, conflicts or unsupported regions."""
+        """Every valid row can be sent: no invalid rows, conflicts, unsupported regions or
+        wrong destination vaults."""
         t = self.totals
-        return not (t["invalid"] or t["conflicts"] or t["unsupported"])
+        return not (t["invalid"] or t["conflicts"] or t["unsupported"] or self.vault_problems)
+
+    def add_vaults(self, check: VaultCheck) -> None:
+        self.vaults_checked = check.asked
+        self.vault_region_checked = check.region_checked if check.asked else None
+        self.vault_problems = check.problems
+        self.vaults_unchecked = check.unchecked
 
 
 def estimate_seconds(
@@ -233,7 +247,13 @@ def _problem_lines(report: PlanReport) -> list[str]:
         f"{r['destination_region']} would be refused (no replication capability)"
         for r in report.unsupported_routes
     ]
-    return lines
+    check = VaultCheck(
+        report.vaults_checked,
+        bool(report.vault_region_checked),
+        report.vault_problems,
+        report.vaults_unchecked,
+    )
+    return lines + vault_lines(check)
 
 
 def launch_plan(
@@ -308,6 +328,7 @@ async def _plan(args: argparse.Namespace, settings: RunSettings, manifest: Path)
 
     unsupported: dict[Route, int] | None = None
     latency: float | None = None
+    vaults: VaultCheck | None = None
     if getattr(args, "offline", False):
         plan = await anyio.to_thread.run_sync(build, settings.project_id)
     else:
@@ -316,7 +337,9 @@ async def _plan(args: argparse.Namespace, settings: RunSettings, manifest: Path)
             plan = await anyio.to_thread.run_sync(build, settings.project_id)
             routes = await anyio.to_thread.run_sync(plan.routes)
             unsupported, latency = await _check_routes(conn, routes) if routes else ({}, None)
-    return plan_report(
+            if settings.service == "cbr" and routes:
+                vaults = await check_vaults(conn, await anyio.to_thread.run_sync(plan.destinations))
+    report = plan_report(
         plan,
         manifest=str(manifest),
         ledger=str(ledger) if ledger else None,
@@ -324,6 +347,9 @@ async def _plan(args: argparse.Namespace, settings: RunSettings, manifest: Path)
         unsupported=unsupported,
         latency_s=latency,
     )
+    if vaults is not None:
+        report.add_vaults(vaults)
+    return report
 
 
 async def _check_routes(

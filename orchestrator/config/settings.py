@@ -454,6 +454,7 @@ def known_config_keys() -> dict[str, frozenset[str] | None]:
         if opt.config:
             section, key = opt.config.split(".")
             known.setdefault(section, set()).add(key)
+    known["connection"].add("endpoints")  # the [connection.endpoints] table (_endpoints)
     return {**{s: frozenset(k) for s, k in known.items()}, **_OTHER_SECTIONS}
 
 

@@ -25,7 +25,6 @@ whole, naming the expected columns, before anything is sent.
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -33,7 +32,7 @@ from typing import Final
 
 import orjson
 
-from orchestrator.engine.manifest import RowError, RowFields, check_row, detect_format
+from orchestrator.engine.manifest import ManifestPin, RowError, RowFields, check_row, detect_format
 from orchestrator.errors import ConfigError, ManifestError
 from orchestrator.models import ReplicationTask
 
@@ -70,16 +69,20 @@ def iter_cbr_manifest(
     *,
     default_project_id: str | None,
     only_lines: bytes | bytearray | None = None,
+    pin: ManifestPin | None = None,
 ) -> Iterator[ReplicationTask | RowError]:
     """Stream the manifest's rows as CBR tasks or row errors, in file order.
 
     A missing, unreadable or wrongly shaped file (a CSBS manifest, a missing column) raises
     :class:`ManifestError`; a bad row becomes a :class:`RowError`. ``only_lines``: as for
     :func:`orchestrator.engine.manifest.iter_manifest`, rows whose line is not marked are skipped.
+    ``pin`` records the bytes read, or verifies them block by block before any row of a
+    block is used (:class:`~orchestrator.errors.ManifestChangedError`), as for CSBS.
     """
     name = os.fspath(path)
     default = _checked_default(default_project_id)
-    rows = _jsonl_rows(name) if detect_format(name) == "jsonl" else _csv_rows(name)
+    fmt = detect_format(name)
+    rows = _jsonl_rows(name, pin) if fmt == "jsonl" else _csv_rows(name, pin)
     for line, row in rows:
         if only_lines is not None and (line >= len(only_lines) or not only_lines[line]):
             continue
@@ -87,11 +90,14 @@ def iter_cbr_manifest(
 
 
 def iter_cbr_fields(
-    path: str | os.PathLike[str], *, default_project_id: str | None
+    path: str | os.PathLike[str],
+    *,
+    default_project_id: str | None,
+    pin: ManifestPin | None = None,
 ) -> Iterator[RowFields | RowError]:
     """:func:`iter_cbr_manifest` as the plan's first pass reads it: the destination slot
     holds ``project/vault`` so that two rows of a pair naming different vaults conflict."""
-    for row in iter_cbr_manifest(path, default_project_id=default_project_id):
+    for row in iter_cbr_manifest(path, default_project_id=default_project_id, pin=pin):
         if isinstance(row, RowError):
             yield row
             continue
@@ -171,23 +177,30 @@ def _task(
 # --- CSV ---------------------------------------------------------------------------------
 
 
-def _read_text(path: str) -> str:
+def _text_lines(path: str, pin: ManifestPin | None) -> Iterator[str]:
+    """The file's lines as text (line ends kept), streamed; through ``pin`` when given, so
+    a later pass sees the first pass's bytes or stops."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        f = open(path, "rb")  # noqa: SIM115 - closed below, the generator may be left early
     except FileNotFoundError:
         raise ManifestError(path, None, None, "manifest not found") from None
     except OSError as exc:
         raise ManifestError(path, None, None, f"cannot read: {exc.strerror}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ManifestError(path, line, None, "not UTF-8 text") from None
+    with f:
+        try:
+            for line, raw in enumerate(f if pin is None else pin.lines(f), 1):
+                try:
+                    yield raw.decode("utf-8-sig" if line == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    raise ManifestError(path, line, None, "not UTF-8 text") from None
+        except OSError as exc:
+            raise ManifestError(path, None, None, f"cannot read: {exc.strerror}") from None
 
 
-def _csv_rows(path: str) -> Iterator[tuple[int, Mapping[str, object] | RowError]]:
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+def _csv_rows(
+    path: str, pin: ManifestPin | None
+) -> Iterator[tuple[int, Mapping[str, object] | RowError]]:
+    reader = csv.reader(_text_lines(path, pin))
     columns: list[str] | None = None
     done = 0  # physical lines consumed before the current record
     for cells in reader:
@@ -238,8 +251,10 @@ def _header(path: str, line: int, cells: list[str]) -> list[str]:
 # --- JSON Lines --------------------------------------------------------------------------
 
 
-def _jsonl_rows(path: str) -> Iterator[tuple[int, Mapping[str, object] | RowError]]:
-    for line, text in enumerate(_read_text(path).splitlines(), 1):
+def _jsonl_rows(
+    path: str, pin: ManifestPin | None
+) -> Iterator[tuple[int, Mapping[str, object] | RowError]]:
+    for line, text in enumerate(_text_lines(path, pin), 1):
         if not text.strip():
             continue
         try:

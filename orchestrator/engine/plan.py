@@ -182,21 +182,19 @@ class Plan:
         manifest (backups and destination vaults, see :mod:`orchestrator.engine.cbr_manifest`).
         """
         name = os.fspath(path)
-        if service == "cbr":
-            return cls._from_cbr_manifest(
-                name,
-                _file_stamp(name),
-                default_project_id=default_project_id,
-                history=history,
-                retry_failed=retry_failed,
-                max_rejected=max_rejected,
-            )
         pin = ManifestPin(name)
+        cbr = service == "cbr"
 
         def rows() -> Iterator[RowFields | RowError]:
+            if cbr:
+                return iter_cbr_fields(name, default_project_id=default_project_id, pin=pin)
             return iter_manifest_fields(name, default_project_id=default_project_id, pin=pin)
 
         def tasks(marks: bytearray) -> Iterator[ReplicationTask | RowError]:
+            if cbr:
+                return iter_cbr_manifest(
+                    name, default_project_id=default_project_id, only_lines=marks, pin=pin
+                )
             return iter_manifest(
                 name, default_project_id=default_project_id, only_lines=marks, pin=pin
             )
@@ -211,36 +209,6 @@ class Plan:
         )
         plan.pin = pin
         return plan
-
-    @classmethod
-    def _from_cbr_manifest(
-        cls,
-        name: str,
-        stamp: tuple[int, int, int],
-        *,
-        default_project_id: str | None,
-        history: History | None,
-        retry_failed: bool,
-        max_rejected: int,
-    ) -> Plan:
-        def rows() -> Iterator[RowFields | RowError]:
-            return iter_cbr_fields(name, default_project_id=default_project_id)
-
-        def tasks(marks: bytearray) -> Iterator[ReplicationTask | RowError]:
-            if _file_stamp(name) != stamp:
-                raise ManifestError(
-                    name, None, None, "the manifest changed while the run was planned: run again"
-                )
-            return iter_cbr_manifest(name, default_project_id=default_project_id, only_lines=marks)
-
-        return cls(
-            rows,
-            tasks,
-            by_line=True,
-            history=history,
-            retry_failed=retry_failed,
-            max_rejected=max_rejected,
-        )
 
     @classmethod
     def from_tasks(
@@ -321,6 +289,22 @@ class Plan:
                 route = (row[4], row[2])
                 count, project = found.get(route, (0, row[1]))
                 found[route] = (count + 1, project)
+        return found
+
+    def destinations(self) -> dict[tuple[str, str], tuple[int, str]]:
+        """Pairs to send per (destination region, destination), each with the pair's source
+        project: one more pass over the rows, for ``plan`` (a CBR destination is
+        ``project/vault``, see :func:`~orchestrator.engine.cbr_manifest.iter_cbr_fields`)."""
+        found: dict[tuple[str, str], tuple[int, str]] = {}
+        marks = self._marks
+        for ordinal, row in enumerate(self._rows()):
+            if isinstance(row, RowError):
+                continue
+            position = row[8] if self._by_line else ordinal
+            if position < len(marks) and marks[position]:
+                key = (row[2], row[3])
+                count, project = found.get(key, (0, row[1]))
+                found[key] = (count + 1, project)
         return found
 
     def work(self) -> Generator[WorkItem]:
@@ -481,13 +465,3 @@ def require_rows(plan: Plan, manifest: str) -> None:
             "no rows: the manifest is empty or holds only a header, so there is nothing to "
             "do; pass --allow-empty if that is expected",
         )
-
-
-def _file_stamp(name: str) -> tuple[int, int, int]:
-    """What changes when a file is rewritten: inode, size, modification time (a CBR
-    manifest's pass-two check; a CSBS manifest is pinned by its digests instead)."""
-    try:
-        st = os.stat(name)
-    except OSError as exc:
-        raise ManifestError(name, None, None, f"cannot open: {exc.strerror or exc}") from exc
-    return (st.st_ino, st.st_size, st.st_mtime_ns)

@@ -177,7 +177,9 @@ def ledger_facts(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], 
         event = record.get("event")
         if event not in ("result", "copy_status"):
             continue
-        item, region = record.get("checkpoint_item_id"), record.get("destination_region")
+        # CBR ledgers name the backup where CSBS ledgers name the checkpoint item.
+        item = record.get("checkpoint_item_id") or record.get("backup_id")
+        region = record.get("destination_region")
         if not isinstance(item, str) or not isinstance(region, str):
             continue
         at = parse_time(record.get("finished_at")) or parse_time(record.get("ts")) or 0.0
@@ -269,12 +271,14 @@ def observe(
     item: Mapping[str, Any], *, project_id: str, source_region: str, targets: Iterable[str]
 ) -> Observed | None:
     """An item of the listing as coverage sees it; None for what is not a protected
-    resource's backup (no resource id, or a replica made in this region from another)."""
+    resource's backup (no resource id, or a replica made in this region from another: a
+    CSBS item's ``extend_info.copy_from``, a CBR backup's ``image_type`` ``replication``)."""
     extend = item.get("extend_info")
     extend = extend if isinstance(extend, Mapping) else {}
     resource = _text(item.get("resource_id"))
     item_id = _text(item.get("id"))
-    if not resource or not item_id or _text(extend.get("copy_from")):
+    replica = _text(extend.get("copy_from")) or item.get("image_type") == "replication"
+    if not resource or not item_id or replica:
         return None
     return Observed(
         item_id=item_id.lower(),

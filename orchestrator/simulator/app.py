@@ -158,6 +158,7 @@ class SimulatorApp:
             faults,
             on_destination=_mark_destination,
             on_replicated=counters.replicated,
+            own_region=lambda request: request.get(_ENDPOINT),
         )
 
     def _request_id(self) -> str:

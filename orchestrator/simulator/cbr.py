@@ -50,7 +50,8 @@ LIST_BACKUPS: Final = f"GET {_V3}/backups"
 SHOW_BACKUP: Final = f"GET {_V3}/backups/{{backup_id}}"
 CAPABILITIES: Final = f"GET {_V3}/replication-capabilities"
 OP_LOGS: Final = f"GET {_V3}/operation-logs"
-CBR_ROUTES: Final = (REPLICATE, LIST_BACKUPS, SHOW_BACKUP, CAPABILITIES, OP_LOGS)
+SHOW_VAULT: Final = f"GET {_V3}/vaults/{{vault_id}}"
+CBR_ROUTES: Final = (REPLICATE, LIST_BACKUPS, SHOW_BACKUP, CAPABILITIES, OP_LOGS, SHOW_VAULT)
 
 #: Copies one backup may have (successful or under way) before CBR answers 1012.
 MAX_REPLICAS: Final = 8
@@ -97,8 +98,10 @@ class CbrFace:
         *,
         on_destination: Callable[[web.Request, str], None],
         on_replicated: Callable[[str, str], None],
+        own_region: Callable[[web.Request], str | None] = lambda _: None,
     ) -> None:
         self._estate = estate
+        self._own_region = own_region
         self._faults = faults
         self._on_destination = on_destination
         self._on_replicated = on_replicated
@@ -124,6 +127,7 @@ class CbrFace:
         add("GET", f"{backups}/{{item_id}}", wrap(SHOW_BACKUP, self._show_backup))
         add("GET", f"{_V3}/replication-capabilities", wrap(CAPABILITIES, self._capabilities))
         add("GET", f"{_V3}/operation-logs", wrap(OP_LOGS, self._op_logs))
+        add("GET", f"{_V3}/vaults/{{vault_id}}", wrap(SHOW_VAULT, self._show_vault))
 
     def vaults(self) -> list[dict[str, str]]:
         """Every vault: ``{"id", "project_id", "region"}`` (``GET /_sim/vaults``)."""
@@ -219,6 +223,36 @@ class CbrFace:
     def _show_backup(self, request: web.Request, _body: bytes, project_id: str) -> _Answer:
         item = self._item(project_id, request.match_info["item_id"])
         return 200, {"backup": self._backup_view(item)}
+
+    def _show_vault(self, request: web.Request, _body: bytes, project_id: str) -> _Answer:
+        """``ShowVault``: a vault of ``project_id``. A region's own endpoint knows only that
+        region's vaults, as the real regional endpoints do; the shared URL knows every
+        region's (it cannot tell which region is meant)."""
+        wanted = request.match_info["vault_id"]
+        owner = self._vaults.get(wanted)
+        own = self._own_region(request)
+        if owner is None or owner[0] != project_id or (own is not None and owner[1] != own):
+            raise Refusal(404, "BackupService.6302", f"The vault {wanted} does not exist.")
+        return 200, {
+            "vault": {
+                "id": wanted,
+                "name": f"vault-{owner[1]}",
+                "project_id": project_id,
+                "provider_id": CBR_PROVIDER_ID,
+                "resources": [],
+                "billing": {
+                    "cloud_type": "public",
+                    "consistent_level": "crash_consistent",
+                    "object_type": "server",
+                    "protect_type": "replication",
+                    "size": 100,
+                    "status": "available",
+                },
+                "description": "",
+                "enterprise_project_id": "0",
+                "created_at": "2026-01-01T00:00:00.000000",
+            }
+        }
 
     def _capabilities(self, _request: web.Request, _body: bytes, _project_id: str) -> _Answer:
         regions = [
