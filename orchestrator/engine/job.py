@@ -1,5 +1,9 @@
 """One replication job end to end: ledger -> history -> plan -> pool -> summary.
 
+What a job is given and returns is :mod:`~orchestrator.engine.job_spec`; its bookkeeping in
+the ledger beside the run (snapshots, first attempts, rejected rows) is
+:mod:`~orchestrator.engine.job_ledger`.
+
 Used by ``run``, ``resume`` and the scheduler. It owns the order of things that matter for
 safety: the ledger is locked (and a torn tail repaired) before the history is read; the whole
 manifest is validated and deduplicated before the first request; ``run_finished`` and the final
@@ -13,7 +17,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
     AsyncExitStack,
@@ -21,37 +25,51 @@ from contextlib import (
     contextmanager,
     nullcontext,
 )
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import anyio
 import structlog
 
 from orchestrator import __version__
-from orchestrator.config.settings import RunSettings
-from orchestrator.engine.live import RunSnapshot, Watcher
+from orchestrator.engine.job_ledger import (
+    first_attempts_of,
+    keep_snapshot,
+    manifest_pin_fields,
+    plan_history,
+    record_rejections,
+    snapshots_meanwhile,
+)
+from orchestrator.engine.job_spec import (
+    SNAPSHOT_AFTER_BYTES,
+    SNAPSHOT_CHECK_S,
+    JobResult,
+    JobSpec,
+    exit_code_for,
+    pool_settings,
+)
+from orchestrator.engine.live import RunSnapshot
 from orchestrator.engine.overload import load_learned_limits, save_learned_limits
-from orchestrator.engine.pace import PaceSettings
 from orchestrator.engine.pace_state import load_learned_rates, save_learned_rates
 from orchestrator.engine.plan import Plan, require_rows
-from orchestrator.engine.pool import Pool, PoolSettings, PoolStats, Replicator
+from orchestrator.engine.pool import Pool, PoolStats, Replicator
 from orchestrator.engine.progress import NullProgress, Progress, run_ticks
-from orchestrator.engine.retry import RetryPolicy
-from orchestrator.errors import ConfigError, LedgerError, ManifestChangedError, ManifestError
-from orchestrator.exitcodes import ExitCode
-from orchestrator.ledger.file import LedgerWriter, iter_records
+from orchestrator.errors import ConfigError, ManifestChangedError, ManifestError
+from orchestrator.ledger.file import LedgerWriter
 from orchestrator.ledger.format import StopReason
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
-from orchestrator.models import PairKey, ReplicationTask, ResultStatus, WorkItem
+from orchestrator.models import WorkItem
 from orchestrator.service.preflight import HasCapabilities, patience, preflight
 
+# JobSpec, JobResult, the snapshot defaults, pool_settings and exit_code_for live in
+# engine/job_spec.py; they are exported here too, beside the run that uses them.
 __all__ = [
+    "SNAPSHOT_AFTER_BYTES",
+    "SNAPSHOT_CHECK_S",
     "JobResult",
     "JobSpec",
     "exit_code_for",
+    "first_attempts_of",
     "pool_settings",
     "refuse_same_file",
     "run_job",
@@ -60,52 +78,6 @@ __all__ = [
 log = structlog.get_logger("orchestrator.engine.job")
 
 ClientFactory = Callable[[], AbstractAsyncContextManager[Replicator]]
-
-#: A run saves the ledger's fold (``<ledger>.snapshot``) when this much of the ledger lies past
-#: the last snapshot: folding less than that at the next start takes well under a second,
-#: less than re-reading the run's lines to save it would add to this run.
-SNAPSHOT_AFTER_BYTES = 64 << 20
-#: How often a running job looks whether the ledger grew that much (a stat, nothing more).
-SNAPSHOT_CHECK_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    ledger: Path
-    settings: RunSettings
-    manifest: Path | None = None
-    tasks: Sequence[ReplicationTask] | None = None  # discovered work, instead of a manifest
-    #: Where the pairs came from, for the ledger: None means "manifest" when there is one.
-    #: ``run --discover`` saves what it found as a manifest (for resume) and says "discover".
-    source: str | None = None
-    strict: bool = False
-    retry_failed: bool = False
-    #: ``resume``: the SHA-256 the resumed run recorded for its manifest; a manifest whose
-    #: bytes differ is refused before anything is sent (None: no check, ``--replan``).
-    expect_manifest_sha256: str | None = None
-    #: One capabilities GET before anything is recorded or sent (see service.preflight).
-    preflight: bool = True
-    #: A manifest without rows is a usage error (exit 2) unless this is set.
-    allow_empty: bool = False
-    handle_signals: bool = True
-    # Handed the pool before it runs, so that a caller watching signals itself (the
-    # scheduler) can stop it gracefully; used with handle_signals=False.
-    on_pool: Callable[[Pool], None] | None = None
-    #: Runs beside the pool (the live ``--metrics-file``), cancelled when the pool returns.
-    watch: Watcher | None = None
-    snapshot_after_bytes: int = SNAPSHOT_AFTER_BYTES
-    snapshot_check_s: float = SNAPSHOT_CHECK_S
-
-
-@dataclass(slots=True)
-class JobResult:
-    run_id: str
-    exit_code: ExitCode
-    stats: PoolStats
-    plan: Plan
-    duration_s: float
-    rejected: int
-    conflicts: int
 
 
 def refuse_same_file(manifest: Path, ledger: Path) -> None:
@@ -119,94 +91,6 @@ def refuse_same_file(manifest: Path, ledger: Path) -> None:
             f"--manifest and --ledger are the same file ({manifest}): the ledger is where the "
             "run writes its results; give it its own file"
         )
-
-
-def pool_settings(
-    settings: RunSettings,
-    initial_limits: Mapping[str, int],
-    initial_rates: Mapping[str, float] | None = None,
-) -> PoolSettings:
-    return PoolSettings(
-        concurrency=settings.concurrency,
-        per_region=settings.per_region,
-        per_region_floor=settings.per_region_floor,
-        adaptive=settings.adaptive,
-        rate=settings.rate,
-        retry=RetryPolicy.from_settings(settings),
-        retry_budget_percent=settings.retry_budget,
-        failure_min_results=settings.failure_min_results,
-        failure_percent=settings.failure_percent,
-        grace_period=settings.grace_period,
-        max_duration=settings.max_duration,
-        initial_limits=initial_limits,
-        reconcile_skew_s=settings.reconcile_skew,
-        # --rate is the ceiling; under it the pace is learned from the service's answers.
-        pace=PaceSettings(ceiling=settings.rate) if settings.pace else None,
-        initial_rates=initial_rates or {},
-        # A pair gives up after the retry time anyway; a service never reached, sooner.
-        unreachable_after_s=(
-            min(settings.unreachable_after, settings.retry_time)
-            if settings.unreachable_after > 0
-            else None
-        ),
-    )
-
-
-def exit_code_for(stats: PoolStats, rejected: int) -> ExitCode:
-    """The documented exit code of a finished run (most severe first)."""
-    by_reason = {
-        StopReason.AUTH: ExitCode.AUTH,
-        StopReason.UNREACHABLE: ExitCode.GAVE_UP,
-        StopReason.THRESHOLD: ExitCode.THRESHOLD,
-        StopReason.SIGNAL: ExitCode.INTERRUPTED,
-        StopReason.DEADLINE: ExitCode.INTERRUPTED,
-        StopReason.MANIFEST_CHANGED: ExitCode.INTERRUPTED,
-    }
-    if stats.stop_reason in by_reason:
-        return by_reason[stats.stop_reason]
-    if stats.counts[ResultStatus.GAVE_UP]:
-        return ExitCode.GAVE_UP
-    if stats.counts[ResultStatus.FAILED] or rejected:
-        return ExitCode.FAILED
-    return ExitCode.OK
-
-
-def _plan_history(ledger: Path) -> History:
-    """The ledger folded for planning: statuses only, no record ids."""
-    return History.load(ledger, record_ids=False)
-
-
-async def _keep_snapshot(spec: JobSpec, history: History) -> float | None:
-    """Fold this run's lines into the history and save it, when the ledger has grown enough
-    since the last snapshot; returns the seconds that took (0 when not needed). A snapshot
-    is a cache: failing to write one is only logged (and returns None). Logged here, on the
-    event loop, not from the worker thread."""
-    started = time.monotonic()
-    try:
-        size = await anyio.to_thread.run_sync(_save_if_grown, spec, history)
-    except (OSError, LedgerError) as exc:
-        log.warning("history.snapshot_not_saved", ledger=str(spec.ledger), error=str(exc))
-        return None
-    if not size:
-        return 0.0
-    took = time.monotonic() - started
-    log.info(
-        "history.snapshot_saved",
-        ledger=str(spec.ledger),
-        covers_bytes=history.ledger_end,
-        pairs=len(history),
-        bytes=size,
-        seconds=round(took, 3),
-    )
-    return took
-
-
-def _save_if_grown(spec: JobSpec, history: History) -> int:
-    """The snapshot's size, or 0 when the ledger has not grown enough to save one."""
-    if os.stat(spec.ledger).st_size - history.snapshot_end < spec.snapshot_after_bytes:
-        return 0
-    history.catch_up(spec.ledger)
-    return history.save_snapshot(spec.ledger)
 
 
 def build_plan(spec: JobSpec, history: History) -> Plan:
@@ -238,7 +122,7 @@ async def run_job(
     async with LedgerWriter(spec.ledger) as ledger, AsyncExitStack() as clients:
         if ledger.repaired_bytes:
             log.warning("ledger.repaired", path=str(spec.ledger), cut_bytes=ledger.repaired_bytes)
-        history = await anyio.to_thread.run_sync(_plan_history, spec.ledger)
+        history = await anyio.to_thread.run_sync(plan_history, spec.ledger)
         log.debug(
             "history.loaded",
             pairs=len(history),
@@ -257,13 +141,13 @@ async def run_job(
         recorder = LedgerRecorder(ledger, run_id, cbr=spec.settings.service == "cbr")
         await recorder.run_started(
             manifest=str(spec.manifest.resolve()) if spec.manifest else None,
-            **_manifest_pin_fields(plan),
+            **manifest_pin_fields(plan),
             source=spec.source or ("manifest" if spec.manifest else "discover"),
             settings=spec.settings.public(),
             version=__version__,
             retry_failed=spec.retry_failed,
         )
-        rejected = _record_rejections(recorder, plan, spec) + plan.rejected_dropped
+        rejected = record_rejections(recorder, plan, spec) + plan.rejected_dropped
         if rejected:
             log.warning(
                 "manifest.rows_rejected",
@@ -312,7 +196,7 @@ async def run_job(
                 pace=stats.pace,
             )
         # Still under the ledger's lock: no other run appends while its lines are folded.
-        await _keep_snapshot(spec, history)
+        await keep_snapshot(spec, history)
     save_learned_limits(spec.settings.state_file, stats.limits)
     save_learned_rates(spec.settings.state_file, {key: p["limit"] for key, p in stats.pace.items()})
     return JobResult(run_id, code, stats, plan, duration, rejected, len(plan.conflicts))
@@ -337,37 +221,6 @@ async def _preflighted(
             give_up_after=patience(spec.settings),
         )
     return lambda: nullcontext(client)
-
-
-def first_attempts_of(ledger: Path) -> dict[PairKey, float]:
-    """When each pair with an attempt and no result after it was first attempted since its
-    last result (epoch seconds): reconcile tells a record made by that attempt from one that
-    was there before. Read only when the plan reconciles pairs (after a kill, a few)."""
-    since: dict[PairKey, float] = {}
-    for record in iter_records(ledger):
-        event = record.get("event")
-        if event not in {"attempt", "result"}:
-            continue
-        key = (
-            str(record.get("project_id")),
-            str(record.get("checkpoint_item_id")),
-            str(record.get("destination_region")),
-        )
-        if event == "result":
-            since.pop(key, None)
-        elif key not in since:
-            try:
-                since[key] = datetime.fromisoformat(str(record.get("ts"))).timestamp()
-            except ValueError:
-                continue
-    return since
-
-
-def _manifest_pin_fields(plan: Plan) -> dict[str, Any]:
-    """What ``run_started`` records of the manifest's bytes, for ``resume`` to compare."""
-    if plan.pin is None or not plan.pin.sealed:
-        return {}
-    return {"manifest_size": plan.pin.size, "manifest_sha256": plan.pin.sha256}
 
 
 def _refuse_if_changed(plan: Plan, spec: JobSpec) -> None:
@@ -428,7 +281,7 @@ async def _run_pool(
 ) -> PoolStats:
     async with anyio.create_task_group() as tg:
         tg.start_soon(run_ticks, progress)
-        tg.start_soon(_snapshots_meanwhile, spec, history)
+        tg.start_soon(snapshots_meanwhile, spec, history)
         if spec.handle_signals:
             tg.start_soon(_watch_signals, pool)
         if spec.watch is not None:
@@ -464,30 +317,6 @@ def _snapshot(pool: Pool, total: int) -> RunSnapshot:
     )
 
 
-#: A running job spends at most about 1/_SNAPSHOT_DUTY of its time saving snapshots: a save
-#: costs in proportion to the pairs, so a ledger of millions of pairs is saved less often.
-_SNAPSHOT_DUTY = 50
-
-
-async def _snapshots_meanwhile(
-    spec: JobSpec,
-    history: History,
-    keep: Callable[[JobSpec, History], Awaitable[float | None]] = _keep_snapshot,
-    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-) -> None:
-    """Save snapshots while the pool runs, so that a run killed outright (SIGKILL, OOM, a lost
-    node) leaves about ``snapshot_after_bytes`` of ledger to fold, not all of its lines.
-
-    The plan was built before the pool started and nothing else reads the history until
-    the pool ends, so the worker thread may fold into it; cancelling this task waits for a
-    save in progress to finish (it is not abandoned). After a failed save only the end of
-    the run tries again (one warning, not one per check)."""
-    took: float | None = 0.0
-    while took is not None:
-        await sleep(max(spec.snapshot_check_s, _SNAPSHOT_DUTY * took))
-        took = await keep(spec, history)
-
-
 async def _watch_signals(pool: Pool) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
@@ -498,42 +327,3 @@ async def _watch_signals(pool: Pool) -> None:
                 return
             log.warning("run.signal", signal=name, action="finishing in-flight requests")
             pool.request_stop(StopReason.SIGNAL)
-
-
-def _record_rejections(recorder: LedgerRecorder, plan: Plan, spec: JobSpec) -> int:
-    manifest = str(spec.manifest) if spec.manifest else "discover"
-    count = 0
-    for row in plan.rejected:
-        recorder.rejected(
-            manifest=manifest, line=row.line, field=row.field, reason=row.reason, ids=_row_ids(row)
-        )
-        count += 1
-    for conflict in plan.conflicts:
-        project_id, item_id, region = conflict.key
-        for line, dest in zip(conflict.lines, conflict.destination_project_ids, strict=False):
-            recorder.rejected(
-                manifest=manifest,
-                line=line,
-                field="destination_project_id",
-                reason="conflict: this pair is listed with different destination projects "
-                f"(lines {', '.join(map(str, conflict.lines))}); none was sent",
-                ids={
-                    "checkpoint_item_id": item_id,
-                    "project_id": project_id,
-                    "destination_region": region,
-                    "destination_project_id": dest,
-                },
-            )
-            count += 1
-    return count
-
-
-def _row_ids(row: Any) -> dict[str, str | None]:
-    # A CBR row's backup id travels as checkpoint_item_id; the recorder names it backup_id.
-    names: Iterable[str] = (
-        "checkpoint_item_id",
-        "project_id",
-        "destination_region",
-        "destination_project_id",
-    )
-    return {name: getattr(row, name, None) for name in names}

@@ -13,15 +13,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator.cli.main import main
-from orchestrator.cli.tracking import (
-    PendingCopy,
-    TrackResult,
-    TrackSettings,
-    pending_copies,
-    track_copies,
-    track_ledger,
-)
+from orchestrator.engine.copies import PendingCopy, pending_copies
 from orchestrator.engine.plan import Plan
+from orchestrator.engine.track import TrackResult, TrackSettings, track_copies, track_ledger
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import LedgerWriter, iter_records
 from orchestrator.ledger.history import History

@@ -371,7 +371,8 @@ def test_cbr_results_fold_like_csbs_ones(tmp_path: Path) -> None:
 async def test_track_follows_cbr_copies_through_operation_logs(
     make_simulator: MakeSimulator, tmp_path: Path
 ) -> None:
-    from orchestrator.cli.tracking import TrackSettings, pending_copies, track_ledger
+    from orchestrator.engine.copies import pending_copies
+    from orchestrator.engine.track import TrackSettings, track_ledger
     from orchestrator.insight.report import build_report
     from orchestrator.ledger.history import History
 

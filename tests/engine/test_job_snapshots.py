@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config.settings import RunSettings
-from orchestrator.engine.job import JobSpec, _snapshots_meanwhile
+from orchestrator.engine.job_ledger import snapshots_meanwhile
+from orchestrator.engine.job_spec import JobSpec
 from orchestrator.ledger.history import History
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +27,7 @@ async def test_a_long_save_makes_the_next_one_wait_and_a_failure_ends_them(
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
 
-    await _snapshots_meanwhile(spec, History(), keep, sleep)
+    await snapshots_meanwhile(spec, History(), keep, sleep)
 
     assert waits == [10.0, 10.0, 100.0, 10.0]
     assert next(saves) == 0.0  # no check after the failure

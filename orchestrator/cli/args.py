@@ -1,0 +1,147 @@
+"""The argument groups several commands share: logging, connection, limits and retries,
+discovery filters, and the epilog with the exit codes."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = [
+    "EPILOG",
+    "add_allow_empty",
+    "add_connection",
+    "add_discovery",
+    "add_logging",
+    "add_run_options",
+]
+
+EPILOG = """exit codes: 0 ok, 2 usage/config/manifest, 3 some pairs failed, 4 some gave up on
+transient errors (resume later), 5 failure threshold tripped, 6 interrupted or --max-duration
+reached (resume) or `track --deadline` passed, 7 credentials refused, 8 ledger error,
+1 internal error.
+precedence: flags > environment > --config file > defaults."""
+
+
+def add_logging(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("logging")
+    group.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="json off a terminal, readable on one (default: auto)",
+    )
+    group.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="(default: info)",
+    )
+    group.add_argument(
+        "--log-file", default=None, help="also append JSON log lines to this file (default: none)"
+    )
+    group.add_argument(
+        "--debug", action="store_true", help="show a traceback for unexpected errors (default: off)"
+    )
+
+
+def add_connection(parser: argparse.ArgumentParser, *, simulate: bool = True) -> None:
+    from orchestrator.cli.options import add_options
+
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--config", default=None, help="TOML config file, see configs/example.toml (default: none)"
+    )
+    add_options(group, "connection")  # type: ignore[arg-type]
+    if simulate:
+        group.add_argument(
+            "--simulate",
+            action="store_true",
+            help="start the embedded CSBS simulator and run against it (default: off)",
+        )
+        group.add_argument(
+            "--sim-seed", type=int, default=1, help="seed of the simulated estate (default: 1)"
+        )
+
+
+def add_allow_empty(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a manifest without rows is fine, nothing to do (default: exit 2, 'no rows')",
+    )
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    from orchestrator.cli.options import add_options
+
+    group = parser.add_argument_group("limits, retries and stopping")
+    add_options(group, "run")  # type: ignore[arg-type]
+    group.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="also re-send pairs whose last result was failed (default: off)",
+    )
+    group.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress display even on a terminal (default: show it)",
+    )
+
+
+def add_discovery(parser: argparse.ArgumentParser) -> None:
+    """Filters and a catch-all destination on top of the config's ``[discover]`` table."""
+    group = parser.add_argument_group("discovery (over [discover] in --config)")
+    group.add_argument(
+        "--status",
+        dest="filter_status",
+        default=None,
+        metavar="STATUS",
+        help="list items of this status; 'any' for all (default: available)",
+    )
+    group.add_argument(
+        "--resource-type",
+        dest="filter_resource_type",
+        default=None,
+        metavar="TYPE",
+        help="only this resource type, e.g. OS::Nova::Server (default: any)",
+    )
+    group.add_argument(
+        "--name",
+        dest="filter_name",
+        default=None,
+        metavar="TEXT",
+        help="only items whose name contains this (the service's fuzzy match; default: any)",
+    )
+    group.add_argument(
+        "--policy-id",
+        dest="filter_policy_id",
+        default=None,
+        metavar="ID",
+        help="only this backup policy (default: any)",
+    )
+    group.add_argument(
+        "--since",
+        dest="filter_since",
+        default=None,
+        metavar="WHEN",
+        help="only items created since an ISO time (UTC if no zone) or an age: 36h, 7d "
+        "(default: any)",
+    )
+    group.add_argument(
+        "--to",
+        action="append",
+        default=None,
+        metavar="REGION=PROJECT_ID",
+        help="send every listed item there too (repeatable; adds to [[discover.rules]]; "
+        "default: none)",
+    )
+    group.add_argument(
+        "--page-size", type=int, default=None, help="items per listing page (default: 1000)"
+    )
+    group.add_argument(
+        "--select",
+        choices=("all", "newest"),
+        default=None,
+        help="all: every available backup lacking a copy; newest: per resource and region only "
+        "the newest, when the region holds nothing as new, largest lag first "
+        "(default: [discover] select, else all)",
+    )

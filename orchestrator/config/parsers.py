@@ -1,0 +1,86 @@
+"""The parsers of setting values: text (a flag, an environment variable, a config value
+turned to text) to a value, or a ``ValueError`` that says what a good value looks like."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = [
+    "SERVICES",
+    "boolean",
+    "finite_float",
+    "non_negative_float",
+    "percent",
+    "positive_float",
+    "positive_int",
+    "rate",
+    "service",
+]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number, not {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+def rate(text: str) -> float:
+    """``auto`` (learn the rate, no ceiling) is 0; else a ceiling in requests per second."""
+    if text.strip().lower() == "auto":
+        return 0.0
+    return non_negative_float(text)
+
+
+def percent(text: str) -> float:
+    value = finite_float(text)
+    if not 0 < value <= 100:
+        raise ValueError("must be a percentage in (0, 100]")
+    return value
+
+
+def boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def service(text: str) -> str:
+    value = text.strip().lower()
+    if value not in SERVICES:
+        raise ValueError(f"service must be one of {', '.join(SERVICES)}")
+    return value
+
+
+#: The backup services spoken: CSBS v1 (orchestrator/client.py), CBR v3 (service/cbr.py).
+SERVICES = ("csbs", "cbr")
