@@ -61,8 +61,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from orchestrator.errors import ConfigError
-    from orchestrator.insight.ledgers import selected_records
     from orchestrator.insight.failed_manifest import check_include, write_failed_manifest
+    from orchestrator.insight.ledgers import selected_records
     from orchestrator.insight.report import build_report
     from orchestrator.insight.report_render import render_csv, render_json, render_table
 
