@@ -43,6 +43,7 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 
 from orchestrator.atomic_file import replace_file
 from orchestrator.errors import ConfigError, ScheduleError
+from orchestrator.ledger.archive import compress_closed
 from orchestrator.ledger.snapshot import snapshot_path
 from orchestrator.safe_file import NotRegularFileError, open_or_create, open_regular
 from orchestrator.safe_text import for_terminal
@@ -782,7 +783,7 @@ def prune_ledgers(directory: Path, keep: int, *, in_use: Path | None = None) -> 
             continue
         if _unlink_unless_locked(path):
             removed.append(path)
-    return removed
+    return removed + compress_closed(directory, keep, in_use=in_use)
 
 
 def _same_file(a: Path, b: Path) -> bool:
