@@ -2,7 +2,7 @@
 
 A schedule writes one dated ledger per firing (``ledger-YYYYMMDDTHHMMZ.jsonl``) and keeps the
 newest ``keep_ledgers``. After a firing, :func:`compress_closed` gzips every kept dated ledger
-but the newest and the one in use (``ledger-....jsonl.gz``, about a tenth of the size), and
+(of at least 4 KiB) but the newest and the one in use (``ledger-....jsonl.gz``, about a tenth of the size), and
 deletes the dated ledgers, compressed or not, beyond ``keep``. A ledger is compressed under
 its ``flock`` (a run or resume writing it is left alone), written to a temporary file,
 fsynced and renamed, and only then is the plain ledger (and its snapshot) deleted: a crash
@@ -44,6 +44,8 @@ __all__ = [
 SUFFIX: Final = ".gz"
 _DATED: Final = re.compile(r"^ledger-\d{8}T\d{4}Z\.jsonl(\.gz)?$")
 _CHUNK: Final = 1 << 20
+#: A ledger smaller than this stays plain: gzip would save next to nothing.
+MIN_SIZE: Final = 4096
 
 
 def is_compressed(path: str | os.PathLike[str]) -> bool:
@@ -169,9 +171,16 @@ def compress_closed(directory: Path, keep: int, *, in_use: Path | None = None) -
         if index >= keep:
             if _unlink_unless_locked(path):
                 removed.append(path)
-        elif index > 0 and not is_compressed(path):
+        elif index > 0 and not is_compressed(path) and _size(path) >= MIN_SIZE:
             compress_ledger(path)
     return removed
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return 0
 
 
 def _unlink_unless_locked(path: Path) -> bool:

@@ -117,13 +117,13 @@ class Compactor:
         for key, value in line.items():
             if key in ("v", "event", "ts", "run_id", "started_at", "finished_at"):
                 continue
-            if value is None and key in _NULL_DEFAULT:
+            if value is None and key in _NULL_DEFAULT and key != "http_status":
                 continue
             out[key] = value
         self._context_of(out)
         if out.get("attempts") == 1:
             del out["attempts"]
-        if out.get("http_status") == 200 and out.get("status") == "replicated":
+        if "http_status" in out and out["http_status"] == _http_default(out.get("status")):
             del out["http_status"]
         return out
 
@@ -261,11 +261,16 @@ class Expander:
                         else None
                     )
                 elif key == "http_status":
-                    value = 200 if record.get("status") == "replicated" else None
+                    value = _http_default(record.get("status"))
                 elif key in _NULL_DEFAULT:
                     value = None
             if value is not _MISSING:
                 out[key] = value
+
+
+def _http_default(status: object) -> int | None:
+    """A compact result's ``http_status`` when it has none: 200 when replicated, else null."""
+    return 200 if status == "replicated" else None
 
 
 def _absent(key: str) -> Any:
