@@ -2,11 +2,11 @@
 
 A schedule writes one dated ledger per firing (``ledger-YYYYMMDDTHHMMZ.jsonl``) and keeps the
 newest ``keep_ledgers``. After a firing, :func:`compress_closed` gzips every kept dated ledger
-(of at least 4 KiB) but the newest and the one in use (``ledger-....jsonl.gz``, about a tenth of the size), and
-deletes the dated ledgers, compressed or not, beyond ``keep``. A ledger is compressed under
-its ``flock`` (a run or resume writing it is left alone), written to a temporary file,
-fsynced and renamed, and only then is the plain ledger (and its snapshot) deleted: a crash
-leaves one of the two, whole.
+of at least 4 KiB but the newest and the one in use (``ledger-....jsonl.gz``, about a tenth
+of the size), and deletes the dated ledgers, compressed or not, beyond ``keep``. A ledger is
+compressed under its ``flock`` (a run or resume writing it is left alone), written to a
+temporary file, fsynced and renamed, and only then is the plain ledger (and its snapshot)
+deleted: a crash leaves one of the two, whole.
 
 Readers (``ledger.file.iter_records``, ``LedgerReader``, ``last_record``: so ``report``,
 ``coverage`` and ``resume``'s look at the last run) read a ``.gz`` ledger transparently. A
