@@ -141,35 +141,6 @@ _NULL_DEFAULT: Final = frozenset(
     {"replication_record_id", "http_status", "error_code", "error_msg", "manifest_line"}
 )
 
-_ATTEMPT_ORDER: Final = (
-    "project_id",
-    "checkpoint_item_id",
-    "backup_id",
-    "destination_region",
-    "destination_project_id",
-    "destination_vault_id",
-    "attempt",
-)
-_RESULT_ORDER: Final = (
-    "checkpoint_item_id",
-    "backup_id",
-    "project_id",
-    "source_region",
-    "destination_region",
-    "destination_project_id",
-    "destination_vault_id",
-    "status",
-    "replication_record_id",
-    "http_status",
-    "error_code",
-    "error_msg",
-    "attempts",
-    "started_at",
-    "finished_at",
-    "duration_s",
-    "manifest_line",
-)
-
 
 class Expander:
     """The reader's side: follows the runs of one ledger in file order and gives compact
@@ -181,7 +152,8 @@ class Expander:
         self.name = name
         self._run_id: Any = None
         self._base_us: int | None = None
-        self._context: dict[tuple[Any, Any, str], Any] = {}
+        # (project, destination region) -> [source region, destination project, vault]
+        self._context: dict[tuple[Any, Any], list[Any]] = {}
         self._iso = _Iso()
 
     def __call__(self, records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -198,82 +170,64 @@ class Expander:
                 yield record
 
     def expand(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The verbose form of one compact ``attempt`` or ``result`` line."""
-        t = record["t"]
-        if self._base_us is None or type(t) not in (int, float):
+        """The verbose form of one compact ``attempt`` or ``result`` line, in place (its
+        fields in another order than a verbose line's; the same fields and values)."""
+        t = record.pop("t")
+        base = self._base_us
+        if base is None or type(t) not in (int, float):
             raise LedgerError(
                 f"{self.name}: a compact {record.get('event')} line without a run_started "
                 "line before it (or with a malformed t): was the ledger cut at its start?"
             )
-        us = self._base_us + round(t * 1e6)
-        ts = self._iso(us)
-        project, region = record.get("project_id"), record.get("destination_region")
+        us = base + round(t * 1e6)
+        record["ts"] = ts = self._iso(us)
+        record["run_id"] = self._run_id
         context = self._context
-        for field in _CONTEXT:
-            if field in record:
-                context[project, region, field] = record[field]
-        out: dict[str, Any] = {"v": record["v"], "event": record["event"], "ts": ts}
-        out["run_id"] = self._run_id
+        key = (record.get("project_id"), record.get("destination_region"))
+        known = context.get(key)
+        if known is None:
+            known = context[key] = [None, None, _MISSING]
         if record["event"] == "attempt":
-            for key in _ATTEMPT_ORDER:
-                value = record.get(key, _MISSING)
-                if value is _MISSING:
-                    value = self._default_attempt(key, project, region)
-                if value is not _MISSING:
-                    out[key] = value
-        else:
-            self._fill_result(record, out, us, ts, (project, region))
-        for key, value in record.items():
-            if key not in out and key != "t":
-                out[key] = value  # a field this version does not know
-        return out
+            if "attempt" not in record:
+                record["attempt"] = 1
+            _fill_context(record, known, 1)
+            return record
+        _fill_context(record, known, 0)
+        get = record.get
+        if "attempts" not in record:
+            record["attempts"] = 1
+        if "http_status" not in record:
+            record["http_status"] = 200 if get("status") == "replicated" else None
+        for field in _NULLS:
+            if field not in record:
+                record[field] = None
+        duration: Any = get("duration_s")
+        record["finished_at"] = ts
+        record["started_at"] = (
+            self._iso(us - round(duration * 1e6)) if type(duration) in (int, float) else None
+        )
+        return record
 
-    def _default_attempt(self, key: str, project: Any, region: Any) -> Any:
-        if key == "attempt":
-            return 1
-        if key in ("destination_project_id", "destination_vault_id"):
-            return self._context.get((project, region, key), _absent(key))
-        return _MISSING
 
-    def _fill_result(
-        self,
-        record: dict[str, Any],
-        out: dict[str, Any],
-        us: int,
-        ts: str,
-        pair: tuple[Any, Any],
-    ) -> None:
-        project, region = pair
-        duration: Any = record.get("duration_s")
-        for key in _RESULT_ORDER:
-            value = record.get(key, _MISSING)
-            if value is _MISSING:
-                if key in _CONTEXT:
-                    value = self._context.get((project, region, key), _absent(key))
-                elif key == "attempts":
-                    value = 1
-                elif key == "finished_at":
-                    value = ts
-                elif key == "started_at":
-                    value = (
-                        self._iso(us - round(duration * 1e6))
-                        if type(duration) in (int, float)
-                        else None
-                    )
-                elif key == "http_status":
-                    value = _http_default(record.get("status"))
-                elif key in _NULL_DEFAULT:
-                    value = None
+#: Result fields that are null when a compact line leaves them out.
+_NULLS: Final = ("replication_record_id", "error_code", "error_msg", "manifest_line")
+
+
+def _fill_context(record: dict[str, Any], known: list[Any], first: int) -> None:
+    """Take the context fields (``_CONTEXT[first:]``) a line writes as the run's new values,
+    and give it those it leaves out. ``known``: the values for the line's (project, region),
+    the vault missing until a CBR line names one."""
+    for index in range(first, 3):
+        field = _CONTEXT[index]
+        value = record.get(field, _MISSING)
+        if value is _MISSING:
+            value = known[index]
             if value is not _MISSING:
-                out[key] = value
+                record[field] = value
+        else:
+            known[index] = value
 
 
 def _http_default(status: object) -> int | None:
     """A compact result's ``http_status`` when it has none: 200 when replicated, else null."""
     return 200 if status == "replicated" else None
-
-
-def _absent(key: str) -> Any:
-    """The value of a context field no line of the run wrote: CBR's vault is simply not
-    there on a CSBS line; the others were null."""
-    return _MISSING if key == "destination_vault_id" else None
