@@ -56,7 +56,10 @@ readers take either id. Event-specific fields:
     means: ``running``, ``success``, ``failed`` or ``skipped``; absent in older ledgers,
     where it follows from ``copy_status``) and ``progress`` (0-100).
 
-Readers ignore fields they do not know; a line with a ``v`` above 1 is refused.
+Readers ignore fields they do not know; a line with a ``v`` above 1 is refused. A run
+writes its ``attempt`` and ``result`` lines *compact* (no ``run_id``, ``t`` for ``ts``,
+repeated fields and defaults left out): :class:`LedgerReader` gives them back verbose, see
+:mod:`orchestrator.ledger.compact`.
 
 Durability
 ==========

@@ -7,6 +7,9 @@ its fsync) or, for a pair's first request, while the worker's previous request i
 (:meth:`LedgerRecorder.attempt_ahead`), so that the fsync is hidden behind the network.
 Result lines are group-committed without waiting; a result lost in a crash leaves its durable
 attempt behind, so resume reconciles that pair with the service.
+
+After its ``run_started`` line, a recorder writes the run's ``attempt`` and ``result`` lines
+compact (:mod:`orchestrator.ledger.compact`): about half the bytes, read back verbose.
 """
 
 from __future__ import annotations
