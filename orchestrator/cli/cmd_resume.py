@@ -47,9 +47,11 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
     from orchestrator.cli.launch import launch_job
     from orchestrator.errors import ConfigError
+    from orchestrator.ledger.archive import refuse_compressed
     from orchestrator.ledger.file import last_record
 
     ledger = Path(args.ledger)
+    refuse_compressed(ledger)  # never appended to: decompress it first
     if not ledger.exists():
         raise ConfigError(f"{ledger}: no such ledger; start with `run --manifest ... --ledger`")
     # Only the last run_started: the job folds the whole ledger itself, once.

@@ -131,11 +131,14 @@ def _region(text: str) -> str:
 
 def load_facts(ledgers: Sequence[str | os.PathLike[str]]) -> dict[tuple[str, str], LedgerFact]:
     """The tool's own history from every ledger given; a directory stands for every
-    ``*.jsonl`` file in it (a schedule's dated ledgers). A missing path is a usage error."""
+    ``*.jsonl`` or ``*.jsonl.gz`` file in it (a schedule's dated ledgers). A missing path is
+    a usage error."""
     paths: list[Path] = []
     for given in map(Path, ledgers):
         if given.is_dir():
-            paths += sorted(given.glob("*.jsonl"))
+            # compressed ones too (the schedule's retention gzips its older ledgers)
+            found = [*given.glob("*.jsonl"), *given.glob("*.jsonl.gz")]
+            paths += sorted(found, key=lambda p: p.name.removesuffix(".gz"))
         elif given.is_file():
             paths.append(given)
         else:

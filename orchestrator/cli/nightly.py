@@ -374,7 +374,11 @@ class Nightly:
             render_table,
         )
 
-        ledgers = sorted(self._state_dir.glob("ledger-*.jsonl"))
+        dated = [
+            *self._state_dir.glob("ledger-*.jsonl"),
+            *self._state_dir.glob("ledger-*.jsonl.gz"),
+        ]
+        ledgers = sorted(dated, key=lambda p: p.name.removesuffix(".gz"))
         try:
             facts = await anyio.to_thread.run_sync(load_facts, ledgers)
             config = for_coverage(self._config_for(firing.fired_at))

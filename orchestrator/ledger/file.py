@@ -56,7 +56,10 @@ readers take either id. Event-specific fields:
     means: ``running``, ``success``, ``failed`` or ``skipped``; absent in older ledgers,
     where it follows from ``copy_status``) and ``progress`` (0-100).
 
-Readers ignore fields they do not know; a line with a ``v`` above 1 is refused.
+Readers ignore fields they do not know; a line with a ``v`` above 1 is refused. A run
+writes its ``attempt`` and ``result`` lines *compact* (no ``run_id``, ``t`` for ``ts``,
+repeated fields and defaults left out): :class:`LedgerReader` gives them back verbose, see
+:mod:`orchestrator.ledger.compact`.
 
 Durability
 ==========
@@ -88,6 +91,8 @@ from anyio.abc import TaskGroup
 
 from orchestrator.atomic_file import fsync_directory
 from orchestrator.errors import LedgerError, LedgerLockedError, LedgerWriteError
+from orchestrator.ledger.archive import is_compressed, open_compressed, refuse_compressed
+from orchestrator.ledger.compact import Expander
 from orchestrator.ledger.format import SCHEMA_VERSION
 from orchestrator.ledger.serial_thread import SerialThread
 from orchestrator.safe_file import PRIVATE, open_or_create, open_regular
@@ -353,6 +358,7 @@ class LedgerWriter:
 
 def _open_locked(path: str, fsync: bool) -> tuple[int, int]:
     """Open ``path`` for appending, lock it, cut a torn last line. Returns (fd, bytes cut)."""
+    refuse_compressed(path)
     try:
         # Never through a symlink, never blocking on a FIFO, 0600 whatever the umask: a
         # ledger directory (the scheduler's above all) may be writable by others.
@@ -437,26 +443,40 @@ class LedgerReader:
     the last whole line read and :attr:`lines` the number of lines before it, so that a later
     reader of the grown ledger can start there. A torn last line is not counted: the writer
     cuts it when it next opens the ledger.
+
+    Compact lines come out verbose (:mod:`orchestrator.ledger.compact`) unless ``expand`` is
+    False (the history's fold: it needs only what they keep, and may start mid-run). A
+    ``.gz`` ledger (closed by the schedule's retention) is read through gzip; ``end`` then
+    counts its uncompressed bytes.
     """
 
-    __slots__ = ("end", "lines", "name")
+    __slots__ = ("end", "expand", "lines", "name")
 
-    def __init__(self, path: str | os.PathLike[str], *, start: int = 0, lines: int = 0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        start: int = 0,
+        lines: int = 0,
+        expand: bool = True,
+    ) -> None:
         self.name = os.fspath(path)
         self.end = start
         self.lines = lines
+        self.expand = expand
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         try:
             # A FIFO or device named like a ledger must not hang the reader; a symlink to a
             # ledger is fine to read (``report latest.jsonl``).
-            f = os.fdopen(open_regular(self.name, os.O_RDONLY, follow=True), "rb")
+            f: BinaryIO = os.fdopen(open_regular(self.name, os.O_RDONLY, follow=True), "rb")
         except OSError as exc:
             reason = exc.strerror or exc
             raise LedgerError(f"{self.name}: cannot open the ledger: {reason}") from exc
-        with f:
+        with f if not is_compressed(self.name) else open_compressed(f, self.name) as f:
             f.seek(self.end)
-            yield from self._records(f)
+            records = self._records(f)
+            yield from Expander(self.name)(records) if self.expand else records
 
     def _records(self, f: BinaryIO) -> Iterator[dict[str, Any]]:
         loads = orjson.loads
@@ -509,6 +529,8 @@ def last_record(path: str | os.PathLike[str], event: str) -> dict[str, Any] | No
     reports it.
     """
     name = os.fspath(path)
+    if is_compressed(name):
+        return _last_streamed(name, event)
     try:
         fd = open_regular(name, os.O_RDONLY, follow=True)
         try:
@@ -542,6 +564,29 @@ def _last_with(fd: int, needle: bytes, event: str) -> dict[str, Any] | None:
                 return record
             stop = first
     return None
+
+
+def _last_streamed(name: str, event: str) -> dict[str, Any] | None:
+    """``last_record`` of a compressed ledger: read forwards (gzip cannot seek backwards)."""
+    needle, found = event.encode(), None
+    try:
+        fd = open_regular(name, os.O_RDONLY, follow=True)
+    except OSError as exc:
+        raise LedgerError(f"{name}: cannot read the ledger: {exc.strerror or exc}") from exc
+    with open_compressed(os.fdopen(fd, "rb"), name) as f:
+        try:
+            for raw in f:
+                if needle not in raw:
+                    continue
+                try:
+                    record = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+                if type(record) is dict and record.get("event") == event:
+                    found = record
+        except OSError as exc:
+            raise LedgerError(f"{name}: cannot read the ledger: {exc.strerror or exc}") from exc
+    return found
 
 
 def _only_blank_left(f: BinaryIO) -> bool:

@@ -183,7 +183,8 @@ class History:
 
         Call it on the ledger it was loaded from: a run's own lines, folded after the run,
         make the history current for :meth:`save_snapshot`."""
-        reader = LedgerReader(path, start=self.ledger_end, lines=self.ledger_lines)
+        # Compact lines keep all the fold needs: no expansion (and a snapshot may end mid-run).
+        reader = LedgerReader(path, start=self.ledger_end, lines=self.ledger_lines, expand=False)
         before = self.ledger_lines
         self._fold_all(reader)
         self.ledger_end, self.ledger_lines = reader.end, reader.lines

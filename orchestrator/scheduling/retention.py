@@ -9,6 +9,7 @@ from datetime import UTC
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, ScheduleError
+from orchestrator.ledger.archive import compress_closed
 from orchestrator.ledger.snapshot import snapshot_path
 from orchestrator.safe_file import NotRegularFileError, open_regular
 from orchestrator.scheduling.firing import Firing
@@ -46,7 +47,7 @@ def prune_ledgers(directory: Path, keep: int, *, in_use: Path | None = None) -> 
             continue
         if _unlink_unless_locked(path):
             removed.append(path)
-    return removed
+    return removed + compress_closed(directory, keep, in_use=in_use)
 
 
 def _same_file(a: Path, b: Path) -> bool:

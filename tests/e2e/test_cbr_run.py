@@ -572,6 +572,7 @@ async def test_schedule_runs_cbr_discovery_night_after_night(
         assert sent > 10
         assert await nightly(night(29)) == ExitCode.OK  # every pair now has a copy under way
         assert sum(sim.counters.replications.values()) == sent
-        first = tmp_path / "ledger-20260328T0130Z.jsonl"
+        # the second night's retention gzipped the first night's ledger: read as it was
+        first = tmp_path / "ledger-20260328T0130Z.jsonl.gz"
         results = [r for r in iter_records(first) if r["event"] == "result"]
         assert all(r["destination_vault_id"] == vault_id(dest, region) for r in results)
