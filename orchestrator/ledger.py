@@ -458,16 +458,19 @@ class LedgerReader:
         loads = orjson.loads
         name = self.name
         lineno, end = self.lines, self.end
-        last = b"\n"  # the last line counted in ``end``
         try:
             for raw in f:
+                if raw[-1:] != b"\n":
+                    # Only the last line can lack its newline: it is not whole (a crash tore
+                    # it, or a writer is appending it now) and the writer cuts it when it
+                    # next opens the ledger. Never fold it, even when it happens to parse.
+                    return
                 lineno += 1
                 try:
                     record = loads(raw)
                 except orjson.JSONDecodeError as exc:
                     if not raw.strip():
                         end += len(raw)
-                        last = raw
                         continue
                     if _only_blank_left(f):
                         lineno -= 1  # torn: the whole lines end before it
@@ -481,14 +484,10 @@ class LedgerReader:
                 if record.get("v") != SCHEMA_VERSION:
                     _check_version(record.get("v"), name, lineno)
                 end += len(raw)
-                last = raw
                 yield record
         except OSError as exc:
             raise LedgerError(f"{name}:{lineno}: cannot read the ledger: {exc.strerror}") from exc
         finally:
-            if last[-1:] != b"\n":  # a last line without its newline is not whole yet
-                end -= len(last)
-                lineno -= 1
             self.end, self.lines = end, lineno
 
 
