@@ -14,10 +14,16 @@ any other error answer                     :class:`PermanentApiError`
 no connection (refused, DNS, connect       :class:`TransportError` ``maybe_applied=False``
 timeout): nothing was sent
 cut, reset, read timeout, garbage answer   :class:`TransportError` ``maybe_applied=True``
-after the request may have been written
+after the request may have been written,
+or an answer longer than ``max_body_bytes``
 TLS failure                                :class:`PermanentApiError`
 bad endpoint / region                      :class:`ConfigError`
 =========================================  ===========================================
+
+Everything a server sends is bounded, so that a broken or hostile one costs a failed call
+and never the run: an answer body is read up to ``max_body_bytes`` (by its declared length
+first, else while it streams in), a listing whose ``marker`` comes back to a page already
+seen stops, and a ``Retry-After`` hint is capped at ``retry_after_cap_s``.
 
 A server that reads a request and closes the connection without answering looks exactly
 like one that applied it and then dropped: both are ``maybe_applied=True``. For a replicate
@@ -77,6 +83,8 @@ _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 _SNIPPET = 200
+#: The default cap on an answer's body (see ClientSettings.max_body_bytes).
+_MAX_BODY = 64 << 20
 _FAILED_RECORD = frozenset({"fail", "failed", "error"})
 _JSON = "application/json"
 _CLOSE_TIMEOUT_S = 5.0
@@ -113,6 +121,8 @@ class ClientSettings:
     ca_file: str | None = None
     error_table: ErrorTable = field(default_factory=ErrorTable)
     retry_after_cap_s: float = 60.0
+    max_body_bytes: int = _MAX_BODY
+    """An answer longer than this is not read (a listing page of 1000 items is ~2 MB)."""
     user_agent: str = f"csbs-orchestrator/{__version__}"
 
     def endpoint_for(self, region: str | None) -> str:
@@ -270,6 +280,7 @@ class CsbsClient:
         query = [(k, _query_value(v)) for k, v in filters.items()]
         query.append(("limit", str(page_size)))
         marker: str | None = None
+        seen: set[str] = set()  # one marker per page: bounded by the listing's length
         while True:
             page_query = query if marker is None else [*query, ("marker", marker)]
             data = await self._get_json(project_id, region, "/checkpoint_items", page_query)
@@ -279,10 +290,14 @@ class CsbsClient:
             if len(page) < page_size:
                 return
             last = page[-1].get("id") if isinstance(page[-1], dict) else None
-            if not isinstance(last, str) or last == marker:
+            if not isinstance(last, str) or last in seen:
+                # The same marker again (at once or after other pages) would list the
+                # same pages for ever.
                 raise PermanentApiError(
-                    "GET /checkpoint_items: paging did not advance (no new marker)"
+                    "GET /checkpoint_items: paging did not advance (no new marker, or one "
+                    f"already followed: {_snippet(last)!r}, after {len(seen) + 1} pages)"
                 )
+            seen.add(last)
             marker = last
 
     async def count_items(
@@ -400,7 +415,13 @@ class CsbsClient:
                 )
             limits = self._read_timeout if method == "GET" else None
             status, data, answer_headers = await _send(
-                session, method, url, headers, body, limits=limits
+                session,
+                method,
+                url,
+                headers,
+                body,
+                limits=limits,
+                max_body=self._settings.max_body_bytes,
             )
             if status < 300:
                 return data
@@ -424,7 +445,12 @@ class CsbsClient:
             raise ConfigError(f"invalid URL {url!r}: {exc}") from exc
         headers = {"Content-Type": _JSON}
         status, data, answer_headers = await _send(
-            self._open_session(), "POST", target, headers, body
+            self._open_session(),
+            "POST",
+            target,
+            headers,
+            body,
+            max_body=self._settings.max_body_bytes,
         )
         if status < 300:
             return answer_headers, data
@@ -462,6 +488,7 @@ async def _send(
     body: bytes | None,
     *,
     limits: aiohttp.ClientTimeout | None = None,
+    max_body: int = _MAX_BODY,
 ) -> tuple[int, bytes, Mapping[str, str]]:
     """One HTTP exchange (``limits``: the session's timeouts when None). The only place
     aiohttp's exceptions are mapped."""
@@ -474,7 +501,15 @@ async def _send(
             allow_redirects=False,
             timeout=limits or session.timeout,
         ) as resp:
-            return resp.status, await resp.read(), resp.headers
+            return resp.status, await _read_bounded(resp, max_body), resp.headers
+    except _TooLarge as exc:
+        # The request was sent and maybe applied; the answer is unusable. Like a cut answer:
+        # the pair is reconciled before any resend.
+        raise TransportError(
+            f"{method} {url.raw_path}: answer too large ({exc}; the limit is {max_body} "
+            "bytes); not read",
+            maybe_applied=True,
+        ) from None
     except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
         what = f"{method} {url.raw_path}"
         raise PermanentApiError(
@@ -494,6 +529,28 @@ async def _send(
         raise TransportError(
             f"{method} {url.raw_path}: no complete answer ({_describe(exc)})", maybe_applied=True
         ) from exc
+
+
+class _TooLarge(Exception):
+    """An answer body over the limit (its declared or streamed size is the message)."""
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, unless it is longer than ``limit``. A declared length within the limit (every
+    answer of the real service and the simulator) costs one plain read."""
+    length = resp.content_length
+    if length is not None:
+        if length > limit:
+            raise _TooLarge(f"{length} bytes declared")
+        return await resp.read()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(f"more than {limit} bytes streamed")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _describe(exc: BaseException) -> str:
