@@ -123,6 +123,8 @@ class ClientSettings:
     retry_after_cap_s: float = 60.0
     max_body_bytes: int = _MAX_BODY
     """An answer longer than this is not read (a listing page of 1000 items is ~2 MB)."""
+    resolver: aiohttp.abc.AbstractResolver | None = field(default=None, compare=False)
+    """Name resolution (None: aiohttp's default, cached 300 s); tests inject failing ones."""
     user_agent: str = f"csbs-orchestrator/{__version__}"
 
     def endpoint_for(self, region: str | None) -> str:
@@ -190,6 +192,7 @@ class CsbsClient:
             limit_per_host=settings.limit_per_host,
             ttl_dns_cache=300,
             ssl=_ssl_setting(settings),
+            resolver=settings.resolver,
         )
         timeout = aiohttp.ClientTimeout(
             total=settings.timeouts.total_s,
