@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -75,18 +74,19 @@ def check_against_the_service(sim: Simulator, ledger: Path, pairs: int) -> None:
     """Nothing lost, nothing created twice, every record id the service's own."""
     final = final_results(ledger)
     assert len(final) == pairs
-    created: Counter[tuple[str, str]] = Counter()
-    for item in sim.state.items_of(sim.state.projects[0].id):
-        for record in sim.state.records_of(item):
-            created[(item.id, record.destination_region)] += 1
-    assert max(created.values(), default=0) <= 1, "a replica was created twice"
+    # Counted by the simulator as it creates them (the estate's seeded history aside).
+    assert max(sim.counters.replications.values(), default=0) <= 1, "a replica created twice"
     for key, lines in results_by_pair(ledger).items():
         successes = [line for line in lines if line["status"] in FINAL_SUCCESS]
         assert len(successes) == 1, (key, [line["status"] for line in lines])
         _, item_id, region = key
         live = sim.state.latest_record(item_id, region)
         assert live is not None, key
-        assert successes[0]["replication_record_id"] == live.id, key
+        got = successes[0]["replication_record_id"]
+        # After a duplicate refusal the id is looked up, best effort: on a network that still
+        # fails, "already_replicated" may come without it (never with a wrong one).
+        if got is not None or successes[0]["status"] != "already_replicated":
+            assert got == live.id, key
 
 
 async def _outage(
@@ -182,6 +182,8 @@ async def test_a_long_outage_outlasting_the_retry_time_stops_then_resume_finishe
             sim, proxy, tmp_path, mode, lasts=3 * GIVE_UP_S, retry_time=GIVE_UP_S
         )
         assert stopped.exit_code in {ExitCode.OK, ExitCode.GAVE_UP}, stopped.stats
+        # The outage may outlast the run (its end is then cancelled with the run): it is over.
+        await proxy.set_mode("pass")
         finished = await run_in_process(
             sim, manifest, ledger, factory=_factory(sim, proxy.url), **PATIENT
         )
