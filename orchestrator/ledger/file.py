@@ -464,6 +464,11 @@ class LedgerReader:
         lineno, end = self.lines, self.end
         try:
             for raw in f:
+                if raw[-1:] != b"\n":
+                    # Only the last line can lack its newline: it is not whole (a crash tore
+                    # it, or a writer is appending it now) and the writer cuts it when it
+                    # next opens the ledger. Never fold it, even when it happens to parse.
+                    return
                 lineno += 1
                 try:
                     record = loads(raw)
