@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -21,16 +23,18 @@ from typing import Any
 
 import anyio
 import pytest
+import trustme
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from orchestrator.engine.job import JobResult
 from orchestrator.engine.pool import Replicator
+from orchestrator.errors import ServiceUnreachableError, TransportError
 from orchestrator.exitcodes import ExitCode
-from orchestrator.models import FINAL_SUCCESS
+from orchestrator.models import FINAL_SUCCESS, ReplicationTask
 from orchestrator.service.auth import AkSkSigner, Secret
-from orchestrator.service.client import ClientSettings, CsbsClient, Timeouts
-from orchestrator.simulator import Simulator
+from orchestrator.service.client import ClientSettings, CsbsClient, FoundRecord, Timeouts
+from orchestrator.simulator import ManualClock, Simulator, SimulatorConfig
 from orchestrator.simulator.app import GET_ITEM, REPLICATE
 from tests.conftest import MakeSimulator
 from tests.helpers.netproxy import Mode, NetProxy
@@ -62,12 +66,42 @@ def _answered(sim: Simulator, route: str) -> int:
     return sum(n for (seen, _), n in sim.counters.requests.items() if seen == route)
 
 
+class CountingClient(CsbsClient):
+    """The real client, counting the replication requests the network made fail and the
+    look-ups that reconciled them (both are retries of a pair: a resend, or a look-up
+    instead of a resend when the request may have been applied)."""
+
+    failed: Counter[str]
+
+    def __init__(self, settings: ClientSettings, signer: AkSkSigner, failed: Counter[str]) -> None:
+        super().__init__(settings, signer)
+        self.failed = failed
+
+    async def replicate(self, task: ReplicationTask) -> str:
+        try:
+            return await super().replicate(task)
+        except TransportError as exc:
+            self.failed["maybe applied" if exc.maybe_applied else "not sent"] += 1
+            raise
+
+    async def find_replication_record(self, task: ReplicationTask) -> FoundRecord | None:
+        self.failed["looked up"] += 1
+        return await super().find_replication_record(task)
+
+
 def _factory(
-    sim: Simulator, endpoint: str, resolver: AbstractResolver | None = None
+    sim: Simulator,
+    endpoint: str,
+    resolver: AbstractResolver | None = None,
+    failed: Counter[str] | None = None,
+    ca_file: str | None = None,
 ) -> Callable[[], AbstractAsyncContextManager[Replicator]]:
     signer = AkSkSigner(sim.config.ak, Secret(sim.config.sk))
-    settings = ClientSettings(endpoint=endpoint, timeouts=TIMEOUTS, resolver=resolver)
-    return lambda: CsbsClient(settings, signer)
+    settings = ClientSettings(
+        endpoint=endpoint, timeouts=TIMEOUTS, resolver=resolver, ca_file=ca_file
+    )
+    counts: Counter[str] = Counter() if failed is None else failed
+    return lambda: CountingClient(settings, signer, counts)
 
 
 def _port(sim: Simulator) -> int:
@@ -114,6 +148,7 @@ async def _run_with_outage(
     *,
     lasts: float | None,
     retry_time: float,
+    failed: Counter[str] | None = None,
 ) -> JobResult:
     manifest, ledger = tmp_path / "m.csv", tmp_path / "ledger.jsonl"
     result: JobResult | None = None
@@ -123,7 +158,7 @@ async def _run_with_outage(
             sim,
             manifest,
             ledger,
-            factory=_factory(sim, proxy.url),
+            factory=_factory(sim, proxy.url, failed=failed),
             retry_time=retry_time,
             **PATIENT,
         )
@@ -142,12 +177,20 @@ async def test_a_short_outage_is_ridden_out(
     async with make_simulator(items=40, p503=0.05) as sim, NetProxy(_port(sim)) as proxy:
         proxy.trickle_delay_s = 0.05  # an answer takes longer than the request timeout
         pairs = estate_manifest(sim, tmp_path / "m.csv")
+        failed: Counter[str] = Counter()
         result = await _run_with_outage(
-            sim, proxy, tmp_path, mode, lasts=SHORT_OUTAGE_S, retry_time=RIDE_OUT_S
+            sim, proxy, tmp_path, mode, lasts=SHORT_OUTAGE_S, retry_time=RIDE_OUT_S, failed=failed
         )
         assert result.exit_code == ExitCode.OK, result.stats
         check_against_the_service(sim, tmp_path / "ledger.jsonl", pairs)
-        assert result.stats.retries >= 10  # the outage was felt
+        # The outage was felt: many replication requests got no answer.
+        assert failed["not sent"] + failed["maybe applied"] >= 10, failed
+        # Each was retried, and every pair finished: one that never left was sent again (a
+        # retry counts when it is sent) ...
+        assert result.stats.retries >= failed["not sent"], (result.stats.retries, failed)
+        # ... one that may have been applied was looked up first, and a look-up that finds
+        # the replica ends the pair without a resend (so without a retry).
+        assert failed["looked up"] >= failed["maybe applied"], failed
         if mode != "refuse":
             # Requests that may have been applied were reconciled before any resend.
             assert _answered(sim, GET_ITEM) > 0
@@ -200,8 +243,11 @@ async def test_a_long_outage_outlasting_the_retry_time_stops_then_resume_finishe
 # --- DNS ------------------------------------------------------------------------------------
 
 
+NAME = "csbs.test"  # RFC 6761: never a real host; only FlakyResolver ever resolves it
+
+
 class FlakyResolver(AbstractResolver):
-    """Resolves ``csbs.test`` to the loopback proxy, failing the first ``failures`` lookups
+    """Resolves :data:`NAME` to the loopback proxy, failing the first ``failures`` lookups
     (all of them with ``failures=None``). Never asks a real DNS server."""
 
     def __init__(self, port: int, failures: int | None) -> None:
@@ -215,7 +261,7 @@ class FlakyResolver(AbstractResolver):
         self.lookups += 1
         if self._failures is None or self.lookups <= self._failures:
             raise OSError(socket.EAI_AGAIN, "Temporary failure in name resolution")
-        assert host == "csbs.test"
+        assert host == NAME
         return [
             ResolveResult(
                 hostname=host,
@@ -231,44 +277,65 @@ class FlakyResolver(AbstractResolver):
         pass
 
 
-async def test_dns_failing_at_the_start_is_ridden_out(
-    make_simulator: MakeSimulator, tmp_path: Path
-) -> None:
+def _tls_simulator(tmp_path: Path, **knobs: Any) -> tuple[Simulator, str]:
+    """A simulator serving HTTPS under a certificate for :data:`NAME` from a private CA, and
+    that CA's file (``--ca-file``): credentials never travel in clear text to a host name
+    (plain http:// off loopback is refused before any lookup), so DNS is tested over TLS."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(NAME).configure_cert(context)
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    config = SimulatorConfig.from_knobs(**knobs)
+    return Simulator(config, clock=ManualClock(), ssl_context=context), str(pem)
+
+
+async def test_dns_failing_at_the_start_is_ridden_out(tmp_path: Path) -> None:
     manifest, ledger = tmp_path / "m.csv", tmp_path / "ledger.jsonl"
-    async with make_simulator(items=20) as sim:
+    unstarted, ca_file = _tls_simulator(tmp_path, items=20)
+    async with unstarted as sim:
+        assert sim.base_url.startswith("https://")
         pairs = estate_manifest(sim, manifest)
-        resolver = FlakyResolver(_port(sim), failures=20)
+        # The preflight's GET is the run's first request: it waits and asks again (0.25 s,
+        # then 0.5 s) while no connection can be made; the run's requests then use the
+        # name it resolved (aiohttp caches it).
+        resolver = FlakyResolver(_port(sim), failures=2)
+        endpoint = f"https://{NAME}:{_port(sim)}"
         result = await run_in_process(
             sim,
             manifest,
             ledger,
-            factory=_factory(sim, f"http://csbs.test:{_port(sim)}", resolver),
+            factory=_factory(sim, endpoint, resolver, ca_file=ca_file),
             retry_time=RIDE_OUT_S,
             **PATIENT,
         )
         assert result.exit_code == ExitCode.OK, result.stats
-        assert resolver.lookups > 20
+        assert resolver.lookups > 2
         check_against_the_service(sim, ledger, pairs)
 
 
 async def test_dns_failing_for_good_stops_as_unreachable_and_sends_nothing(
-    make_simulator: MakeSimulator, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     manifest, ledger = tmp_path / "m.csv", tmp_path / "ledger.jsonl"
-    async with make_simulator(items=20) as sim:
+    unstarted, ca_file = _tls_simulator(tmp_path, items=20)
+    async with unstarted as sim:
         estate_manifest(sim, manifest)
-        result = await run_in_process(
-            sim,
-            manifest,
-            ledger,
-            factory=_factory(sim, f"http://csbs.test:{_port(sim)}", FlakyResolver(0, None)),
-            retry_time=RIDE_OUT_S,
-            unreachable_after=0.3,
-            **PATIENT,
-        )
-        assert result.exit_code == ExitCode.GAVE_UP
-        assert result.stats.stop_reason == "unreachable"
-        assert "name resolution" in str(result.stats.unreachable)
+        resolver = FlakyResolver(0, None)
+        endpoint = f"https://{NAME}:{_port(sim)}"
+        # The preflight's GET finds no connection for --unreachable-after: the run stops
+        # before anything is recorded or sent (the CLI maps this error to exit 4, GAVE_UP).
+        with pytest.raises(ServiceUnreachableError, match=r"name resolution.*nothing was sent"):
+            await run_in_process(
+                sim,
+                manifest,
+                ledger,
+                factory=_factory(sim, endpoint, resolver, ca_file=ca_file),
+                retry_time=RIDE_OUT_S,
+                unreachable_after=0.3,
+                **PATIENT,
+            )
+        assert resolver.lookups > 0
         assert _posts(sim) == 0
-        # Nothing was sent, so the next run sends every pair without asking first.
-        assert not any(line.get("outcome_unknown") for line in final_results(ledger).values())
+        # Nothing was recorded, so the next run sends every pair without asking first.
+        assert not ledger.exists() or not final_results(ledger)
