@@ -67,8 +67,10 @@ lines, whichever comes first, and at once when a task waits for a line of it). A
 durable only once its batch is fsynced;
 :meth:`LedgerWriter.write_durable` returns at that moment. The file is ``flock``-ed so two
 runs can never write one ledger, and a line torn by a crash (the file does not end in a
-newline) is cut when the ledger is next opened for writing. Readers
-(:func:`iter_records`) skip a broken *last* line and refuse a broken line anywhere else.
+newline and is no complete record) is cut when the ledger is next opened for writing; a
+complete record that only lacks its newline is kept and the newline added. Readers
+(:func:`iter_records`) fold such a record, skip a torn *last* line and refuse a broken line
+anywhere else.
 """
 
 from __future__ import annotations
@@ -436,7 +438,8 @@ class LedgerReader:
     Iterate it once, as :func:`iter_records`. Afterwards :attr:`end` is the offset just past
     the last whole line read and :attr:`lines` the number of lines before it, so that a later
     reader of the grown ledger can start there. A torn last line is not counted: the writer
-    cuts it when it next opens the ledger.
+    cuts it when it next opens the ledger. A last line that is a complete record without its
+    newline is whole: it is folded, and the writer adds its newline.
     """
 
     __slots__ = ("end", "lines", "name")
@@ -456,7 +459,27 @@ class LedgerReader:
             raise LedgerError(f"{self.name}: cannot open the ledger: {reason}") from exc
         with f:
             f.seek(self.end)
+            if self.end and not self._after_a_whole_line(f):
+                raise LedgerError(
+                    f"{self.name}:{self.lines}: the last line read has grown since "
+                    "(not a JSON line)"
+                )
             yield from self._records(f)
+
+    def _after_a_whole_line(self, f: BinaryIO) -> bool:
+        """Whether ``end`` is still a line boundary. A record folded without its newline
+        (the last line, whole but for it) ends where the writer's next open adds that newline:
+        skip it, so that the line is counted once. Anything else after such a line means it
+        was no whole line after all (a writer's lines always end in a newline)."""
+        f.seek(self.end - 1)
+        around = f.read(2)
+        if around[:1] != b"\n":
+            if around[1:] == b"\n":
+                self.end += 1
+            elif around[1:]:
+                return False
+        f.seek(self.end)
+        return True
 
     def _records(self, f: BinaryIO) -> Iterator[dict[str, Any]]:
         loads = orjson.loads
@@ -464,11 +487,6 @@ class LedgerReader:
         lineno, end = self.lines, self.end
         try:
             for raw in f:
-                if raw[-1:] != b"\n":
-                    # Only the last line can lack its newline: it is not whole (a crash tore
-                    # it, or a writer is appending it now) and the writer cuts it when it
-                    # next opens the ledger. Never fold it, even when it happens to parse.
-                    return
                 lineno += 1
                 try:
                     record = loads(raw)
@@ -500,7 +518,9 @@ class LedgerReader:
             raise LedgerError(f"{name}:{lineno}: cannot read the ledger: {exc.strerror}") from exc
         finally:
             # A last line without its newline that parsed as a record is whole (an editor
-            # dropped the newline): the writer adds the newline instead of cutting it.
+            # dropped the newline, or a writer's line is read before its newline): it is
+            # folded, and the writer adds the newline instead of cutting it. One that does
+            # not parse is torn (a prefix of a record never parses) and is not counted.
             self.end, self.lines = end, lineno
 
 

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from orchestrator.errors import LedgerError, LedgerLockedError, LedgerWriteError
-from orchestrator.ledger.file import LedgerReader, LedgerWriter, iter_records
+from orchestrator.ledger.file import LedgerReader, LedgerWriter, _open_locked, iter_records
 from orchestrator.ledger.format import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
@@ -331,6 +331,19 @@ def test_a_reader_says_where_the_whole_lines_end(tmp_path: Path, torn: bytes) ->
     list(reader)
     if torn.startswith(b'{"v":1,"event"'):  # a whole record that only lacks its newline
         assert (reader.end, reader.lines) == (len(whole) + len(torn), 4)
+        # Folded, and kept: the writer adds its newline and appends. A reader from there
+        # skips that newline (the line is counted once) and counts on.
+        fd, cut = _open_locked(os.fspath(path), fsync=False)
+        os.close(fd)
+        assert cut == 0
+        assert path.read_bytes() == whole + torn + b"\n"
+        with path.open("ab") as f:
+            f.write(_line(rec(5)) + b"{broken\n" + _line(rec(7)))
+        later = LedgerReader(path, start=reader.end, lines=reader.lines)
+        records = iter(later)
+        assert next(records) == rec(5)
+        with pytest.raises(LedgerError, match=rf"{path}:6: not a JSON line"):
+            next(records)
         return
     assert (reader.end, reader.lines) == (len(whole), 3)
 
@@ -341,6 +354,21 @@ def test_a_reader_says_where_the_whole_lines_end(tmp_path: Path, torn: bytes) ->
     assert next(records) == rec(3)
     with pytest.raises(LedgerError, match=rf"{path}:5: not a JSON line"):  # counted on
         next(records)
+
+
+def test_a_line_folded_without_its_newline_that_then_grows_is_refused(tmp_path: Path) -> None:
+    """A writer's lines end in a newline: bytes that continue a line already folded mean it
+    was no whole line, and a reader from there says so instead of misreading the rest."""
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(_line(rec(1)) + _line(rec(2)).rstrip(b"\n"))
+    reader = LedgerReader(path)
+    assert list(reader) == [rec(1), rec(2)]
+    with path.open("ab") as f:
+        f.write(b"trailing\n" + _line(rec(3)))
+    with pytest.raises(LedgerError, match=rf"{path}:2: the last line read has grown"):
+        list(LedgerReader(path, start=reader.end, lines=reader.lines))
+    with pytest.raises(LedgerError, match=rf"{path}:2: not a JSON line"):  # as from the start
+        read_all(path)
 
 
 # --- failures -------------------------------------------------------------------------------

@@ -110,8 +110,22 @@ def fold_of_lines(lines: list[bytes], *, with_ids: bool) -> dict[str, Any]:
 
 
 def complete_lines(data: bytes) -> list[bytes]:
-    """The whole lines of ``data``: everything up to its last newline."""
-    return [raw + b"\n" for raw in data[: data.rfind(b"\n") + 1].split(b"\n")[:-1]]
+    """The whole lines of ``data``: everything up to its last newline, and after it a
+    complete record that only lacks its newline (kept by the writer, folded by readers).
+    A torn tail (any other bytes after the last newline) is not a line."""
+    end = data.rfind(b"\n") + 1
+    lines = [raw + b"\n" for raw in data[:end].split(b"\n")[:-1]]
+    if _is_record(data[end:]):
+        lines.append(data[end:] + b"\n")
+    return lines
+
+
+def _is_record(raw: bytes) -> bool:
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return type(record) is dict and "v" in record and "event" in record
 
 
 def save_snapshot_of(path: Path) -> None:
@@ -128,7 +142,8 @@ def test_a_ledger_cut_at_any_byte_folds_as_its_complete_prefix(
     records: list[dict[str, Any]], data: st.DataObject | None
 ) -> None:
     """Valid lines cut at any byte (a crash while appending) fold exactly as the file of the
-    complete lines before the cut does, with and without record ids."""
+    complete lines before the cut does, with and without record ids: a cut just after a
+    record's closing brace keeps that record, a cut anywhere else in a line drops the line."""
     whole = b"".join(encode(records))
     cut = len(whole) - 1 if data is None else data.draw(st.integers(0, len(whole)), label="cut")
     with scratch() as tmp:
@@ -137,6 +152,24 @@ def test_a_ledger_cut_at_any_byte_folds_as_its_complete_prefix(
         for with_ids in (True, False):
             got = observe(History.load(path, record_ids=with_ids), with_ids=with_ids)
             assert got == fold_of_lines(complete_lines(whole[:cut]), with_ids=with_ids)
+    if data is None:  # the example: the record that only lacks its newline is folded
+        assert got["records"] == len(records)
+
+
+@given(records=st.lists(ledger_lines, min_size=1, max_size=10), data=st.data())
+def test_a_torn_last_line_is_never_folded(
+    records: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """A last line cut anywhere before its closing brace folds as if it were not there."""
+    lines = encode(records)
+    last = lines[-1]
+    cut = data.draw(st.integers(1, len(last) - 2), label="bytes of the last line written")
+    with scratch() as tmp:
+        path = tmp / "ledger.jsonl"
+        path.write_bytes(b"".join(lines[:-1]) + last[:cut])
+        for with_ids in (True, False):
+            got = observe(History.load(path, record_ids=with_ids), with_ids=with_ids)
+            assert got == fold_of_lines(lines[:-1], with_ids=with_ids)
 
 
 @given(records=st.lists(ledger_lines, max_size=20), data=st.data())
@@ -248,13 +281,22 @@ class LedgerLife(RuleBasedStateMachine):
         raw = encode([record])[0]
         self._append(raw[: data.draw(st.integers(1, len(raw) - 1), label="bytes written")])
 
+    @precondition(lambda self: not self._torn())
+    @rule(record=ledger_lines)
+    def editor_drops_the_last_newline(self, record: dict[str, Any]) -> None:
+        self._append(encode([record])[0].rstrip(b"\n"))
+
     @rule()
     def writer_opens(self) -> None:
-        """The next run opens the ledger: a torn last line is cut."""
+        """The next run opens the ledger: a torn last line is cut, a complete record that
+        only lacks its newline is kept and the newline added."""
+        before = self._bytes()
+        kept = complete_lines(before)
         fd, cut = _open_locked(os.fspath(self.path), fsync=False)
         os.close(fd)
         assert not self._torn()
         assert cut >= 0
+        assert complete_lines(self._bytes()) == kept
 
     @rule()
     def save_snapshot(self) -> None:
