@@ -384,12 +384,52 @@ def _open_locked(path: str, fsync: bool) -> tuple[int, int]:
 
 
 def _cut_torn_tail(fd: int, path: str) -> int:
-    """If the file does not end in a newline, truncate it after its last newline.
+    """If the file does not end in a newline, truncate it after its last newline; then, if
+    its last line that is not blank is no JSON at all, truncate it before that line.
 
     The cut bytes are a line a crash tore while it was being appended; it was never
-    durable, so nobody was told it was written. Returns how many bytes were cut.
+    durable, so nobody was told it was written, and readers skip it (:class:`LedgerReader`
+    skips a last line that does not parse, newline or not). Left there, the next lines
+    appended would make it a broken line in the middle, refused by every later load.
+    Returns how many bytes were cut.
     """
     size = os.fstat(fd).st_size
+    cut = _cut_unterminated(fd, size)
+    start = _last_line_start(fd, size - cut)
+    if start is not None:
+        os.ftruncate(fd, start)
+        cut = size - start
+    return cut
+
+
+def _last_line_start(fd: int, size: int) -> int | None:
+    """Where the last line that is not blank starts, if it does not parse as JSON (what a
+    reader skips as torn); None if there is no such line or it parses."""
+    end, carry = size, b""
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        block = os.pread(fd, end - start, start) + carry
+        end = start
+        text = block.rstrip()  # blank lines (and the newline) after the last line
+        newline = text.rfind(b"\n")
+        if newline < 0 and start > 0 and text:
+            carry = block  # the last line goes on before this block
+            continue
+        if not text:
+            carry = b""
+            continue  # only blanks so far: look further back
+        line = text[newline + 1 :]
+        try:
+            orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return start + newline + 1
+        return None
+    return None
+
+
+def _cut_unterminated(fd: int, size: int) -> int:
+    """If the file does not end in a newline, truncate it after its last newline (or add the
+    newline to a complete record that only lacks it). Returns how many bytes were cut."""
     if size == 0:
         return 0
     if os.pread(fd, 1, size - 1) == b"\n":
