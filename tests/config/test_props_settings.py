@@ -20,18 +20,22 @@ _TEXT = st.text(
 ).filter(lambda t: t.strip() == t)
 
 
+#: Typed values per parser, as a TOML file would hold them; any other option takes text.
+_BY_PARSER: dict[str, st.SearchStrategy[Any]] = {
+    "_bool": st.booleans(),
+    "_positive_int": st.integers(1, 10_000),
+    "_non_negative_float": st.floats(0, 1e6, allow_nan=False) | st.integers(0, 1000),
+    "_percent": st.floats(0.5, 100, allow_nan=False),
+    "_positive_float": st.floats(0.001, 1e6, allow_nan=False) | st.integers(1, 1000),
+    # A ceiling, or auto (learn it).
+    "_rate": st.floats(0, 1e6, allow_nan=False) | st.integers(0, 1000) | st.just("auto"),
+    "_service": st.sampled_from(["csbs", "cbr", "CBR"]),
+}
+
+
 def _values(opt: Option) -> st.SearchStrategy[Any]:
     """Typed values as a TOML file would hold them; flags and environment get ``str()``."""
-    name = opt.parse.__name__
-    if name == "_bool":
-        return st.booleans()
-    if name == "_positive_int":
-        return st.integers(1, 10_000)
-    if name == "_non_negative_float":
-        return st.floats(0, 1e6, allow_nan=False) | st.integers(0, 1000)
-    if name == "_percent":
-        return st.floats(0.5, 100, allow_nan=False)
-    return _TEXT
+    return _BY_PARSER.get(opt.parse.__name__, _TEXT)
 
 
 def _text(value: Any) -> str:
