@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from bench import soak as soak_suite
 from bench import synth
 from bench.procs import Measured, SimProcess, python_cmd, run_measured
 from orchestrator.simulator import Estate, ManualClock, SimulatorConfig
@@ -625,6 +626,18 @@ def _pace(work: Path, sizes: Sizes) -> Section:
     return section
 
 
+def soak(work: Path, sizes: Sizes) -> Section:
+    """A million pairs end to end (issue 19); see :mod:`bench.soak`. Not in the default set."""
+    section = Section(
+        "6. Soak: 1,000,000 pairs end to end, then report and resume over the ledger",
+        "simulate --auth none --p503 0.01 (no latency, 3 destination regions per item); "
+        "run --concurrency 64 --per-region 64; report LEDGER; resume --ledger LEDGER",
+        header=("figure", "measured"),
+    )
+    soak_suite.soak(work, _manifest, section)
+    return section
+
+
 SUITES: dict[str, Callable[[Path, Sizes], Section]] = {
     "startup": startup,
     "latency": latency_bound,
@@ -632,6 +645,7 @@ SUITES: dict[str, Callable[[Path, Sizes], Section]] = {
     "overload": overload,
     "scale": scale,
     "pace": _pace,
+    "soak": soak,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -9,9 +10,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 if TYPE_CHECKING:
     from orchestrator.simulator import Clock, Simulator
+
+# Property-based tests: a small profile keeps ``make test`` to seconds; CSBS_SLOW_TESTS=1
+# searches much further. No example database: runs stay reproducible and leave no files.
+settings.register_profile(
+    "default",
+    max_examples=25,
+    stateful_step_count=10,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile(
+    "slow",
+    max_examples=1000,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("slow" if os.environ.get("CSBS_SLOW_TESTS") == "1" else "default")
 
 #: ``make_simulator(clock=None, **knobs)``: any SimulatorConfig or FaultConfig knob by name.
 MakeSimulator = Callable[..., "Simulator"]

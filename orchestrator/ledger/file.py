@@ -70,8 +70,10 @@ lines, whichever comes first, and at once when a task waits for a line of it). A
 durable only once its batch is fsynced;
 :meth:`LedgerWriter.write_durable` returns at that moment. The file is ``flock``-ed so two
 runs can never write one ledger, and a line torn by a crash (the file does not end in a
-newline) is cut when the ledger is next opened for writing. Readers
-(:func:`iter_records`) skip a broken *last* line and refuse a broken line anywhere else.
+newline and is no complete record) is cut when the ledger is next opened for writing; a
+complete record that only lacks its newline is kept and the newline added. Readers
+(:func:`iter_records`) fold such a record, skip a torn *last* line and refuse a broken line
+anywhere else.
 """
 
 from __future__ import annotations
@@ -388,12 +390,52 @@ def _open_locked(path: str, fsync: bool) -> tuple[int, int]:
 
 
 def _cut_torn_tail(fd: int, path: str) -> int:
-    """If the file does not end in a newline, truncate it after its last newline.
+    """If the file does not end in a newline, truncate it after its last newline; then, if
+    its last line that is not blank is no JSON at all, truncate it before that line.
 
     The cut bytes are a line a crash tore while it was being appended; it was never
-    durable, so nobody was told it was written. Returns how many bytes were cut.
+    durable, so nobody was told it was written, and readers skip it (:class:`LedgerReader`
+    skips a last line that does not parse, newline or not). Left there, the next lines
+    appended would make it a broken line in the middle, refused by every later load.
+    Returns how many bytes were cut.
     """
     size = os.fstat(fd).st_size
+    cut = _cut_unterminated(fd, size)
+    start = _last_line_start(fd, size - cut)
+    if start is not None:
+        os.ftruncate(fd, start)
+        cut = size - start
+    return cut
+
+
+def _last_line_start(fd: int, size: int) -> int | None:
+    """Where the last line that is not blank starts, if it does not parse as JSON (what a
+    reader skips as torn); None if there is no such line or it parses."""
+    end, carry = size, b""
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        block = os.pread(fd, end - start, start) + carry
+        end = start
+        text = block.rstrip()  # blank lines (and the newline) after the last line
+        newline = text.rfind(b"\n")
+        if newline < 0 and start > 0 and text:
+            carry = block  # the last line goes on before this block
+            continue
+        if not text:
+            carry = b""
+            continue  # only blanks so far: look further back
+        line = text[newline + 1 :]
+        try:
+            orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return start + newline + 1
+        return None
+    return None
+
+
+def _cut_unterminated(fd: int, size: int) -> int:
+    """If the file does not end in a newline, truncate it after its last newline (or add the
+    newline to a complete record that only lacks it). Returns how many bytes were cut."""
     if size == 0:
         return 0
     if os.pread(fd, 1, size - 1) == b"\n":
@@ -442,7 +484,8 @@ class LedgerReader:
     Iterate it once, as :func:`iter_records`. Afterwards :attr:`end` is the offset just past
     the last whole line read and :attr:`lines` the number of lines before it, so that a later
     reader of the grown ledger can start there. A torn last line is not counted: the writer
-    cuts it when it next opens the ledger.
+    cuts it when it next opens the ledger. A last line that is a complete record without its
+    newline is whole: it is folded, and the writer adds its newline.
 
     Compact lines come out verbose (:mod:`orchestrator.ledger.compact`) unless ``expand`` is
     False (the history's fold: it needs only what they keep, and may start mid-run). A
@@ -475,8 +518,28 @@ class LedgerReader:
             raise LedgerError(f"{self.name}: cannot open the ledger: {reason}") from exc
         with f if not is_compressed(self.name) else open_compressed(f, self.name) as f:
             f.seek(self.end)
+            if self.end and not self._after_a_whole_line(f):
+                raise LedgerError(
+                    f"{self.name}:{self.lines}: the last line read has grown since "
+                    "(not a JSON line)"
+                )
             records = self._records(f)
             yield from Expander(self.name)(records) if self.expand else records
+
+    def _after_a_whole_line(self, f: BinaryIO) -> bool:
+        """Whether ``end`` is still a line boundary. A record folded without its newline
+        (the last line, whole but for it) ends where the writer's next open adds that newline:
+        skip it, so that the line is counted once. Anything else after such a line means it
+        was no whole line after all (a writer's lines always end in a newline)."""
+        f.seek(self.end - 1)
+        around = f.read(2)
+        if around[:1] != b"\n":
+            if around[1:] == b"\n":
+                self.end += 1
+            elif around[1:]:
+                return False
+        f.seek(self.end)
+        return True
 
     def _records(self, f: BinaryIO) -> Iterator[dict[str, Any]]:
         loads = orjson.loads
@@ -515,7 +578,9 @@ class LedgerReader:
             raise LedgerError(f"{name}:{lineno}: cannot read the ledger: {exc.strerror}") from exc
         finally:
             # A last line without its newline that parsed as a record is whole (an editor
-            # dropped the newline): the writer adds the newline instead of cutting it.
+            # dropped the newline, or a writer's line is read before its newline): it is
+            # folded, and the writer adds the newline instead of cutting it. One that does
+            # not parse is torn (a prefix of a record never parses) and is not counted.
             self.end, self.lines = end, lineno
 
 

@@ -14,10 +14,16 @@ any other error answer                     :class:`PermanentApiError`
 no connection (refused, DNS, connect       :class:`TransportError` ``maybe_applied=False``
 timeout): nothing was sent
 cut, reset, read timeout, garbage answer   :class:`TransportError` ``maybe_applied=True``
-after the request may have been written
+after the request may have been written,
+or an answer longer than ``max_body_bytes``
 TLS failure                                :class:`PermanentApiError`
 bad endpoint / region                      :class:`ConfigError`
 =========================================  ===========================================
+
+Everything a server sends is bounded, so that a broken or hostile one costs a failed call
+and never the run: an answer body is read up to ``max_body_bytes`` (by its declared length
+first, else while it streams in), a listing whose ``marker`` comes back to a page already
+seen stops, and a ``Retry-After`` hint is capped at ``retry_after_cap_s``.
 
 A server that reads a request and closes the connection without answering looks exactly
 like one that applied it and then dropped: both are ``maybe_applied=True``. For a replicate
@@ -92,6 +98,8 @@ _REQUEST_ID_MAX = 100
 # Headers that carry a credential: tokens are learnt as secrets; all are masked in answers.
 _TOKEN_HEADERS = ("X-Auth-Token", "X-Security-Token")
 _CREDENTIAL_HEADERS = (*_TOKEN_HEADERS, "Authorization")
+#: The default cap on an answer's body (see ClientSettings.max_body_bytes).
+_MAX_BODY = 64 << 20
 _JSON = "application/json"
 _CLOSE_TIMEOUT_S = 5.0
 
@@ -141,6 +149,10 @@ class ClientSettings:
     """``--insecure``: accept ``http://`` to a non-loopback host (no credential is sent there)."""
     error_table: ErrorTable = field(default_factory=ErrorTable)
     retry_after_cap_s: float = 60.0
+    max_body_bytes: int = _MAX_BODY
+    """An answer longer than this is not read (a listing page of 1000 items is ~2 MB)."""
+    resolver: aiohttp.abc.AbstractResolver | None = field(default=None, compare=False)
+    """Name resolution (None: aiohttp's default, cached 300 s); tests inject failing ones."""
     user_agent: str = f"csbs-orchestrator/{__version__}"
 
     def endpoint_for(self, region: str | None) -> str:
@@ -233,6 +245,7 @@ class CsbsClient:
             limit_per_host=settings.limit_per_host,
             ttl_dns_cache=300,
             ssl=_ssl_setting(settings),
+            resolver=settings.resolver,
         )
         timeout = aiohttp.ClientTimeout(
             total=settings.timeouts.total_s,
@@ -323,6 +336,7 @@ class CsbsClient:
         query = [(k, _query_value(v)) for k, v in filters.items()]
         query.append(("limit", str(page_size)))
         marker: str | None = None
+        seen: set[str] = set()  # one marker per page: bounded by the listing's length
         while True:
             page_query = query if marker is None else [*query, ("marker", marker)]
             data = await self._get_json(project_id, region, "/checkpoint_items", page_query)
@@ -332,10 +346,14 @@ class CsbsClient:
             if len(page) < page_size:
                 return
             last = page[-1].get("id") if isinstance(page[-1], dict) else None
-            if not isinstance(last, str) or last == marker:
+            if not isinstance(last, str) or last in seen:
+                # The same marker again (at once or after other pages) would list the
+                # same pages for ever.
                 raise PermanentApiError(
-                    "GET /checkpoint_items: paging did not advance (no new marker)"
+                    "GET /checkpoint_items: paging did not advance (no new marker, or one "
+                    f"already followed: {_snippet(last)!r}, after {len(seen) + 1} pages)"
                 )
+            seen.add(last)
             marker = last
 
     async def count_items(
@@ -491,7 +509,13 @@ class CsbsClient:
                 self._learn(headers)
             limits = self._read_timeout if method == "GET" else None
             status, data, answer_headers = await _send(
-                session, method, url, headers, body, limits=limits
+                session,
+                method,
+                url,
+                headers,
+                body,
+                limits=limits,
+                max_body=self._settings.max_body_bytes,
             )
             if status < 300:
                 if method == "GET":
@@ -529,7 +553,12 @@ class CsbsClient:
         refuse_credentials_over_plain_http(target, "IAM token request")
         headers = {"Content-Type": _JSON}
         status, data, answer_headers = await _send(
-            self._open_session(), "POST", target, headers, body
+            self._open_session(),
+            "POST",
+            target,
+            headers,
+            body,
+            max_body=self._settings.max_body_bytes,
         )
         if status < 300:
             return answer_headers, data
@@ -594,6 +623,7 @@ async def _send(
     body: bytes | None,
     *,
     limits: aiohttp.ClientTimeout | None = None,
+    max_body: int = _MAX_BODY,
 ) -> tuple[int, bytes, Mapping[str, str]]:
     """One HTTP exchange (``limits``: the session's timeouts when None). The only place
     aiohttp's exceptions are mapped."""
@@ -606,7 +636,15 @@ async def _send(
             allow_redirects=False,
             timeout=limits or session.timeout,
         ) as resp:
-            return resp.status, await resp.read(), resp.headers
+            return resp.status, await _read_bounded(resp, max_body), resp.headers
+    except _TooLarge as exc:
+        # The request was sent and maybe applied; the answer is unusable. Like a cut answer:
+        # the pair is reconciled before any resend.
+        raise TransportError(
+            f"{method} {url.raw_path}: answer too large ({exc}; the limit is {max_body} "
+            "bytes); not read",
+            maybe_applied=True,
+        ) from None
     except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
         what = f"{method} {url.raw_path}"
         raise PermanentApiError(
@@ -626,6 +664,28 @@ async def _send(
         raise TransportError(
             f"{method} {url.raw_path}: no complete answer ({_describe(exc)})", maybe_applied=True
         ) from exc
+
+
+class _TooLarge(Exception):
+    """An answer body over the limit (its declared or streamed size is the message)."""
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, unless it is longer than ``limit``. A declared length within the limit (every
+    answer of the real service and the simulator) costs one plain read."""
+    length = resp.content_length
+    if length is not None:
+        if length > limit:
+            raise _TooLarge(f"{length} bytes declared")
+        return await resp.read()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(f"more than {limit} bytes streamed")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _describe(exc: BaseException) -> str:

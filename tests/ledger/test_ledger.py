@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from orchestrator.errors import LedgerError, LedgerLockedError, LedgerWriteError
-from orchestrator.ledger.file import LedgerReader, LedgerWriter, iter_records
+from orchestrator.ledger.file import LedgerReader, LedgerWriter, _open_locked, iter_records
 from orchestrator.ledger.format import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
@@ -276,6 +276,48 @@ async def test_long_torn_tail_spanning_read_chunks(tmp_path: Path) -> None:
     assert read_all(path) == [rec(1)]
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [
+        b'{"v":1,"eve\n',
+        b"{not json\n  \n\n",
+        b"\x00\x00\x00\n",
+        b"x" * 70_000 + b"\n" + b" \n" * 40_000,  # longer than a read, then blanks
+        # Torn with its newline, then torn without: the torn tail is cut, and so is the
+        # broken line it leaves last (neither was ever folded).
+        b'{"v":1,"event":"attempt",\n{"v":1,"ev',
+    ],
+    ids=["torn, with newline", "then blanks", "zeros", "spanning read chunks", "twice"],
+)
+async def test_a_broken_last_line_with_its_newline_is_cut_on_open(
+    tmp_path: Path, broken: bytes
+) -> None:
+    """Readers skip a last line that does not parse, newline or not: the writer cuts it, so
+    the lines it appends never make it a broken line in the middle (refused by every load)."""
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(_line(rec(1)) + _line(rec(2)) + broken)
+    if broken.endswith(b"\n"):
+        assert read_all(path) == [rec(1), rec(2)]  # readers skip it
+    async with LedgerWriter(path) as ledger:
+        assert ledger.repaired_bytes == len(broken)
+        ledger.write(rec(4))
+    assert read_all(path) == [rec(1), rec(2), rec(4)]
+
+
+@pytest.mark.parametrize("last", [b"[1, 2]\n", b"{}\n", b'{"v": 1}\n\n', b'"text"\n'])
+async def test_a_last_line_that_is_json_but_no_record_is_left_for_the_reader_to_refuse(
+    tmp_path: Path, last: bytes
+) -> None:
+    """Not a torn write (it parses): this file is not (only) a ledger, and nothing is cut."""
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(_line(rec(1)) + last)
+    with pytest.raises(LedgerError, match=rf"{path}:2: not a ledger line"):
+        read_all(path)
+    async with LedgerWriter(path) as ledger:
+        assert ledger.repaired_bytes == 0
+    assert path.read_bytes() == _line(rec(1)) + last
+
+
 def test_broken_middle_line_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
     path.write_bytes(_line(rec(1)) + b"{not json\n" + _line(rec(3)))
@@ -331,6 +373,19 @@ def test_a_reader_says_where_the_whole_lines_end(tmp_path: Path, torn: bytes) ->
     list(reader)
     if torn.startswith(b'{"v":1,"event"'):  # a whole record that only lacks its newline
         assert (reader.end, reader.lines) == (len(whole) + len(torn), 4)
+        # Folded, and kept: the writer adds its newline and appends. A reader from there
+        # skips that newline (the line is counted once) and counts on.
+        fd, cut = _open_locked(os.fspath(path), fsync=False)
+        os.close(fd)
+        assert cut == 0
+        assert path.read_bytes() == whole + torn + b"\n"
+        with path.open("ab") as f:
+            f.write(_line(rec(5)) + b"{broken\n" + _line(rec(7)))
+        later = LedgerReader(path, start=reader.end, lines=reader.lines)
+        records = iter(later)
+        assert next(records) == rec(5)
+        with pytest.raises(LedgerError, match=rf"{path}:6: not a JSON line"):
+            next(records)
         return
     assert (reader.end, reader.lines) == (len(whole), 3)
 
@@ -341,6 +396,21 @@ def test_a_reader_says_where_the_whole_lines_end(tmp_path: Path, torn: bytes) ->
     assert next(records) == rec(3)
     with pytest.raises(LedgerError, match=rf"{path}:5: not a JSON line"):  # counted on
         next(records)
+
+
+def test_a_line_folded_without_its_newline_that_then_grows_is_refused(tmp_path: Path) -> None:
+    """A writer's lines end in a newline: bytes that continue a line already folded mean it
+    was no whole line, and a reader from there says so instead of misreading the rest."""
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(_line(rec(1)) + _line(rec(2)).rstrip(b"\n"))
+    reader = LedgerReader(path)
+    assert list(reader) == [rec(1), rec(2)]
+    with path.open("ab") as f:
+        f.write(b"trailing\n" + _line(rec(3)))
+    with pytest.raises(LedgerError, match=rf"{path}:2: the last line read has grown"):
+        list(LedgerReader(path, start=reader.end, lines=reader.lines))
+    with pytest.raises(LedgerError, match=rf"{path}:2: not a JSON line"):  # as from the start
+        read_all(path)
 
 
 # --- failures -------------------------------------------------------------------------------
