@@ -794,5 +794,8 @@ def _fail(message: str, code: ExitCode) -> int:
     from orchestrator.safe_text import for_terminal
 
     # Messages may quote the service or a file: no escape codes through, and one screenful.
-    print(f"csbs-orchestrator: error: {for_terminal(message, 2000)}", file=sys.stderr)
+    # Our own messages may span lines (the credential chain's list): those newlines stay.
+    shown = "\n".join(for_terminal(line, 2000) for line in message[:2000].split("\n"))
+    cut = "..." if len(message) > 2000 else ""
+    print(f"csbs-orchestrator: error: {shown}{cut}", file=sys.stderr)
     return code

@@ -35,7 +35,7 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"must be a whole number, not {text!r}") from None
+        raise ValueError("must be a whole number") from None
     if value < 1:
         raise ValueError("must be at least 1")
     return value
@@ -45,7 +45,7 @@ def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"must be a number, not {text!r}") from None
+        raise ValueError("must be a number") from None
     if not math.isfinite(value):
         raise ValueError("must be a finite number")
     return value
@@ -69,6 +69,10 @@ def _rate(text: str) -> float:
     """``auto`` (learn the rate, no ceiling) is 0; else a ceiling in requests per second."""
     if text.strip().lower() == "auto":
         return 0.0
+    try:
+        float(text)
+    except ValueError:
+        raise ValueError("must be a number of requests per second, or auto") from None
     return _non_negative_float(text)
 
 
@@ -204,8 +208,8 @@ OPTIONS: tuple[Option, ...] = (
         "--insecure",
         _bool,
         True,
-        "turn TLS certificate verification off and accept http:// to a non-loopback host, "
-        "where no credential is ever sent (flag) / on (config verify_tls); logs a warning",
+        "do not verify TLS certificates, and allow http:// to a host that is not loopback "
+        "for calls that carry no credential (config: verify_tls = false); logs a warning",
         config="connection.verify_tls",
         group=_CONN,
     ),
@@ -442,9 +446,20 @@ _OTHER_SECTIONS: Mapping[str, frozenset[str] | None] = {
     "discover": None,
     "simulator": None,
     "schedule": frozenset(
-        {"cron", "timezone", "state_dir", "keep_ledgers", "missed_runs", "max_lateness"}
+        {
+            "cron",
+            "timezone",
+            "state_dir",
+            "keep_ledgers",
+            "missed_runs",
+            "max_lateness",
+            "coverage",  # schedule --coverage (cli/nightly.py)
+            "rpo",
+        }
     ),
 }
+#: Keys of OPTIONS' sections that are not options: [connection.endpoints] (one URL per region).
+_TABLES: Mapping[str, frozenset[str]] = {"connection": frozenset({"endpoints"})}
 
 
 def known_config_keys() -> dict[str, frozenset[str] | None]:
@@ -454,6 +469,8 @@ def known_config_keys() -> dict[str, frozenset[str] | None]:
         if opt.config:
             section, key = opt.config.split(".")
             known.setdefault(section, set()).add(key)
+    for section, keys in _TABLES.items():
+        known.setdefault(section, set()).update(keys)
     return {**{s: frozenset(k) for s, k in known.items()}, **_OTHER_SECTIONS}
 
 
