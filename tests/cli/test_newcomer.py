@@ -108,3 +108,22 @@ def test_help_spells_defaults_as_the_docs_do(capsys: pytest.CaptureFixture[str])
     assert "next run (default: none)" in text
     assert "(flag) / on (config verify_tls)" not in text  # --insecure says what it does
     assert "(config: verify_tls = false)" in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--service", "cbr"], "coverage reads CSBS v1 only, not --service cbr"),
+        (["--at", "yesterday"], "--at 'yesterday': an ISO time"),
+    ],
+)
+def test_coverage_refuses_what_it_cannot_judge_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], said: str
+) -> None:
+    """A CBR estate judged as CSBS would be a wrong answer, not a missing one."""
+    argv = ["coverage", "--simulate", "--config", str(_config(tmp_path)), "--rpo", "26h"]
+    code = main([*argv, "--region-to", "cn-east-2", *extra])
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE
+    assert said in err
+    assert "created since" not in err
