@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from orchestrator import __version__
 from orchestrator.exitcodes import ExitCode
@@ -738,12 +738,34 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _unknown_arguments(parser, args.command, unknown)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
     return _guarded(handler, args)
+
+
+def _unknown_arguments(
+    parser: argparse.ArgumentParser, command: str | None, unknown: list[str]
+) -> NoReturn:
+    """Exit 2 with the command's own usage and, for a misspelt flag, the closest one."""
+    import difflib
+
+    chosen = parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            chosen = action.choices[command]
+    flags = [f for a in chosen._actions for f in a.option_strings if f.startswith("--")]
+    hint = ""
+    for word in unknown:
+        close = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.75)
+        if word.startswith("--") and close:
+            hint = f"; did you mean {close[0]}?"
+            break
+    chosen.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
 def _guarded(handler: Handler, args: argparse.Namespace) -> int:

@@ -127,3 +127,15 @@ def test_coverage_refuses_what_it_cannot_judge_naming_the_flag(
     assert code == ExitCode.USAGE
     assert said in err
     assert "created since" not in err
+
+
+def test_a_misspelt_flag_gets_the_command_usage_and_the_closest_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--manifest", "m.csv", "--ledger", "l.jsonl", "--concurency", "3"])
+    err = capsys.readouterr().err
+    assert exited.value.code == ExitCode.USAGE
+    assert "usage: csbs-orchestrator run " in err  # the command's usage, not the program's
+    assert "csbs-orchestrator run: error: unrecognized arguments: --concurency 3; " in err
+    assert "did you mean --concurrency?" in err
