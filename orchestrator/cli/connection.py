@@ -6,7 +6,7 @@ import argparse
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config.settings import RunSettings, load_config
 from orchestrator.errors import ConfigError
@@ -14,14 +14,33 @@ from orchestrator.secret_set import SecretSet
 from orchestrator.service.auth import AkSkSigner, Secret
 from orchestrator.service.connect import Connection, connection
 
-__all__ = ["Connection", "connect", "simulator_knobs"]
+if TYPE_CHECKING:
+    from orchestrator.simulator import SimulatorConfig
+
+__all__ = ["Connection", "connect", "simulator_config", "simulator_knobs"]
 
 
 def simulator_knobs(args: argparse.Namespace) -> dict[str, Any]:
-    """``[simulator]`` knobs of the config file, with ``--sim-seed`` on top."""
+    """``[simulator]`` knobs of the config file, with ``--sim-seed`` (and ``--sim-age-days``) on
+    top."""
     knobs = dict(load_config(args.config).get("simulator", {}))
     knobs["seed"] = args.sim_seed
+    if getattr(args, "sim_age_days", None) is not None:  # coverage --sim-age-days
+        knobs["age_days"] = args.sim_age_days
     return knobs
+
+
+def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
+    """The embedded simulator's config for ``--simulate``: a bad ``[simulator]`` knob (an
+    unknown name, a value of the wrong type) is a configuration error, not a traceback."""
+    from orchestrator.simulator import SimulatorConfig  # noqa: PLC0415 - only for --simulate
+
+    path = getattr(args, "config", None)
+    where = f"{path}: [simulator]" if path else "[simulator]"
+    try:
+        return SimulatorConfig.from_knobs(**simulator_knobs(args))
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 @asynccontextmanager
@@ -33,12 +52,9 @@ async def connect(
     if not getattr(args, "simulate", False):
         yield await connection(settings, env, secrets)
         return
-    from orchestrator.simulator import Simulator, SimulatorConfig  # noqa: PLC0415 - only for --simulate
+    from orchestrator.simulator import Simulator  # noqa: PLC0415 - only for --simulate
 
-    try:
-        config = SimulatorConfig.from_knobs(**simulator_knobs(args))
-    except TypeError as exc:
-        raise ConfigError(f"{args.config}: [simulator]: {exc}") from None
+    config = simulator_config(args)
     async with Simulator(config) as sim:
         simulated = replace(
             settings,

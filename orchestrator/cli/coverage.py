@@ -224,6 +224,16 @@ def _status(console: Console | None) -> Iterator[Callable[[Source, int], None] |
         yield show
 
 
+def _at(text: str) -> float:
+    """``--at``: an ISO time or an age, as a timestamp; the error names the flag."""
+    try:
+        return parse_since(text).timestamp()
+    except ConfigError:
+        raise ConfigError(
+            f"--at {text!r}: an ISO time (2026-03-01T00:00:00, UTC if no zone) or an age (36h, 7d)"
+        ) from None
+
+
 def launch_coverage(args: argparse.Namespace, settings: RunSettings) -> int:
     """``coverage``: exit 0 when every resource x region is covered, 3 otherwise."""
     env = os.environ
@@ -232,7 +242,7 @@ def launch_coverage(args: argparse.Namespace, settings: RunSettings) -> int:
         rpo_s = parse_duration(args.rpo)
         config = load_config(args.config)
         facts = load_facts(args.ledger or ())
-        at = None if args.at is None else parse_since(args.at).timestamp()
+        at = None if args.at is None else _at(args.at)
 
         async def main(show: Callable[[Source, int], None] | None) -> Coverage:
             async with connect(args, settings, env) as conn:

@@ -21,7 +21,7 @@ import anyio
 import structlog
 from rich.console import Console
 
-from orchestrator.cli.connection import connect, simulator_knobs
+from orchestrator.cli.connection import connect, simulator_config
 from orchestrator.cli.logs import close_logging, configure_logging
 from orchestrator.cli.planning import launch_plan
 from orchestrator.config.settings import RunSettings
@@ -131,9 +131,7 @@ def simulator_secrets(args: argparse.Namespace) -> list[str]:
     """The simulator's own credentials (with ``--simulate``), for the log redactor."""
     if not getattr(args, "simulate", False):
         return []
-    from orchestrator.simulator import SimulatorConfig  # noqa: PLC0415 - only for --simulate
-
-    config = SimulatorConfig.from_knobs(**simulator_knobs(args))
+    config = simulator_config(args)
     return [config.sk, config.password]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from orchestrator import __version__
 from orchestrator.cli import (
@@ -64,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _unknown_arguments(parser, args.command, unknown)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
@@ -116,9 +119,32 @@ def _ours_inside(exc: BaseException, ours: type[BaseException]) -> BaseException
     return exc
 
 
+def _unknown_arguments(
+    parser: argparse.ArgumentParser, command: str | None, unknown: list[str]
+) -> NoReturn:
+    """Exit 2 with the command's own usage and, for a misspelt flag, the closest one."""
+    import difflib
+
+    chosen = parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            chosen = action.choices[command]
+    flags = [f for a in chosen._actions for f in a.option_strings if f.startswith("--")]
+    hint = ""
+    for word in unknown:
+        close = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.75)
+        if word.startswith("--") and close:
+            hint = f"; did you mean {close[0]}?"
+            break
+    chosen.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+
+
 def _fail(message: str, code: ExitCode) -> int:
     from orchestrator.safe_text import for_terminal
 
     # Messages may quote the service or a file: no escape codes through, and one screenful.
-    print(f"csbs-orchestrator: error: {for_terminal(message, 2000)}", file=sys.stderr)
+    # Our own messages may span lines (the credential chain's list): those newlines stay.
+    shown = "\n".join(for_terminal(line, 2000) for line in message[:2000].split("\n"))
+    cut = "..." if len(message) > 2000 else ""
+    print(f"csbs-orchestrator: error: {shown}{cut}", file=sys.stderr)
     return code

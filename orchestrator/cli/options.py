@@ -26,7 +26,7 @@ def add_options(parser: argparse.ArgumentParser, group: str) -> None:
                 help=f"{opt.help} (default: verify)",
             )
             continue
-        default = "" if "(default:" in opt.help else f" (default: {opt.default})"
+        default = "" if "(default:" in opt.help else f" (default: {_shown(opt.default)})"
         parser.add_argument(
             opt.flag,
             dest=opt.name,
@@ -35,6 +35,17 @@ def add_options(parser: argparse.ArgumentParser, group: str) -> None:
             metavar=opt.name.upper(),
             help=f"{opt.help}{default}{where}",
         )
+
+
+def _shown(default: Any) -> str:
+    """A default as the docs and the config file spell it: none, true/false, 64, 0.5."""
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if isinstance(default, float) and default.is_integer():
+        return str(int(default))
+    return str(default)
 
 
 def _flag_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -21,7 +21,16 @@ _OTHER_SECTIONS: Mapping[str, frozenset[str] | None] = {
     "discover": None,
     "simulator": None,
     "schedule": frozenset(
-        {"cron", "timezone", "state_dir", "keep_ledgers", "missed_runs", "max_lateness"}
+        {
+            "cron",
+            "timezone",
+            "state_dir",
+            "keep_ledgers",
+            "missed_runs",
+            "max_lateness",
+            "coverage",  # schedule --coverage (cli/nightly.py)
+            "rpo",
+        }
     ),
 }
 

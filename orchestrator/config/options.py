@@ -126,8 +126,8 @@ OPTIONS: tuple[Option, ...] = (
         "--insecure",
         boolean,
         True,
-        "turn TLS certificate verification off and accept http:// to a non-loopback host, "
-        "where no credential is ever sent (flag) / on (config verify_tls); logs a warning",
+        "do not verify TLS certificates, and allow http:// to a host that is not loopback "
+        "for calls that carry no credential (config: verify_tls = false); logs a warning",
         config="connection.verify_tls",
         group=_CONN,
     ),

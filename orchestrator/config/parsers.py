@@ -22,7 +22,7 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"must be a whole number, not {text!r}") from None
+        raise ValueError("must be a whole number") from None
     if value < 1:
         raise ValueError("must be at least 1")
     return value
@@ -32,7 +32,7 @@ def finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"must be a number, not {text!r}") from None
+        raise ValueError("must be a number") from None
     if not math.isfinite(value):
         raise ValueError("must be a finite number")
     return value
@@ -56,6 +56,10 @@ def rate(text: str) -> float:
     """``auto`` (learn the rate, no ceiling) is 0; else a ceiling in requests per second."""
     if text.strip().lower() == "auto":
         return 0.0
+    try:
+        float(text)
+    except ValueError:
+        raise ValueError("must be a number of requests per second, or auto") from None
     return non_negative_float(text)
 
 

@@ -550,7 +550,7 @@ class CsbsClient:
             raise ConfigError(f"invalid URL {url!r}: {exc}") from exc
         # The body of an IAM token request holds the password.
         check_endpoint(url, insecure=self._settings.allow_plain_http, what="IAM endpoint")
-        refuse_credentials_over_plain_http(target, "IAM token request")
+        refuse_credentials_over_plain_http(target, "IAM token request to")
         headers = {"Content-Type": _JSON}
         status, data, answer_headers = await _send(
             self._open_session(),

@@ -91,7 +91,9 @@ def check_transport(settings: RunSettings) -> None:
     """Refuse plain HTTP off loopback before anything is sent (unless ``--insecure``), and
     say once per run, loudly, that ``--insecure`` is on."""
     insecure = not settings.verify_tls
-    for url, what in ((settings.endpoint, "endpoint"), (settings.iam_endpoint, "IAM endpoint")):
+    urls = [(settings.endpoint, "endpoint"), (settings.iam_endpoint, "IAM endpoint")]
+    urls += [(url, f"endpoint of {region}") for region, url in settings.endpoints.items()]
+    for url, what in urls:
         if url:
             check_endpoint(url, insecure=insecure, what=what)
             # Every command of the real service sends credentials: say so now, not at the

@@ -64,11 +64,12 @@ def check_endpoint(url: str, *, insecure: bool, what: str = "endpoint") -> None:
         )
 
 
-def refuse_credentials_over_plain_http(url: yarl.URL, what: str = "request") -> None:
+def refuse_credentials_over_plain_http(url: yarl.URL, what: str = "request to") -> None:
     """The last guard before a credential is attached: never over plain HTTP off loopback,
     whatever ``--insecure`` says. Raises :class:`ConfigError`."""
     if plain_http_remote(url):
         raise ConfigError(
-            f"{what} to http://{url.host}: credentials are never sent over plain HTTP to a "
-            "host that is not loopback; use https:// (with --ca-file for a private CA)"
+            f"{what} http://{url.host}: credentials are never sent over plain HTTP to a "
+            "host that is not loopback, not even with --insecure; use https:// (with "
+            "--ca-file for a private CA)"
         )

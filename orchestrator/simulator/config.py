@@ -8,6 +8,7 @@ copy timing). :class:`FaultConfig` is the part that may change while it runs
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -53,12 +54,20 @@ _PROBABILITIES = (
 )
 
 
+def _check_number(name: str, value: object) -> None:
+    """A knob read from a TOML file may be any type: say so instead of failing to compare."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+
+
 def _check_probability(name: str, value: float) -> None:
+    _check_number(name, value)
     if not (0.0 <= value <= 1.0) or math.isnan(value):
         raise ConfigError(f"{name} must be a probability in [0, 1], got {value!r}")
 
 
 def _check_non_negative(name: str, value: float) -> None:
+    _check_number(name, value)
     if not value >= 0:  # also rejects NaN
         raise ConfigError(f"{name} must be >= 0, got {value!r}")
 
@@ -232,6 +241,15 @@ class SimulatorConfig:
     def from_knobs(cls, **knobs: Any) -> SimulatorConfig:
         """Build from one flat set of knobs; fault knobs go into :attr:`faults`."""
         fault_names = {f.name for f in dataclasses.fields(FaultConfig)}
+        known = fault_names | {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(knobs) - known)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown knob(s) {', '.join(map(repr, unknown))}{hint} "
+                f"(valid: {', '.join(sorted(known - {'faults'}))})"
+            )
         faults = {k: v for k, v in knobs.items() if k in fault_names}
         rest = {k: v for k, v in knobs.items() if k not in fault_names}
         base = rest.pop("faults", FaultConfig())

@@ -4,12 +4,13 @@ the errors that say which of them is wrong."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchestrator.cli.options import add_options
-from orchestrator.config.settings import resolve
+from orchestrator.config.settings import load_config, resolve
 from orchestrator.errors import ConfigError
 
 
@@ -68,3 +69,20 @@ def test_rate_auto_learns_without_a_ceiling_and_pace_can_be_turned_off() -> None
     assert resolve(flags(), {}, {"limits": {"pace": False}}).pace is False
     with pytest.raises(ConfigError, match=r"c\.toml: \[limits\.rate\]"):
         resolve(flags(), {}, {"limits": {"rate": "fast"}}, config_path="c.toml")
+
+
+def test_the_config_file_takes_every_documented_table_and_key(tmp_path: Path) -> None:
+    """[connection.endpoints] (docs/region-endpoints.md) and [schedule] coverage/rpo
+    (docs/coverage.md) are read by other modules: the typo check must not refuse them."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[connection]\nregion = "cn-north-4"\n\n'
+        '[connection.endpoints]\ncn-north-4 = "https://csbs.example.internal"\n\n'
+        '[schedule]\ncoverage = true\nrpo = "26h"\n'
+    )
+    config = load_config(str(path))
+    settings = resolve(None, {}, config, config_path=str(path))
+    assert settings.endpoints == {"cn-north-4": "https://csbs.example.internal"}
+    path.write_text('[connection]\nendpoins = "x"\n')
+    with pytest.raises(ConfigError, match="unknown key 'endpoins'; did you mean 'endpoint"):
+        load_config(str(path))

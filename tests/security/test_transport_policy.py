@@ -199,3 +199,31 @@ async def test_a_redirect_is_never_followed_and_credentials_stay_home() -> None:
                     await client.capabilities("a" * 32)
             assert len(server.seen) == 1
     assert elsewhere.seen == []  # not followed: no signature, token or body went there
+
+
+@pytest.mark.usefixtures("no_network")
+def test_a_plain_http_remote_in_the_endpoints_table_is_refused_before_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[connection.endpoints] is checked with --endpoint, before the ledger is touched; the
+    message says that --insecure does not change it."""
+    monkeypatch.setenv("CSBS_AUTH_TOKEN", "tok")
+    for name in ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "CSBS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "c.toml"
+    config.write_text('[connection.endpoints]\ncn-north-1 = "http://host.example.invalid"\n')
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "checkpoint_item_id,project_id,source_region,destination_region,destination_project_id\n"
+        f"00000000-0000-4000-8000-000000000001,{'a' * 32},cn-north-1,cn-east-2,{'b' * 32}\n"
+    )
+    argv = ["run", "--manifest", str(manifest), "--ledger", str(tmp_path / "l.jsonl")]
+    argv += ["--config", str(config), "--region", "cn-north-1", "--no-progress"]
+    for extra in ([], ["--insecure"]):
+        code = main(argv + extra)
+        err = capsys.readouterr().err
+        assert code == ExitCode.USAGE
+        assert "endpoint of cn-north-1 http://host.example.invalid" in err
+        assert not (tmp_path / "l.jsonl").exists()
+    assert "not even with --insecure" in err
+    assert "endpoint to http" not in err
