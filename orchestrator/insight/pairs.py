@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from orchestrator.atomic_file import replacing
 from orchestrator.errors import ConfigError
+from orchestrator.safe_text import csv_row
 
 __all__ = ["PAIRS_HEADER", "write_pairs"]
 
@@ -41,6 +44,9 @@ PAIRS_HEADER: Final = (
     "run_id",
     "ts",
     "manifest_line",
+    # CBR ledgers: the backup and the vault it was copied into (empty for CSBS pairs).
+    "backup_id",
+    "destination_vault_id",
 )
 _PAIR_EVENTS: Final = frozenset({"attempt", "result"})
 
@@ -48,13 +54,11 @@ Records = Callable[[], Iterable[Mapping[str, Any]]]
 
 
 def _key(record: Mapping[str, Any]) -> bytes:
-    if record.get("status") == "rejected" or record.get("checkpoint_item_id") is None:
+    item = record.get("checkpoint_item_id") or record.get("backup_id")  # CSBS, or CBR
+    if record.get("status") == "rejected" or item is None:
         raw = f"\x00row\x1f{record.get('manifest')}\x1f{record.get('manifest_line')}"
     else:
-        raw = (
-            f"{record.get('project_id')}\x1f{record.get('checkpoint_item_id')}\x1f"
-            f"{record.get('destination_region')}"
-        )
+        raw = f"{record.get('project_id')}\x1f{item}\x1f{record.get('destination_region')}"
     return hashlib.blake2b(raw.encode(), digest_size=16).digest()
 
 
@@ -100,7 +104,8 @@ def _rows(
         if record.get("event") == "attempt":
             row["status"] = "unknown"
         row["copy_status"] = copies.get(key)
-        yield ["" if row[name] is None else row[name] for name in PAIRS_HEADER]
+        # Ids and messages come from the service or a manifest: no formulas for a spreadsheet.
+        yield csv_row("" if row[name] is None else row[name] for name in PAIRS_HEADER)
 
 
 def write_pairs(records: Records, path: str | os.PathLike[str], *, run: str = "last") -> int:
@@ -111,18 +116,18 @@ def write_pairs(records: Records, path: str | os.PathLike[str], *, run: str = "l
     latest, copies = _index(records(), selected)
     if run not in ("last", "all") and not latest:
         raise ConfigError(f"run {run!r} has no pairs in the ledger")
-    target = Path(path)
-    partial = target.with_name(target.name + ".partial")
     count = 0
     try:
-        with partial.open("w", newline="", encoding="utf-8") as handle:
+        # Replaced whole when complete, private to its owner (0600) like every file we write.
+        with replacing(Path(path)) as raw:
+            handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(PAIRS_HEADER)
             for row in _rows(records(), latest, copies):
                 writer.writerow(row)
                 count += 1
-        partial.replace(target)
+            handle.flush()
+            handle.detach()  # the file stays open for replacing() to fsync and rename
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise ConfigError(f"{path}: cannot write the pairs report: {exc.strerror or exc}") from exc
     return count
