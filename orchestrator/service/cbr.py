@@ -32,11 +32,11 @@ from urllib.parse import quote
 
 import orjson
 
-from orchestrator.errors import ConfigError, PermanentApiError, TransientApiError, TransportError
+from orchestrator.errors import ConfigError, PermanentApiError, TransientApiError
 from orchestrator.models import ReplicationTask
 from orchestrator.secret_set import SecretSet
 from orchestrator.service.auth import Authenticator
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import ClientSettings, CsbsClient, accepted_record_id
 
 __all__ = ["CBR_ENDPOINT_TEMPLATE", "CbrClient", "cbr_settings", "normalise_status"]
 
@@ -124,18 +124,7 @@ class CbrClient(CsbsClient):
                 # Say what to fix: the service's own words name the vault, not the column.
                 refused.error_msg = f"{refused.error_msg or refused}; {_vault_hint(task)}"
             raise
-        try:
-            record_id = orjson.loads(data)["replication"]["replication_record_id"]
-        except (ValueError, KeyError, TypeError):
-            record_id = None
-        if not isinstance(record_id, str) or not record_id:
-            exc = TransportError(
-                "replicate answered 200 without a replication_record_id: outcome unknown",
-                maybe_applied=True,
-            )
-            exc.http_status = 200
-            raise exc
-        return record_id
+        return accepted_record_id(data)
 
     async def get_item(
         self, project_id: str, item_id: str, *, region: str | None = None

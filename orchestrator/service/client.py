@@ -302,19 +302,7 @@ class CsbsClient:
             path,
             body=orjson.dumps({"replication": replication}),
         )
-        try:
-            record_id = orjson.loads(data)["replication"]["replication_record_id"]
-        except (ValueError, KeyError, TypeError):
-            record_id = None
-        if not isinstance(record_id, str) or not record_id:
-            # 200 means accepted, but without the id we cannot say what was accepted.
-            exc = TransportError(
-                "replicate answered 200 without a replication_record_id: outcome unknown",
-                maybe_applied=True,
-            )
-            exc.http_status = 200
-            raise exc
-        return record_id
+        return accepted_record_id(data)
 
     async def get_item(
         self, project_id: str, item_id: str, *, region: str | None = None
@@ -819,3 +807,22 @@ def error_for_response(
     if kind is Classification.AUTH:
         return AuthError(f"credentials refused: {text}", **fields)
     return PermanentApiError(text, unrecognised=not table.knows(code, msg), **fields)
+
+
+def accepted_record_id(data: bytes) -> str:
+    """The ``replication_record_id`` of a replicate call's 200 (CSBS and CBR answer alike).
+
+    200 means accepted, but without the id we cannot say what was accepted: the outcome is
+    unknown, and the pair is reconciled before anything is sent again."""
+    try:
+        record_id = orjson.loads(data)["replication"]["replication_record_id"]
+    except (ValueError, KeyError, TypeError):
+        record_id = None
+    if not isinstance(record_id, str) or not record_id:
+        exc = TransportError(
+            "replicate answered 200 without a replication_record_id: outcome unknown",
+            maybe_applied=True,
+        )
+        exc.http_status = 200
+        raise exc
+    return record_id
