@@ -145,24 +145,13 @@ class CbrClient(CsbsClient):
         page_size: int = 1000,
         **filters: str | int | bool,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every backup matching ``filters`` (``vault_id``, ``status``, ...), by ``marker``."""
-        if page_size < 1:
-            raise ConfigError(f"page_size must be >= 1, not {page_size}")
-        query = [(k, _query_value(v)) for k, v in filters.items()]
-        query.append(("limit", str(page_size)))
-        marker: str | None = None
-        while True:
-            page_query = query if marker is None else [*query, ("marker", marker)]
-            data = await self._get_json(project_id, region, "/backups", page_query)
-            page = _field(data, "backups", list)
-            for backup in page:
-                yield backup
-            if len(page) < page_size:
-                return
-            last = page[-1].get("id") if isinstance(page[-1], dict) else None
-            if not isinstance(last, str) or last == marker:
-                raise PermanentApiError("GET /backups: paging did not advance (no new marker)")
-            marker = last
+        """Every backup matching ``filters`` (``vault_id``, ``status``, ...), by ``marker``;
+        a marker that loops is refused as for CSBS."""
+        listing = self._paged(
+            project_id, region, "/backups", key="backups", page_size=page_size, filters=filters
+        )
+        async for backup in listing:
+            yield backup
 
     async def count_items(
         self, project_id: str, *, region: str | None = None, **filters: str | int | bool

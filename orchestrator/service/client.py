@@ -319,6 +319,29 @@ class CsbsClient:
         **filters: str | int | bool,
     ) -> AsyncIterator[dict[str, Any]]:
         """Every item matching ``filters``, following ``marker`` until a short page."""
+        listing = self._paged(
+            project_id,
+            region,
+            "/checkpoint_items",
+            key="checkpoint_items",
+            page_size=page_size,
+            filters=filters,
+        )
+        async for item in listing:
+            yield item
+
+    async def _paged(
+        self,
+        project_id: str,
+        region: str | None,
+        path: str,
+        *,
+        key: str,
+        page_size: int,
+        filters: Mapping[str, str | int | bool],
+    ) -> AsyncIterator[Any]:
+        """The entries of ``key`` in every page of ``GET path``, following ``marker`` (the
+        last entry's id) until a short page; CSBS's checkpoint items and CBR's backups alike."""
         if page_size < 1:
             raise ConfigError(f"page_size must be >= 1, not {page_size}")
         query = [(k, _query_value(v)) for k, v in filters.items()]
@@ -327,10 +350,10 @@ class CsbsClient:
         seen: set[str] = set()  # one marker per page: bounded by the listing's length
         while True:
             page_query = query if marker is None else [*query, ("marker", marker)]
-            data = await self._get_json(project_id, region, "/checkpoint_items", page_query)
-            page = _field(data, "checkpoint_items", list, self._secrets.scrub)
-            for item in page:
-                yield item
+            data = await self._get_json(project_id, region, path, page_query)
+            page = _field(data, key, list, self._secrets.scrub)
+            for entry in page:
+                yield entry
             if len(page) < page_size:
                 return
             last = page[-1].get("id") if isinstance(page[-1], dict) else None
@@ -338,7 +361,7 @@ class CsbsClient:
                 # The same marker again (at once or after other pages) would list the
                 # same pages for ever.
                 raise PermanentApiError(
-                    "GET /checkpoint_items: paging did not advance (no new marker, or one "
+                    f"GET {path}: paging did not advance (no new marker, or one "
                     f"already followed: {_snippet(last)!r}, after {len(seen) + 1} pages)"
                 )
             seen.add(last)

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from orchestrator.engine.retry import RetryPolicy, retrying
 from orchestrator.errors import PermanentApiError, TransientApiError, TransportError
 from orchestrator.models import ReplicationTask
+from orchestrator.service.cbr import CbrClient
 from orchestrator.service.client import ClientSettings, CsbsClient
 
 pytestmark = pytest.mark.anyio
@@ -49,7 +50,8 @@ async def _looping_listing(request: web.Request) -> web.Response:
     limit = int(request.query["limit"])
     last = "B" if request.query.get("marker") == "A" else "A"
     page = [{"id": f"item-{i}"} for i in range(limit - 1)] + [{"id": last}]
-    return web.json_response({"checkpoint_items": page})
+    key = "backups" if "/v3/" in request.path else "checkpoint_items"  # CBR or CSBS
+    return web.json_response({key: page})
 
 
 async def _year_503(request: web.Request) -> web.Response:
@@ -85,6 +87,7 @@ async def hostile() -> AsyncIterator[str]:
     app.router.add_get(prefix + "/year-{form}", _year_503)
     app.router.add_get(prefix + "/{item}", _item_with_records)
     app.router.add_get(prefix, _looping_listing)
+    app.router.add_get(f"/v3/{PROJECT}/backups", _looping_listing)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
@@ -121,6 +124,20 @@ async def test_a_listing_whose_marker_loops_stops_with_a_clear_error(hostile: st
         with pytest.raises(PermanentApiError, match=r"did not advance.*'A', after 3 pages"):
             await list_all(client)
     assert len(items) == 3 * 10  # pages A, B, A: the loop is seen on the third
+
+
+async def test_a_cbr_listing_whose_marker_loops_stops_too(hostile: str) -> None:
+    """CBR pages its backups the same way: one paging loop serves both services."""
+    backups: list[object] = []
+
+    async def list_all(client: CbrClient) -> None:
+        async for backup in client.iter_items(PROJECT, page_size=10):
+            backups.append(backup)
+
+    async with CbrClient(ClientSettings(endpoint=hostile, max_body_bytes=LIMIT)) as client:
+        with pytest.raises(PermanentApiError, match=r"/backups: paging did not advance.*'A'"):
+            await list_all(client)
+    assert len(backups) == 3 * 10  # pages A, B, A: the loop is seen on the third
 
 
 @pytest.mark.parametrize("form", ["seconds", "date"])
