@@ -9,7 +9,12 @@ import sys
 from orchestrator.cli.args import add_connection, add_run_options
 from orchestrator.exitcodes import ExitCode
 
-__all__ = ["add"]
+__all__ = ["ACTIONS", "add"]
+
+#: Each action of `config` and what it does (a bare `config` lists them).
+ACTIONS = {
+    "check": "read --config and print every effective setting with its source",
+}
 
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,7 +26,10 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "where it came from: flag, environment, file or default. Sends nothing. Exit 0, or 2 "
         "for a config that a run would refuse.",
     )
-    config.add_argument("action", choices=("check",), help="what to do: check")
+    # Optional for argparse, so that a bare `config` gets the list of actions, not a usage line.
+    config.add_argument(
+        "action", nargs="?", choices=tuple(ACTIONS), help="what to do: " + ", ".join(ACTIONS)
+    )
     config.add_argument("--json", action="store_true", help="one JSON document (default: a table)")
     add_connection(config, simulate=False)
     add_run_options(config)
@@ -29,11 +37,19 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
+    if args.action is None:
+        listed = "; ".join(f"{name}: {what}" for name, what in ACTIONS.items())
+        print(f"csbs-orchestrator config: say what to do: {listed}", file=sys.stderr)
+        return ExitCode.USAGE
+    return _check(args)
+
+
+def _check(args: argparse.Namespace) -> int:
     import json
 
     from orchestrator.config.settings import explain, load_config
 
-    config = load_config(args.config)
+    config = load_config(args.config)  # the one reading of the file for this command
     rows = explain(vars(args), os.environ, config, config_path=args.config)
     if args.json:
         doc = {name: {"value": value, "source": source} for name, value, source in rows}

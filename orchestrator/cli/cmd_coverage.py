@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from orchestrator.cli.args import add_connection, add_logging
-from orchestrator.cli.context import settings_of
+from orchestrator.cli.context import context_of
 
 __all__ = ["add"]
 
@@ -78,4 +78,4 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _cmd_coverage(args: argparse.Namespace) -> int:
     from orchestrator.cli.coverage import launch_coverage
 
-    return launch_coverage(args, settings_of(args))
+    return launch_coverage(context_of(args))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from orchestrator.cli.args import add_connection, add_discovery, add_logging
-from orchestrator.cli.context import settings_of
+from orchestrator.cli.context import context_of
 
 __all__ = ["add"]
 
@@ -29,6 +29,6 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _cmd_discover(args: argparse.Namespace) -> int:
-    from orchestrator.cli.nightly import launch_discover
+    from orchestrator.cli.discovering import launch_discover
 
-    return launch_discover(args, settings_of(args))
+    return launch_discover(context_of(args))

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from orchestrator.cli.args import add_allow_empty, add_connection, add_logging, add_run_options
-from orchestrator.cli.context import settings_of
+from orchestrator.cli.context import context_of
 
 __all__ = ["add"]
 
@@ -39,13 +38,13 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from orchestrator.cli.launch import open_output, secrets_of
+    from orchestrator.cli.launch import open_output
     from orchestrator.cli.logs import close_logging
     from orchestrator.cli.planning import launch_plan
 
-    settings = settings_of(args)
-    open_output(args, secrets_of(settings, os.environ))
+    ctx = context_of(args)
+    open_output(ctx)
     try:
-        return launch_plan(args, settings, manifest=Path(args.manifest), as_json=args.json)
+        return launch_plan(ctx, manifest=Path(args.manifest), as_json=args.json)
     finally:
         close_logging()

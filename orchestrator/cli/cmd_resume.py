@@ -11,7 +11,7 @@ from orchestrator.cli.args import (
     add_logging,
     add_run_options,
 )
-from orchestrator.cli.context import settings_of
+from orchestrator.cli.context import context_of
 
 __all__ = ["add"]
 
@@ -66,14 +66,14 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             "or pass --manifest"
         )
     recorded = started.get("settings") or {}
-    settings = settings_of(args, recorded if isinstance(recorded, dict) else None)
-    _refuse_other_service(ledger, recorded, settings.service)
+    ctx = context_of(args, recorded if isinstance(recorded, dict) else None)
+    _refuse_other_service(ledger, recorded, ctx.settings.service)
     if started.get("source") == "discover":
         args.allow_empty = True  # a discovery that found nothing new is not a mistake
     digest = started.get("manifest_sha256")
     if not args.replan and isinstance(digest, str):
         args.expect_manifest_sha256 = digest
-    return launch_job(args, settings, manifest=Path(str(manifest)))
+    return launch_job(ctx, manifest=Path(str(manifest)))
 
 
 def _refuse_other_service(ledger: object, recorded: object, wanted: str) -> None:

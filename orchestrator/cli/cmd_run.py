@@ -12,7 +12,7 @@ from orchestrator.cli.args import (
     add_logging,
     add_run_options,
 )
-from orchestrator.cli.context import settings_of
+from orchestrator.cli.context import context_of
 
 __all__ = ["add"]
 
@@ -62,9 +62,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from orchestrator.cli.launch import launch_job
 
-    settings = settings_of(args)
+    ctx = context_of(args)
     if args.discover:
-        from orchestrator.cli.nightly import launch_discovered_run
+        from orchestrator.cli.discovering import launch_discovered_run
 
-        return launch_discovered_run(args, settings)
-    return launch_job(args, settings, manifest=Path(args.manifest))
+        return launch_discovered_run(ctx)
+    return launch_job(ctx, manifest=Path(args.manifest))

@@ -11,7 +11,7 @@ from orchestrator.cli.args import (
     add_logging,
     add_run_options,
 )
-from orchestrator.cli.context import settings_of
+from orchestrator.cli.context import context_of
 
 __all__ = ["add"]
 
@@ -82,4 +82,4 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _cmd_schedule(args: argparse.Namespace) -> int:
     from orchestrator.cli.nightly import launch_schedule
 
-    return launch_schedule(args, settings_of(args))
+    return launch_schedule(context_of(args))

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from orchestrator.cli.args import add_connection, add_logging
-from orchestrator.cli.context import settings_of
+from orchestrator.cli.context import context_of
 
 __all__ = ["add"]
 
@@ -55,7 +54,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _cmd_track(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from orchestrator.cli.launch import open_output, secrets_of
+    from orchestrator.cli.launch import open_output
     from orchestrator.cli.logs import close_logging
     from orchestrator.cli.tracking import launch_track
     from orchestrator.ledger.file import last_record
@@ -64,9 +63,9 @@ def _cmd_track(args: argparse.Namespace) -> int:
     ledger = Path(args.ledger)
     started = last_record(ledger, "run_started") if ledger.exists() else None
     recorded = (started or {}).get("settings")
-    settings = settings_of(args, recorded if isinstance(recorded, dict) else None)
-    open_output(args, secrets_of(settings, os.environ))
+    ctx = context_of(args, recorded if isinstance(recorded, dict) else None)
+    open_output(ctx)
     try:
-        return launch_track(args, settings)
+        return launch_track(ctx)
     finally:
         close_logging()

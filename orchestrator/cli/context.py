@@ -1,31 +1,92 @@
-"""What every command starts from: its settings, resolved once from the flags, the
-environment, the --config file and (for a resumed or tracked run) what the ledger recorded."""
+"""What every command starts from: one :class:`Context`, built once per command.
+
+It holds the --config file as read (once: every consumer takes this mapping, none reads the
+file again), the settings resolved from the flags, the environment, that file and (for a
+resumed or tracked run) what the ledger recorded, the embedded simulator's config for
+``--simulate``, and the secrets the log redactor scrubs (the client adds the tokens it
+learns to the very same set).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.cli.simulated import simulator_config
+from orchestrator.secret_set import SecretSet
 
 if TYPE_CHECKING:
     from orchestrator.config.settings import RunSettings
+    from orchestrator.simulator.config import SimulatorConfig
 
-__all__ = ["settings_of"]
+__all__ = ["Context", "context_of", "secrets_of"]
+
+#: The environment variables that hold credentials (the credential chain's, docs/credentials.md).
+_SECRET_ENV = (
+    "HUAWEICLOUD_SDK_SK",
+    "HUAWEICLOUD_SDK_AK",
+    "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+    "CSBS_AUTH_TOKEN",
+    "CSBS_IAM_PASSWORD",
+)
 
 
-def settings_of(args: argparse.Namespace, base: dict[str, object] | None = None) -> RunSettings:
+@dataclass(frozen=True, slots=True)
+class Context:
+    """One command's parsed flags, environment, config file, settings, simulator and secrets."""
+
+    args: argparse.Namespace
+    env: Mapping[str, str]
+    config: Mapping[str, Any]
+    """The --config file, read and checked once ({} without one)."""
+    settings: RunSettings
+    secrets: SecretSet
+    """Every secret this process knows: the log redactor's, and the client's (which adds the
+    tokens it learns)."""
+    simulator: SimulatorConfig | None = None
+    """The embedded simulator's config with ``--simulate``; None otherwise."""
+
+    @property
+    def config_path(self) -> str | None:
+        path = getattr(self.args, "config", None)
+        return None if path is None else str(path)
+
+
+def context_of(
+    args: argparse.Namespace,
+    recorded: Mapping[str, object] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Context:
+    """Read --config once and resolve everything a command needs from it. ``recorded``: the
+    settings a ledger's ``run_started`` line kept, below the config file and everything else."""
     from orchestrator.config.settings import load_config, resolve
 
-    config = load_config(args.config)
-    if base:  # settings a ledger recorded: below the config file and everything else
-        config = _merge_recorded(base, config)
-    return resolve(vars(args), os.environ, config, config_path=args.config)
+    environ: Mapping[str, str] = os.environ if env is None else env
+    path = getattr(args, "config", None)
+    config = load_config(path)
+    merged = _merge_recorded(dict(recorded), config) if recorded else config
+    settings = resolve(vars(args), environ, merged, config_path=path)
+    simulator = simulator_config(args, config) if getattr(args, "simulate", False) else None
+    extra = [simulator.sk, simulator.password] if simulator is not None else []
+    secrets = SecretSet(secrets_of(settings, environ, extra))
+    return Context(args, environ, config, settings, secrets, simulator)
 
 
-def _merge_recorded(recorded: dict[str, object], config: dict[str, object]) -> dict[str, object]:
+def secrets_of(settings: RunSettings, env: Mapping[str, str], extra: list[str]) -> list[str]:
+    """Every secret value this process knows, for the log redactor."""
+    values = [env.get(name, "") for name in _SECRET_ENV]
+    values += [settings.iam_password or "", *extra]
+    return [v for v in values if v]
+
+
+def _merge_recorded(recorded: dict[str, object], config: Mapping[str, Any]) -> dict[str, Any]:
     from orchestrator.config.settings import OPTIONS
 
-    merged: dict[str, dict[str, object]] = {}
+    merged: dict[str, Any] = {}
     for opt in OPTIONS:
         if opt.config and recorded.get(opt.name) is not None and not opt.secret:
             section, key = opt.config.split(".")
@@ -34,5 +95,5 @@ def _merge_recorded(recorded: dict[str, object], config: dict[str, object]) -> d
         if isinstance(values, dict):
             merged.setdefault(section, {}).update(values)
         else:
-            merged[section] = values  # type: ignore[assignment]
-    return dict(merged)
+            merged[section] = values
+    return merged

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -26,9 +25,10 @@ from rich.console import Console
 
 from orchestrator.atomic_file import replace_file
 from orchestrator.cli.connection import Connection, connect
-from orchestrator.cli.launch import open_output, secrets_of, simulator_secrets
+from orchestrator.cli.context import Context
+from orchestrator.cli.launch import open_output
 from orchestrator.cli.logs import close_logging
-from orchestrator.config.settings import RunSettings, load_config
+from orchestrator.config.settings import RunSettings
 from orchestrator.discovery.listing import list_source
 from orchestrator.discovery.pairs import destinations_for
 from orchestrator.discovery.rules import Destination, DiscoverConfig, Rule, Source, parse_since
@@ -234,20 +234,19 @@ def _at(text: str) -> float:
         ) from None
 
 
-def launch_coverage(args: argparse.Namespace, settings: RunSettings) -> int:
+def launch_coverage(ctx: Context) -> int:
     """``coverage``: exit 0 when every resource x region is covered, 3 otherwise."""
-    env = os.environ
-    output = open_output(args, secrets_of(settings, env, simulator_secrets(args)))
+    args = ctx.args
+    output = open_output(ctx)
     try:
         rpo_s = parse_duration(args.rpo)
-        config = load_config(args.config)
         facts = load_facts(args.ledger or ())
         at = None if args.at is None else _at(args.at)
 
         async def main(show: Callable[[Source, int], None] | None) -> Coverage:
-            async with connect(args, settings, env) as conn:
+            async with connect(ctx) as conn:
                 dconfig = coverage_config(
-                    config,
+                    ctx.config,
                     conn.settings,
                     region_to=args.region_to or (),
                     config_path=args.config,

@@ -1,17 +1,15 @@
 """From parsed arguments to a running job: output, the job, its summary and metrics.
 
-The CLI parses; this module wires. It is the only place that reads the process environment
-for credentials, decides where logs and progress go, and starts the embedded simulator for
-``--simulate``. Everything it builds is handed down explicitly (no globals).
+The CLI parses, :mod:`orchestrator.cli.context` reads the config file, the environment and
+the secrets once; this module wires: where logs and progress go, the job, its summary and
+metrics. Everything it builds is handed down explicitly (no globals).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +19,8 @@ import anyio
 import structlog
 from rich.console import Console
 
-from orchestrator.cli.connection import connect, simulator_config
+from orchestrator.cli.connection import connect
+from orchestrator.cli.context import Context
 from orchestrator.cli.logs import close_logging, configure_logging
 from orchestrator.cli.planning import launch_plan
 from orchestrator.config.settings import RunSettings
@@ -35,7 +34,6 @@ from orchestrator.insight.report import build_report
 from orchestrator.ledger.file import iter_records
 from orchestrator.ledger.format import StopReason
 from orchestrator.safe_text import for_terminal
-from orchestrator.secret_set import SecretSet
 from orchestrator.service.client import CsbsClient
 
 __all__ = [
@@ -43,29 +41,10 @@ __all__ = [
     "live_watcher",
     "open_output",
     "print_summary",
-    "secrets_of",
-    "simulator_secrets",
     "write_run_metrics",
 ]
 
 log = structlog.get_logger("orchestrator.cli.launch")
-
-_SECRET_ENV = (
-    "HUAWEICLOUD_SDK_SK",
-    "HUAWEICLOUD_SDK_AK",
-    "HUAWEICLOUD_SDK_SECURITY_TOKEN",
-    "CSBS_AUTH_TOKEN",
-    "CSBS_IAM_PASSWORD",
-)
-
-
-def secrets_of(
-    settings: RunSettings, env: Mapping[str, str], extra: Iterable[str] = ()
-) -> list[str]:
-    """Every secret value this process knows, for the log redactor."""
-    values = [env.get(name, "") for name in _SECRET_ENV]
-    values += [settings.iam_password or "", *extra]
-    return [v for v in values if v]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +58,12 @@ class Output:
         return make_progress(self.live, console=self.console if self.live else None)
 
 
-def open_output(args: argparse.Namespace, secrets: Iterable[str]) -> Output:
+def open_output(ctx: Context) -> Output:
     """Configure logging so that logs and the progress display never share a stream badly.
 
-    The secrets become one :class:`SecretSet`, kept on ``args.secret_set`` for
-    :func:`connect`: the client adds the tokens it learns to the very set the log redactor
-    scrubs with."""
-    known = SecretSet(secrets)
-    args.secret_set = known
+    The log redactor scrubs with the context's secrets: the very set the client adds the
+    tokens it learns to (:func:`connect`)."""
+    args = ctx.args
     console = Console(stderr=True)
     # is_interactive: a terminal that can redraw (not TERM=dumb); a dumb one gets log events.
     live = console.is_interactive and args.log_format != "json"
@@ -94,20 +71,19 @@ def open_output(args: argparse.Namespace, secrets: Iterable[str]) -> Output:
         fmt=args.log_format,
         level=args.log_level,
         log_file=args.log_file,
-        secrets=known,
+        secrets=ctx.secrets,
         console=console if live else None,
     )
     return Output(console, live)
 
 
-def launch_job(args: argparse.Namespace, settings: RunSettings, *, manifest: Path) -> int:
+def launch_job(ctx: Context, *, manifest: Path) -> int:
     """``run`` and ``resume``: the whole job, then a summary on stdout."""
-    env = os.environ
-    extra = simulator_secrets(args)
-    output = open_output(args, secrets_of(settings, env, extra))
+    args, settings = ctx.args, ctx.settings
+    output = open_output(ctx)
     try:
         if args.dry_run:
-            return launch_plan(args, settings, manifest=manifest, as_json=args.json)
+            return launch_plan(ctx, manifest=manifest, as_json=args.json)
         spec = JobSpec(
             ledger=Path(args.ledger),
             settings=settings,
@@ -119,7 +95,7 @@ def launch_job(args: argparse.Namespace, settings: RunSettings, *, manifest: Pat
             watch=live_watcher(settings),
         )
         progress = output.progress(not args.no_progress)
-        result = anyio.run(_job, args, spec, env, progress)
+        result = anyio.run(_job, ctx, spec, progress)
         write_run_metrics(result, spec)
         print_summary(result, spec.ledger, sys.stdout)
         return result.exit_code
@@ -127,18 +103,8 @@ def launch_job(args: argparse.Namespace, settings: RunSettings, *, manifest: Pat
         close_logging()
 
 
-def simulator_secrets(args: argparse.Namespace) -> list[str]:
-    """The simulator's own credentials (with ``--simulate``), for the log redactor."""
-    if not getattr(args, "simulate", False):
-        return []
-    config = simulator_config(args)
-    return [config.sk, config.password]
-
-
-async def _job(
-    args: argparse.Namespace, spec: JobSpec, env: Mapping[str, str], progress: Progress
-) -> JobResult:
-    async with connect(args, spec.settings, env) as conn:
+async def _job(ctx: Context, spec: JobSpec, progress: Progress) -> JobResult:
+    async with connect(ctx, spec.settings) as conn:
         factory: Callable[[], AbstractAsyncContextManager[CsbsClient]] = conn.client
         return await run_job(replace(spec, settings=conn.settings), factory, progress=progress)
 

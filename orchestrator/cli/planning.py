@@ -23,8 +23,6 @@ Nothing is sent and the ledger is only read.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -36,6 +34,7 @@ import anyio
 import orjson
 
 from orchestrator.cli.connection import Connection, connect
+from orchestrator.cli.context import Context
 from orchestrator.cli.vault_check import VaultCheck, check_vaults, vault_lines
 from orchestrator.config.settings import RunSettings
 from orchestrator.engine.job import refuse_same_file
@@ -256,11 +255,9 @@ def _problem_lines(report: PlanReport) -> list[str]:
     return lines + vault_lines(check)
 
 
-def launch_plan(
-    args: argparse.Namespace, settings: RunSettings, *, manifest: Path, as_json: bool
-) -> int:
+def launch_plan(ctx: Context, *, manifest: Path, as_json: bool) -> int:
     """Print the plan; exit 0 when every row can be sent, 3 when some would not be."""
-    report = anyio.run(_plan, args, settings, manifest)
+    report = anyio.run(_plan, ctx, manifest)
     return print_plan(report, as_json, sys.stdout)
 
 
@@ -307,7 +304,8 @@ def _history(ledger: Path | None) -> History | None:
     return History.load(ledger, record_ids=False)
 
 
-async def _plan(args: argparse.Namespace, settings: RunSettings, manifest: Path) -> PlanReport:
+async def _plan(ctx: Context, manifest: Path) -> PlanReport:
+    args, settings = ctx.args, ctx.settings
     ledger = Path(args.ledger) if getattr(args, "ledger", None) else None
     if ledger is not None:
         refuse_same_file(manifest, ledger)
@@ -332,7 +330,7 @@ async def _plan(args: argparse.Namespace, settings: RunSettings, manifest: Path)
     if getattr(args, "offline", False):
         plan = await anyio.to_thread.run_sync(build, settings.project_id)
     else:
-        async with connect(args, settings, os.environ) as conn:
+        async with connect(ctx) as conn:
             settings = conn.settings  # --simulate fills in the endpoint and a project
             plan = await anyio.to_thread.run_sync(build, settings.project_id)
             routes = await anyio.to_thread.run_sync(plan.routes)

@@ -7,8 +7,6 @@ or are missing, 6 the deadline passed with copies still running (run ``track`` a
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -18,7 +16,7 @@ from typing import Final, TextIO
 import anyio
 
 from orchestrator.cli.connection import connect
-from orchestrator.config.settings import RunSettings
+from orchestrator.cli.context import Context
 from orchestrator.engine.copies import PendingCopy
 from orchestrator.engine.track import RUNNING_NAMED, TrackResult, TrackSettings, track_ledger
 from orchestrator.errors import ConfigError
@@ -29,12 +27,13 @@ from orchestrator.service.preflight import patience
 __all__ = ["launch_track", "ledger_service", "print_track_summary"]
 
 
-def launch_track(args: argparse.Namespace, settings: RunSettings) -> int:
+def launch_track(ctx: Context) -> int:
     """``track LEDGER``: poll until every copy ends (or the deadline); a summary on stdout."""
+    args = ctx.args
     options = TrackSettings(
         interval_s=args.interval, deadline_s=args.deadline, concurrency=args.poll_concurrency
     )
-    result = anyio.run(_track, args, settings, options)
+    result = anyio.run(_track, ctx, options)
     print_track_summary(result, sys.stdout)
     return result.exit_code
 
@@ -53,12 +52,11 @@ def ledger_service(ledger: Path, asked: str | None) -> str:
     return str(service)
 
 
-async def _track(
-    args: argparse.Namespace, settings: RunSettings, options: TrackSettings
-) -> TrackResult:
+async def _track(ctx: Context, options: TrackSettings) -> TrackResult:
+    args = ctx.args
     service = ledger_service(Path(args.ledger), getattr(args, "service", None))
-    settings = replace(settings, service=service)
-    async with connect(args, settings, os.environ) as conn:
+    settings = replace(ctx.settings, service=service)
+    async with connect(ctx, settings) as conn:
         return await track_ledger(
             Path(args.ledger), conn.client, options, preflight_patience=patience(conn.settings)
         )

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from orchestrator.cli.main import build_parser
-from orchestrator.cli.nightly import ScheduleOptions
+from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.config.settings import RunSettings, resolve
 from orchestrator.discovery.rules import DiscoverConfig, Source
 from orchestrator.scheduling.cron import CronSchedule

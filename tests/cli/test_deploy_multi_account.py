@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from orchestrator.cli.coverage import coverage_config, parse_duration
-from orchestrator.cli.nightly import ScheduleOptions
+from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.config.settings import resolve
 from orchestrator.discovery.rules import DiscoverConfig, Source
 from tests.cli.test_deploy_configs import CONFIGS, parse_command

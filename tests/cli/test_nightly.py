@@ -24,7 +24,8 @@ import pytest
 
 from orchestrator.cli.connection import Connection
 from orchestrator.cli.main import build_parser, main
-from orchestrator.cli.nightly import Nightly, ScheduleOptions, run_schedule
+from orchestrator.cli.nightly import Nightly, run_schedule
+from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.config.settings import RunSettings
 from orchestrator.discovery.rules import Destination as Dest
 from orchestrator.discovery.rules import DiscoverConfig, Rule, Source

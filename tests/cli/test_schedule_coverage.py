@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.main import build_parser
-from orchestrator.cli.nightly import ScheduleOptions, run_schedule
+from orchestrator.cli.nightly import run_schedule
+from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.scheduling.missed import MissedRunPolicy

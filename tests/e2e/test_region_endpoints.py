@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.connection import connect
+from orchestrator.cli.context import context_of
 from orchestrator.config.settings import RunSettings, resolve
 from orchestrator.engine.job import JobSpec, run_job
 from orchestrator.engine.pool import Replicator
@@ -112,7 +113,9 @@ async def test_a_multi_region_manifest_end_to_end(
 async def test_the_simulate_flag_gives_every_region_its_endpoint() -> None:
     """``--simulate`` hands the client the per-region table (and the shared URL beside it)."""
     args = argparse.Namespace(simulate=True, config=None, sim_seed=1)
-    async with connect(args, RunSettings(), {}) as conn:
+    ctx = context_of(args, env={})
+    assert ctx.settings == RunSettings()
+    async with connect(ctx) as conn:
         endpoints = conn.client_settings().endpoints
         assert set(endpoints) == set(SimulatorConfig().regions)
         project = conn.settings.project_id

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from orchestrator.cli.main import main
-from orchestrator.cli.nightly import ScheduleOptions, run_schedule
+from orchestrator.cli.nightly import run_schedule
+from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.exitcodes import ExitCode
 from orchestrator.insight.coverage import ledger_facts, observe
 from orchestrator.scheduling.missed import MissedRunPolicy
