@@ -50,16 +50,14 @@ def add_connection(parser: argparse.ArgumentParser, *, simulate: bool = True) ->
     group.add_argument(
         "--config", default=None, help="TOML config file, see configs/example.toml (default: none)"
     )
-    add_options(group, "connection")  # type: ignore[arg-type]
+    add_options(group, "connection")
     if simulate:
         group.add_argument(
             "--simulate",
             action="store_true",
             help="start the embedded CSBS simulator and run against it (default: off)",
         )
-        group.add_argument(
-            "--sim-seed", type=int, default=1, help="seed of the simulated estate (default: 1)"
-        )
+        add_options(group, "simulator")  # --sim-seed
 
 
 def add_allow_empty(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +72,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     from orchestrator.cli.options import add_options
 
     group = parser.add_argument_group("limits, retries and stopping")
-    add_options(group, "run")  # type: ignore[arg-type]
+    add_options(group, "run")
     group.add_argument(
         "--retry-failed",
         action="store_true",
@@ -89,59 +87,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def add_discovery(parser: argparse.ArgumentParser) -> None:
     """Filters and a catch-all destination on top of the config's ``[discover]`` table."""
+    from orchestrator.cli.options import add_options
+
     group = parser.add_argument_group("discovery (over [discover] in --config)")
-    group.add_argument(
-        "--status",
-        dest="filter_status",
-        default=None,
-        metavar="STATUS",
-        help="list items of this status; 'any' for all (default: available)",
-    )
-    group.add_argument(
-        "--resource-type",
-        dest="filter_resource_type",
-        default=None,
-        metavar="TYPE",
-        help="only this resource type, e.g. OS::Nova::Server (default: any)",
-    )
-    group.add_argument(
-        "--name",
-        dest="filter_name",
-        default=None,
-        metavar="TEXT",
-        help="only items whose name contains this (the service's fuzzy match; default: any)",
-    )
-    group.add_argument(
-        "--policy-id",
-        dest="filter_policy_id",
-        default=None,
-        metavar="ID",
-        help="only this backup policy (default: any)",
-    )
-    group.add_argument(
-        "--since",
-        dest="filter_since",
-        default=None,
-        metavar="WHEN",
-        help="only items created since an ISO time (UTC if no zone) or an age: 36h, 7d "
-        "(default: any)",
-    )
-    group.add_argument(
-        "--to",
-        action="append",
-        default=None,
-        metavar="REGION=PROJECT_ID",
-        help="send every listed item there too (repeatable; adds to [[discover.rules]]; "
-        "default: none)",
-    )
-    group.add_argument(
-        "--page-size", type=int, default=None, help="items per listing page (default: 1000)"
-    )
-    group.add_argument(
-        "--select",
-        choices=("all", "newest"),
-        default=None,
-        help="all: every available backup lacking a copy; newest: per resource and region only "
-        "the newest, when the region holds nothing as new, largest lag first "
-        "(default: [discover] select, else all)",
-    )
+    add_options(group, "discover")

@@ -6,6 +6,7 @@ import argparse
 
 from orchestrator.cli.args import add_connection, add_logging
 from orchestrator.cli.context import context_of
+from orchestrator.cli.options import add_options
 
 __all__ = ["add"]
 
@@ -62,14 +63,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="TIME",
         help="judge lags as of this ISO time, UTC if no zone (default: now)",
     )
-    coverage.add_argument(
-        "--sim-age-days",
-        type=int,
-        default=None,
-        metavar="DAYS",
-        help="with --simulate: an estate of daily backups over this many past days (default: "
-        "[simulator] age_days)",
-    )
+    add_options(coverage, "coverage")  # --sim-age-days
     add_connection(coverage)
     add_logging(coverage)
     coverage.set_defaults(handler=_cmd_coverage)

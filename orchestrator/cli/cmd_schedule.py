@@ -12,6 +12,7 @@ from orchestrator.cli.args import (
     add_run_options,
 )
 from orchestrator.cli.context import context_of
+from orchestrator.cli.options import add_options
 
 __all__ = ["add"]
 
@@ -28,50 +29,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     group = schedule.add_argument_group("schedule (over [schedule] in --config)")
-    group.add_argument(
-        "--cron",
-        default=None,
-        help="five-field cron expression or @daily (default: [schedule] cron of --config)",
-    )
-    group.add_argument(
-        "--tz",
-        default=None,
-        help="IANA time zone of --cron, e.g. Europe/Berlin (default: [schedule] timezone)",
-    )
-    group.add_argument(
-        "--state-dir",
-        default=None,
-        help="lock, schedule state and the dated ledgers (default: [schedule] state_dir)",
-    )
-    group.add_argument("--keep", type=int, default=None, help="dated ledgers to keep (default: 14)")
-    group.add_argument(
-        "--missed-runs",
-        choices=("run_once", "skip"),
-        default=None,
-        help="after downtime: one catch-up run, or wait for the next time (default: run_once)",
-    )
-    group.add_argument(
-        "--max-lateness",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="run_once does not catch up a firing older than this (default: 43200)",
-    )
-    group.add_argument(
-        "--once", action="store_true", help="fire now, once, then exit (default: keep running)"
-    )
-    group.add_argument(
-        "--coverage",
-        action="store_true",
-        help="end each firing with `coverage`: its table, and its gauges in --metrics-file "
-        "(default: [schedule] coverage, else off)",
-    )
-    group.add_argument(
-        "--rpo",
-        default=None,
-        metavar="DURATION",
-        help="RPO of --coverage, e.g. 26h (default: [schedule] rpo, else 26h)",
-    )
+    add_options(group, "schedule")
     add_connection(schedule)
     add_discovery(schedule)
     add_run_options(schedule)

@@ -1,4 +1,5 @@
-"""The flags of the settings table: one argparse argument per :data:`OPTIONS` entry."""
+"""The flags of the settings table: one argparse argument per :data:`OPTIONS` row that has
+a flag, for the commands of its group."""
 
 from __future__ import annotations
 
@@ -11,30 +12,42 @@ from orchestrator.config.settings import OPTIONS
 __all__ = ["add_options"]
 
 
-def add_options(parser: argparse.ArgumentParser, group: str) -> None:
-    """Add the flags of one option group; defaults stay ``None`` so that precedence works."""
+def add_options(parser: argparse._ActionsContainer, group: str) -> None:
+    """Add the flags of one option group; defaults stay ``None`` so that precedence works
+    (a flag not given leaves the environment, the file or the default in force)."""
     for opt in OPTIONS:
         if opt.flag is None or opt.group != group:
             continue
         where = f" [env {opt.env}]" if opt.env else ""
-        if opt.name == "verify_tls":
+        if opt.const is not None:
+            shown = "" if "default:" in opt.help else " (default: verify)"
             parser.add_argument(
                 opt.flag,
                 dest=opt.name,
                 action="store_const",
-                const=False,
-                help=f"{opt.help} (default: verify)",
+                const=opt.const,
+                help=f"{opt.help}{shown}",
             )
             continue
-        default = "" if "(default:" in opt.help else f" (default: {_shown(opt.default)})"
+        default = "" if "default:" in opt.help else f" (default: {_shown(opt.default)})"
         parser.add_argument(
             opt.flag,
             dest=opt.name,
             type=_flag_type(opt.parse),
             default=None,
-            metavar=opt.name.upper(),
+            action="append" if opt.append else "store",
+            choices=opt.choices,
+            metavar=_metavar(opt.name, opt.metavar, opt.choices),
             help=f"{opt.help}{default}{where}",
         )
+
+
+def _metavar(name: str, metavar: str | None, choices: tuple[str, ...] | None) -> str | None:
+    if metavar is not None:
+        return metavar
+    if choices is not None:
+        return None  # argparse shows {a,b}
+    return name.upper()
 
 
 def _shown(default: Any) -> str:

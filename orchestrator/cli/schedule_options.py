@@ -12,9 +12,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.scheduling.cron import CronSchedule
 from orchestrator.scheduling.missed import MissedRunPolicy
 
-__all__ = ["DEFAULT_KEEP", "ScheduleOptions"]
-
-DEFAULT_KEEP = 14
+__all__ = ["ScheduleOptions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,39 +30,42 @@ class ScheduleOptions:
     """``--coverage``: each firing ends with coverage at this RPO (None: off)."""
 
     @classmethod
-    def resolve(cls, args: argparse.Namespace, config: Mapping[str, Any]) -> ScheduleOptions:
+    def resolve(
+        cls,
+        args: argparse.Namespace,
+        config: Mapping[str, Any],
+        env: Mapping[str, str] | None = None,
+    ) -> ScheduleOptions:
+        """The ``[schedule]`` rows of the settings table, flags over the (already read)
+        file over the defaults, checked together."""
+        from orchestrator.config.settings import resolve_record  # noqa: PLC0415 - lazy CLI
+
         section = config.get("schedule", {})
         if not isinstance(section, Mapping):
             raise ConfigError(f"{args.config}: [schedule] must be a table")
-
-        def pick(flag: str, key: str, default: Any = None) -> Any:
-            value = getattr(args, flag, None)
-            return value if value is not None else section.get(key, default)
-
-        state_dir = pick("state_dir", "state_dir")
-        if not state_dir:
+        path = getattr(args, "config", None)
+        picked = resolve_record("schedule", vars(args), env or {}, config, config_path=path)
+        value = {name: v for name, (v, _) in picked.items()}
+        if not value["state_dir"]:
             raise ConfigError("schedule: --state-dir (or [schedule] state_dir) is required")
-        keep = pick("keep", "keep_ledgers", DEFAULT_KEEP)
-        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
-            raise ConfigError(f"schedule keep_ledgers {keep!r}: must be at least 1")
-        once = bool(getattr(args, "once", False))
-        cron, tz = pick("cron", "cron"), pick("tz", "timezone")
+        once = bool(value["once"])
+        cron, tz = value["cron"], value["tz"]
         if not once and (not cron or not tz):
             raise ConfigError(
                 "schedule: --cron and --tz (or [schedule] cron and timezone) are required "
                 "unless --once"
             )
         policy = MissedRunPolicy.from_config(
-            str(pick("missed_runs", "missed_runs", "run_once")),
-            max_lateness_s=float(pick("max_lateness", "max_lateness", 12 * 3600)),
+            str(value["missed_runs"]), max_lateness_s=value["max_lateness"]
         )
         retry_failed = bool(getattr(args, "retry_failed", False))
         rpo = None
-        if getattr(args, "coverage", False) or section.get("coverage", False) is True:
+        if value["coverage"]:
             from orchestrator.cli.coverage import parse_duration  # noqa: PLC0415 - it imports us
 
-            rpo = parse_duration(str(pick("rpo", "rpo", "26h")), what="schedule rpo")
-        return cls(cron, tz, Path(state_dir), keep, policy, once, retry_failed, rpo)
+            rpo = parse_duration(str(value["rpo"]), what="schedule rpo")
+        keep = value["keep"]
+        return cls(cron, tz, Path(value["state_dir"]), keep, policy, once, retry_failed, rpo)
 
     def schedule(self) -> CronSchedule:
         if self.cron is None or self.tz is None:

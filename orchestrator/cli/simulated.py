@@ -16,13 +16,19 @@ __all__ = ["simulator_config", "simulator_knobs"]
 
 
 def simulator_knobs(args: argparse.Namespace, config: Mapping[str, Any]) -> dict[str, Any]:
-    """``[simulator]`` knobs of the (already read) config file, with ``--sim-seed`` (and
-    ``--sim-age-days``) on top."""
+    """The ``[simulator]`` rows of the settings table: ``--sim-seed`` and ``--sim-age-days``
+    over the (already read) file; a knob set nowhere keeps the simulator's own default.
+    Keys the table does not know are handed on too: the simulator refuses them by name."""
+    from orchestrator.config.settings import resolve_record  # noqa: PLC0415 - lazy CLI
+
     section = config.get("simulator", {})
     knobs = dict(section) if isinstance(section, Mapping) else {}
-    knobs["seed"] = args.sim_seed
-    if getattr(args, "sim_age_days", None) is not None:  # coverage --sim-age-days
-        knobs["age_days"] = args.sim_age_days
+    path = getattr(args, "config", None)
+    for name, (value, _) in resolve_record(
+        "simulator", vars(args), {}, config, config_path=path
+    ).items():
+        if value is not None:
+            knobs[name.removeprefix("sim_")] = value
     return knobs
 
 

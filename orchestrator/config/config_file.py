@@ -4,46 +4,26 @@ would otherwise leave the default in force, unseen)."""
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from orchestrator.config.keys import check_keys
-from orchestrator.config.options import OPTIONS
+from orchestrator.config.options import OPTIONS, section_keys
 from orchestrator.errors import ConfigError
 
 __all__ = ["known_config_keys", "load_config"]
 
 
-#: Keys of the config sections that other modules read (None: that module checks them).
-_OTHER_SECTIONS: Mapping[str, frozenset[str] | None] = {
-    "errors": frozenset({"codes"}),
-    "discover": None,
-    "simulator": None,
-    "schedule": frozenset(
-        {
-            "cron",
-            "timezone",
-            "state_dir",
-            "keep_ledgers",
-            "missed_runs",
-            "max_lateness",
-            "coverage",  # schedule --coverage (cli/nightly.py)
-            "rpo",
-        }
-    ),
-}
+#: Sections whose keys the module that reads them checks, with its own message: discovery
+#: (a misspelt condition would widen a rule) and the simulator (knobs it alone knows).
+_CHECKED_BY_READER = frozenset({"discover", "simulator"})
 
 
 def known_config_keys() -> dict[str, frozenset[str] | None]:
-    """Every section of the config file and its keys: :data:`OPTIONS` and the others."""
-    known: dict[str, set[str]] = {}
-    for opt in OPTIONS:
-        if opt.config:
-            section, key = opt.config.split(".")
-            known.setdefault(section, set()).add(key)
-    known["connection"].add("endpoints")  # the [connection.endpoints] table (_endpoints)
-    return {**{s: frozenset(k) for s, k in known.items()}, **_OTHER_SECTIONS}
+    """Every section of the config file and its keys, from :data:`OPTIONS` (None: the
+    module that reads the section checks its keys)."""
+    sections = {opt.config.split(".", 1)[0] for opt in OPTIONS if opt.config}
+    return {s: None if s in _CHECKED_BY_READER else section_keys(s) for s in sorted(sections)}
 
 
 def load_config(path: str | None) -> dict[str, Any]:

@@ -1,14 +1,19 @@
 """Every setting, declared once: its flag, parser, default, help, environment variable and
-key in the TOML config (:data:`OPTIONS`). The CLI builds its flags from this table
-(:mod:`orchestrator.cli.options`), :mod:`orchestrator.config.settings` resolves it."""
+key in the TOML config (:data:`OPTIONS`), for every section of the file. The CLI builds its
+flags from this table (:mod:`orchestrator.cli.options`), :mod:`orchestrator.config.settings`
+resolves it (flag > environment > config file > default, in one place), and
+:mod:`orchestrator.config.config_file` checks the file's keys against it.
+
+This module holds the run's own settings (the rows of :class:`RunSettings`);
+:mod:`orchestrator.config.section_options` the ``[schedule]``, ``[discover]`` and
+``[simulator]`` rows.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
+from orchestrator.config.option import Option
 from orchestrator.config.parsers import (
+    as_is,
     boolean,
     non_negative_float,
     percent,
@@ -17,28 +22,15 @@ from orchestrator.config.parsers import (
     rate,
     service,
 )
+from orchestrator.config.section_options import SECTION_OPTIONS
 
-__all__ = ["OPTIONS", "Option"]
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    """One setting: where it may come from and how to parse it."""
-
-    name: str  # attribute of RunSettings
-    flag: str | None
-    parse: Callable[[str], Any]
-    default: Any
-    help: str
-    env: str | None = None
-    config: str | None = None  # "section.key" in the TOML file
-    secret: bool = False
-    group: str = "run"  # which commands take the flag: "run" or "connection"
+__all__ = ["OPTIONS", "RUN_OPTIONS", "Option", "section_keys"]
 
 
 _CONN = "connection"
 
-OPTIONS: tuple[Option, ...] = (
+#: The scalar settings of :class:`~orchestrator.config.settings.RunSettings`, one row each.
+RUN_OPTIONS: tuple[Option, ...] = (
     Option(
         "service",
         "--service",
@@ -130,6 +122,7 @@ OPTIONS: tuple[Option, ...] = (
         "for calls that carry no credential (config: verify_tls = false); logs a warning",
         config="connection.verify_tls",
         group=_CONN,
+        const=False,  # the flag takes no value: it turns verification off
     ),
     Option(
         "ca_file",
@@ -309,3 +302,36 @@ OPTIONS: tuple[Option, ...] = (
         config="limits.state_file",
     ),
 )
+
+#: The two tables of the run's settings, read whole (checked in config/settings.py).
+_RUN_TABLES: tuple[Option, ...] = (
+    Option(
+        "endpoints",
+        None,
+        as_is,
+        None,
+        "source region = base URL, one endpoint per region (docs/region-endpoints.md)",
+        config="connection.endpoints",
+        group=_CONN,
+    ),
+    Option(
+        "error_codes",
+        None,
+        as_is,
+        None,
+        "error code = class: how an answer's error code is treated (docs/errors.md)",
+        config="errors.codes",
+    ),
+)
+
+#: Every row: every key of every section of the config file, every flag built from a row.
+OPTIONS: tuple[Option, ...] = (*RUN_OPTIONS, *_RUN_TABLES, *SECTION_OPTIONS)
+
+
+def section_keys(section: str) -> frozenset[str]:
+    """The keys of one section of the config file, as the table declares them."""
+    return frozenset(
+        opt.config.split(".", 1)[1]
+        for opt in OPTIONS
+        if opt.config and opt.config.split(".", 1)[0] == section
+    )

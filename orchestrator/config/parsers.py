@@ -4,9 +4,11 @@ turned to text) to a value, or a ``ValueError`` that says what a good value look
 from __future__ import annotations
 
 import math
+from typing import Any
 
 __all__ = [
     "SERVICES",
+    "as_is",
     "boolean",
     "finite_float",
     "non_negative_float",
@@ -15,7 +17,21 @@ __all__ = [
     "positive_int",
     "rate",
     "service",
+    "whole_number",
 ]
+
+
+def as_is(value: Any) -> Any:
+    """A value handed over unparsed: a table or list of the file, or a knob whose own
+    module checks it (``[discover]``, ``[simulator]``)."""
+    return value
+
+
+def whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
 
 
 def positive_int(text: str) -> int:

@@ -1,10 +1,16 @@
-"""Run settings, resolved once with the precedence flags > environment > config file > defaults.
+"""Settings, resolved once with the precedence flags > environment > config file > defaults.
 
-Every tunable is declared once in :data:`~orchestrator.config.options.OPTIONS`: its flag,
-type, default, environment variable and place in the TOML config. The CLI builds its flags
-from that table (:mod:`orchestrator.cli.options`, so ``--help`` shows each default) and
-:func:`resolve` folds the four sources into one frozen :class:`RunSettings`. Nothing else reads the
-environment or the config file.
+Every tunable of every section is declared once in
+:data:`~orchestrator.config.options.OPTIONS`: its flag, type, default, environment variable
+and place in the TOML config. The CLI builds its flags from that table
+(:mod:`orchestrator.cli.options`, so ``--help`` shows each default); :func:`pick` is the one
+place the four sources are folded, for one row; :func:`resolve` folds the run's rows into one
+frozen :class:`RunSettings` and :func:`resolve_record` the rows of ``[schedule]``,
+``[discover]`` or ``[simulator]``. Nothing else reads the environment or the config file.
+
+The engine and the service project these settings into their own records with classmethods
+on those records (``RetryPolicy.from_settings``, ``PoolSettings.from_settings``,
+``ClientSettings.from_settings``): config sits below them and imports none of their types.
 """
 
 from __future__ import annotations
@@ -15,19 +21,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.config.config_file import known_config_keys, load_config
-from orchestrator.config.options import OPTIONS, Option
+from orchestrator.config.options import OPTIONS, RUN_OPTIONS, Option
 from orchestrator.errors import ConfigError
 
 # The option table (config/options.py), its parsers (config/parsers.py) and the config
 # file's reading (config/config_file.py) are exported here too, beside what they resolve to.
 __all__ = [
     "OPTIONS",
+    "RUN_OPTIONS",
     "Option",
     "RunSettings",
     "explain",
     "known_config_keys",
     "load_config",
+    "pick",
     "resolve",
+    "resolve_record",
 ]
 
 
@@ -71,8 +80,7 @@ class RunSettings:
 
     def public(self) -> dict[str, Any]:
         """Settings as recorded in the ledger's ``run_started`` line: secrets left out."""
-        secret = {o.name for o in OPTIONS if o.secret}
-        out = {o.name: getattr(self, o.name) for o in OPTIONS if o.name not in secret}
+        out = {o.name: getattr(self, o.name) for o in RUN_OPTIONS if not o.secret}
         out["error_codes"] = dict(self.error_codes)
         out["endpoints"] = dict(self.endpoints)
         return out
@@ -111,6 +119,8 @@ def _from_config(config: Mapping[str, Any], dotted: str) -> Any:
 
 
 def _parse(opt: Option, raw: Any, source: str) -> Any:
+    if opt.file_value_as_is:
+        return raw
     if not isinstance(raw, str):
         raw = str(raw).lower() if isinstance(raw, bool) else str(raw)
     try:
@@ -119,14 +129,15 @@ def _parse(opt: Option, raw: Any, source: str) -> Any:
         raise ConfigError(f"{source}: {exc} (got {'***' if opt.secret else repr(raw)})") from None
 
 
-def _pick(
+def pick(
     opt: Option,
     flags: Mapping[str, Any] | None,
     env: Mapping[str, str],
     config: Mapping[str, Any],
     config_path: str | None,
 ) -> tuple[Any, str]:
-    """One option's value and where it came from: flag, environment, file or default."""
+    """One option's value and where it came from: flag, environment, file or default (the
+    precedence, for every row of every section)."""
     flag_value = flags.get(opt.name) if flags is not None else None
     if flag_value is not None:
         return flag_value, f"flag {opt.flag}"
@@ -145,15 +156,39 @@ def explain(
     *,
     config_path: str | None = None,
 ) -> list[tuple[str, Any, str]]:
-    """Every option's effective value and its source, as :func:`resolve` picks them (for
-    ``config check``); secrets that are set show as ``***``."""
+    """Every option's effective value and its source, as :func:`resolve` and
+    :func:`resolve_record` pick them (for ``config check``), the run's settings first, then
+    ``[schedule]``, ``[discover]`` and ``[simulator]``; secrets that are set show as ``***``."""
     settings = resolve(flags, env, config, config_path=config_path)
     rows = []
-    for opt in OPTIONS:
-        _, source = _pick(opt, flags, env, config, config_path)
+    for opt in RUN_OPTIONS:
+        _, source = pick(opt, flags, env, config, config_path)
         value = getattr(settings, opt.name)
         rows.append((opt.name, "***" if opt.secret and value else value, source))
+    for record in ("schedule", "discover", "simulator"):
+        resolved = resolve_record(record, flags, env, config, config_path=config_path)
+        for opt in (o for o in OPTIONS if o.record == record and o.config):
+            value, source = resolved[opt.name]  # a flag alone (--once, --to) is no setting
+            rows.append((opt.name, "***" if opt.secret and value else value, source))
     return rows
+
+
+def resolve_record(
+    record: str,
+    flags: Mapping[str, Any] | None,
+    env: Mapping[str, str],
+    config: Mapping[str, Any],
+    *,
+    config_path: str | None = None,
+) -> dict[str, tuple[Any, str]]:
+    """The rows of one record (``schedule``, ``discover``, ``simulator``): each value and
+    where it came from. ``[discover]`` and ``[simulator]`` values of the file come as they
+    are, for the module that reads them to check."""
+    return {
+        opt.name: pick(opt, flags, env, config, config_path)
+        for opt in OPTIONS
+        if opt.record == record
+    }
 
 
 def resolve(
@@ -166,8 +201,8 @@ def resolve(
     """Fold flags > environment > config file > defaults into one :class:`RunSettings`."""
     values: dict[str, Any] = {}
     defaulted: set[str] = set()
-    for opt in OPTIONS:
-        values[opt.name], source = _pick(opt, flags, env, config, config_path)
+    for opt in RUN_OPTIONS:
+        values[opt.name], source = pick(opt, flags, env, config, config_path)
         if source == "default":
             defaulted.add(opt.name)
     codes = _from_config(config, "errors.codes") or {}

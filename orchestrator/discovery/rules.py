@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from orchestrator.config.options import section_keys
 from orchestrator.discovery.item import resource_name_of, resource_type_of, text_of
 from orchestrator.errors import ConfigError
 
@@ -35,15 +36,8 @@ _RULE_MATCH_KEYS: Final = frozenset(
     {"source_region", "source_project_id", "name", "resource_name", "resource_type"}
 )
 _RULE_KEYS: Final = _RULE_MATCH_KEYS | {"to"}
-_FILTER_KEYS: Final = frozenset({"status", "resource_type", "name", "policy_id", "created_since"})
-_DISCOVER_KEYS: Final = _FILTER_KEYS | {
-    "page_size",
-    "include_replicas",
-    "sources",
-    "rules",
-    "cbr",
-    "select",
-}
+#: The keys of ``[discover]``, as the settings table declares them (with their flags).
+_DISCOVER_KEYS: Final = section_keys("discover")
 _UUID: Final = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from orchestrator.cli.options import add_options
 from orchestrator.config import parsers
-from orchestrator.config.settings import OPTIONS, Option, resolve
+from orchestrator.config.settings import RUN_OPTIONS, Option, resolve
 from orchestrator.errors import ConfigError
 
 _TEXT = st.text(
@@ -51,7 +51,7 @@ def sources(draw: st.DrawFn) -> tuple[list[str], dict[str, str], dict[str, Any],
     env: dict[str, str] = {}
     config: dict[str, Any] = {}
     given_by: dict[str, Any] = {}
-    for opt in OPTIONS:
+    for opt in RUN_OPTIONS:
         values = _values(opt)
         chosen: dict[str, Any] = {}
         if opt.flag and draw(st.booleans()):
@@ -92,7 +92,7 @@ def test_flags_beat_environment_beat_file_beat_defaults(
     someone asked for it, and silently lowered to the ceiling when it is the default."""
     argv, env, config, given_by = combination
     expected: dict[str, Any] = {}
-    for opt in OPTIONS:
+    for opt in RUN_OPTIONS:
         chosen = given_by[opt.name]
         for source in ("flag", "env", "config"):
             if source in chosen:
@@ -114,4 +114,4 @@ def test_flags_beat_environment_beat_file_beat_defaults(
             return
         expected["per_region_floor"] = expected["per_region"]
     settings = resolve(args, env, config)
-    assert {opt.name: getattr(settings, opt.name) for opt in OPTIONS} == expected
+    assert {opt.name: getattr(settings, opt.name) for opt in RUN_OPTIONS} == expected
