@@ -95,12 +95,7 @@ def coverage_config(
 ) -> DiscoverConfig:
     """The sources and destination rules of ``[discover]``; ``region_to`` replaces the rules
     with one catch-all per region. See :func:`for_coverage` for what is listed."""
-    default = None
-    if settings.project_id and settings.region:
-        default = Source(settings.project_id.lower(), settings.region)
-    base = DiscoverConfig.from_config(
-        config, default_source=default, now=now, path=config_path, service=settings.service
-    )
+    base = DiscoverConfig.from_settings(settings, config, now=now, path=config_path)
     if region_to:
         rules = tuple(Rule((Destination(_region(r), _NO_PROJECT),)) for r in region_to)
         base = replace(base, rules=rules)

@@ -27,7 +27,7 @@ from orchestrator.cli.planning import PlanReport, plan_tasks, print_plan
 from orchestrator.config.settings import RunSettings
 from orchestrator.discovery.discover import Discovery, discover
 from orchestrator.discovery.manifest_out import write_manifest
-from orchestrator.discovery.rules import DiscoverConfig, Source
+from orchestrator.discovery.rules import DiscoverConfig
 from orchestrator.engine.job import JobResult, JobSpec, run_job
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.exitcodes import ExitCode
@@ -62,15 +62,8 @@ def discover_config(
 
     ``now`` anchors a relative ``created_since`` (``36h``): each firing passes its own.
     """
-    default = None
-    if settings.project_id and settings.region:
-        default = Source(settings.project_id.lower(), settings.region)
-    base = DiscoverConfig.from_config(
-        config,
-        default_source=default,
-        now=now,
-        path=getattr(args, "config", None),
-        service=settings.service,
+    base = DiscoverConfig.from_settings(
+        settings, config, now=now, path=getattr(args, "config", None)
     )
     filters = {key: getattr(args, flag, None) for flag, key in _FILTER_FLAGS.items()}
     result = base.with_overrides(

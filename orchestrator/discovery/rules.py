@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from orchestrator.config.options import section_keys
+from orchestrator.config.settings import RunSettings
 from orchestrator.discovery.item import resource_name_of, resource_type_of, text_of
 from orchestrator.errors import ConfigError
 
@@ -129,6 +130,24 @@ class DiscoverConfig:
     #: CBR: destination region -> vault id, for rule destinations that name no vault.
     vaults: Mapping[str, str] = field(default_factory=dict)
     select: str = "all"
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: RunSettings,
+        config: Mapping[str, Any],
+        *,
+        now: datetime | None = None,
+        path: str | None = None,
+    ) -> DiscoverConfig:
+        """``[discover]`` of the (already read) config file for the run's settings: their
+        service, and their project and region as the source when the file names none."""
+        default = None
+        if settings.project_id and settings.region:
+            default = Source(settings.project_id.lower(), settings.region)
+        return cls.from_config(
+            config, default_source=default, now=now, path=path, service=settings.service
+        )
 
     @classmethod
     def from_config(

@@ -45,13 +45,12 @@ from orchestrator.engine.job_spec import (
     JobResult,
     JobSpec,
     exit_code_for,
-    pool_settings,
 )
 from orchestrator.engine.live import RunSnapshot
 from orchestrator.engine.overload import load_learned_limits, save_learned_limits
 from orchestrator.engine.pace_state import load_learned_rates, save_learned_rates
 from orchestrator.engine.plan import Plan, require_rows
-from orchestrator.engine.pool import Pool, PoolStats, Replicator
+from orchestrator.engine.pool import Pool, PoolSettings, PoolStats, Replicator
 from orchestrator.engine.progress import NullProgress, Progress, run_ticks
 from orchestrator.errors import ConfigError, ManifestChangedError, ManifestError
 from orchestrator.ledger.file import LedgerWriter
@@ -61,7 +60,7 @@ from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.models import WorkItem
 from orchestrator.service.preflight import HasCapabilities, patience, preflight
 
-# JobSpec, JobResult, the snapshot defaults, pool_settings and exit_code_for live in
+# JobSpec, JobResult, the snapshot defaults and exit_code_for live in
 # engine/job_spec.py; they are exported here too, beside the run that uses them.
 __all__ = [
     "SNAPSHOT_AFTER_BYTES",
@@ -70,7 +69,6 @@ __all__ = [
     "JobSpec",
     "exit_code_for",
     "first_attempts_of",
-    "pool_settings",
     "refuse_same_file",
     "run_job",
 ]
@@ -167,7 +165,7 @@ async def run_job(
             pool = Pool(
                 client,
                 recorder,
-                pool_settings(spec.settings, limits, rates),
+                PoolSettings.from_settings(spec.settings, limits, rates),
                 progress=shown,
                 first_attempts=first_attempts,
             )

@@ -1,18 +1,17 @@
-"""What a job is given and what it gives back: :class:`JobSpec`, :class:`JobResult`, the
-pool's settings projected from the run's settings, and the exit code of a finished run."""
+"""What a job is given and what it gives back: :class:`JobSpec`, :class:`JobResult` and the
+exit code of a finished run (the pool's settings are projected from the run's by
+:meth:`PoolSettings.from_settings <orchestrator.engine.pool_types.PoolSettings.from_settings>`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config.settings import RunSettings
 from orchestrator.engine.live import Watcher
-from orchestrator.engine.pace import PaceSettings
 from orchestrator.engine.plan import Plan
-from orchestrator.engine.pool import Pool, PoolSettings, PoolStats
-from orchestrator.engine.retry import RetryPolicy
+from orchestrator.engine.pool import Pool, PoolStats
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.format import StopReason
 from orchestrator.models import ReplicationTask, ResultStatus
@@ -23,7 +22,6 @@ __all__ = [
     "JobResult",
     "JobSpec",
     "exit_code_for",
-    "pool_settings",
 ]
 
 #: A run saves the ledger's fold (``<ledger>.snapshot``) when this much of the ledger lies past
@@ -71,37 +69,6 @@ class JobResult:
     duration_s: float
     rejected: int
     conflicts: int
-
-
-def pool_settings(
-    settings: RunSettings,
-    initial_limits: Mapping[str, int],
-    initial_rates: Mapping[str, float] | None = None,
-) -> PoolSettings:
-    return PoolSettings(
-        concurrency=settings.concurrency,
-        per_region=settings.per_region,
-        per_region_floor=settings.per_region_floor,
-        adaptive=settings.adaptive,
-        rate=settings.rate,
-        retry=RetryPolicy.from_settings(settings),
-        retry_budget_percent=settings.retry_budget,
-        failure_min_results=settings.failure_min_results,
-        failure_percent=settings.failure_percent,
-        grace_period=settings.grace_period,
-        max_duration=settings.max_duration,
-        initial_limits=initial_limits,
-        reconcile_skew_s=settings.reconcile_skew,
-        # --rate is the ceiling; under it the pace is learned from the service's answers.
-        pace=PaceSettings(ceiling=settings.rate) if settings.pace else None,
-        initial_rates=initial_rates or {},
-        # A pair gives up after the retry time anyway; a service never reached, sooner.
-        unreachable_after_s=(
-            min(settings.unreachable_after, settings.retry_time)
-            if settings.unreachable_after > 0
-            else None
-        ),
-    )
 
 
 def exit_code_for(stats: PoolStats, rejected: int) -> ExitCode:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from orchestrator.config.settings import RunSettings
 from orchestrator.engine.pace import PaceSettings
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.ledger.format import StopReason
@@ -72,6 +73,41 @@ class PoolSettings:
     pace: PaceSettings | None = None
     #: Rates learned by a previous run, by key label (``endpoint/project``).
     initial_rates: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: RunSettings,
+        initial_limits: Mapping[str, int],
+        initial_rates: Mapping[str, float] | None = None,
+    ) -> PoolSettings:
+        """The pool's part of the run's settings (a classmethod here, not a method of
+        :class:`RunSettings`: config sits below the engine and knows none of its records),
+        with what a previous run learned (``--state-file``)."""
+        return cls(
+            concurrency=settings.concurrency,
+            per_region=settings.per_region,
+            per_region_floor=settings.per_region_floor,
+            adaptive=settings.adaptive,
+            rate=settings.rate,
+            retry=RetryPolicy.from_settings(settings),
+            retry_budget_percent=settings.retry_budget,
+            failure_min_results=settings.failure_min_results,
+            failure_percent=settings.failure_percent,
+            grace_period=settings.grace_period,
+            max_duration=settings.max_duration,
+            initial_limits=initial_limits,
+            reconcile_skew_s=settings.reconcile_skew,
+            # --rate is the ceiling; under it the pace is learned from the service's answers.
+            pace=PaceSettings(ceiling=settings.rate) if settings.pace else None,
+            initial_rates=initial_rates or {},
+            # A pair gives up after the retry time anyway; a service never reached, sooner.
+            unreachable_after_s=(
+                min(settings.unreachable_after, settings.retry_time)
+                if settings.unreachable_after > 0
+                else None
+            ),
+        )
 
 
 @dataclass(slots=True)
