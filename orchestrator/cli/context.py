@@ -84,10 +84,12 @@ def secrets_of(settings: RunSettings, env: Mapping[str, str], extra: list[str]) 
 
 
 def _merge_recorded(recorded: dict[str, object], config: Mapping[str, Any]) -> dict[str, Any]:
-    from orchestrator.config.settings import OPTIONS
+    from orchestrator.config.settings import RUN_OPTIONS
 
     merged: dict[str, Any] = {}
-    for opt in OPTIONS:
+    # The scalar settings only: the endpoints table and the error codes come from the file
+    # and the flags of this command, never from what an earlier run recorded.
+    for opt in RUN_OPTIONS:
         if opt.config and recorded.get(opt.name) is not None and not opt.secret:
             section, key = opt.config.split(".")
             merged.setdefault(section, {})[key] = recorded[opt.name]

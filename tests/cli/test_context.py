@@ -104,3 +104,23 @@ def test_config_without_an_action_names_the_actions_and_exits_2(
     err = capsys.readouterr().err
     assert "check" in err
     assert "Traceback" not in err
+
+
+def test_recorded_settings_sit_below_the_file_and_bring_no_tables(
+    tmp_path: Path, reads: list[str]
+) -> None:
+    """``resume``/``track``: the ledger's settings under the file; its endpoints table and
+    error codes are not carried over (the file and the flags decide those)."""
+    args = argparse.Namespace(config=str(_config(tmp_path)), simulate=False)
+    recorded = {
+        "concurrency": 3,
+        "per_region": 5,
+        "endpoints": {"cn-north-1": "https://old.example"},
+        "error_codes": {"X.1": "transient"},
+    }
+    ctx = context_of(args, recorded, env={})
+    assert ctx.settings.concurrency == 8  # the file's, over the recorded 3
+    assert ctx.settings.per_region == 5  # the recorded, over the default
+    assert dict(ctx.settings.endpoints) == {}
+    assert dict(ctx.settings.error_codes) == {}
+    assert ctx.simulator is None
