@@ -1,4 +1,5 @@
-"""``schedule``'s own settings: its flags over the ``[schedule]`` table of the config file."""
+"""``schedule``'s own settings: the scheduler's records (the missed-run policy, the cron
+schedule, the coverage RPO in seconds) projected from the ``[schedule]`` settings."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.config.schedule_settings import ScheduleSettings
 from orchestrator.errors import ConfigError
 from orchestrator.scheduling.cron import CronSchedule
 from orchestrator.scheduling.missed import MissedRunPolicy
@@ -36,36 +38,31 @@ class ScheduleOptions:
         config: Mapping[str, Any],
         env: Mapping[str, str] | None = None,
     ) -> ScheduleOptions:
-        """The ``[schedule]`` rows of the settings table, flags over the (already read)
-        file over the defaults, checked together."""
-        from orchestrator.config.settings import resolve_record  # noqa: PLC0415 - lazy CLI
-
+        """``[schedule]`` of the (already read) config file with the flags on top."""
         section = config.get("schedule", {})
         if not isinstance(section, Mapping):
             raise ConfigError(f"{args.config}: [schedule] must be a table")
         path = getattr(args, "config", None)
-        picked = resolve_record("schedule", vars(args), env or {}, config, config_path=path)
-        value = {name: v for name, (v, _) in picked.items()}
-        if not value["state_dir"]:
+        settings = ScheduleSettings.resolve(vars(args), env or {}, config, config_path=path)
+        return cls.from_settings(settings, retry_failed=bool(getattr(args, "retry_failed", False)))
+
+    @classmethod
+    def from_settings(cls, s: ScheduleSettings, *, retry_failed: bool = False) -> ScheduleOptions:
+        """The scheduler's records from the ``[schedule]`` settings, checked together."""
+        if not s.state_dir:
             raise ConfigError("schedule: --state-dir (or [schedule] state_dir) is required")
-        once = bool(value["once"])
-        cron, tz = value["cron"], value["tz"]
-        if not once and (not cron or not tz):
+        if not s.once and (not s.cron or not s.tz):
             raise ConfigError(
                 "schedule: --cron and --tz (or [schedule] cron and timezone) are required "
                 "unless --once"
             )
-        policy = MissedRunPolicy.from_config(
-            str(value["missed_runs"]), max_lateness_s=value["max_lateness"]
-        )
-        retry_failed = bool(getattr(args, "retry_failed", False))
+        policy = MissedRunPolicy.from_config(s.missed_runs, max_lateness_s=s.max_lateness)
         rpo = None
-        if value["coverage"]:
+        if s.coverage:
             from orchestrator.cli.coverage import parse_duration  # noqa: PLC0415 - it imports us
 
-            rpo = parse_duration(str(value["rpo"]), what="schedule rpo")
-        keep = value["keep"]
-        return cls(cron, tz, Path(value["state_dir"]), keep, policy, once, retry_failed, rpo)
+            rpo = parse_duration(s.rpo, what="schedule rpo")
+        return cls(s.cron, s.tz, Path(s.state_dir), s.keep, policy, s.once, retry_failed, rpo)
 
     def schedule(self) -> CronSchedule:
         if self.cron is None or self.tz is None:

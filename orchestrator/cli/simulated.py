@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.config.settings import resolve_record
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -19,8 +20,6 @@ def simulator_knobs(args: argparse.Namespace, config: Mapping[str, Any]) -> dict
     """The ``[simulator]`` rows of the settings table: ``--sim-seed`` and ``--sim-age-days``
     over the (already read) file; a knob set nowhere keeps the simulator's own default.
     Keys the table does not know are handed on too: the simulator refuses them by name."""
-    from orchestrator.config.settings import resolve_record  # noqa: PLC0415 - lazy CLI
-
     section = config.get("simulator", {})
     knobs = dict(section) if isinstance(section, Mapping) else {}
     path = getattr(args, "config", None)

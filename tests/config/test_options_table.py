@@ -14,6 +14,7 @@ from orchestrator.cli.main import build_parser, main
 from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.cli.simulated import simulator_knobs
 from orchestrator.config.options import OPTIONS, section_keys
+from orchestrator.config.schedule_settings import ScheduleSettings
 from orchestrator.config.settings import known_config_keys, load_config
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
@@ -127,3 +128,14 @@ def test_config_explain_lists_every_key_with_its_flag_and_environment_variable(
     rows = json.loads(capsys.readouterr().out)
     assert {r["key"] for r in rows if r["key"]} >= {"[simulator] sk", "[errors] codes"}
     assert all(r["default"] is None for r in rows if r["key"] == "[auth] password")
+
+
+def test_the_schedule_record_has_a_field_per_row_with_the_rows_default() -> None:
+    rows = {o.name: o.default for o in OPTIONS if o.record == "schedule"}
+    defaults = ScheduleSettings()
+    assert {f.name for f in dataclasses.fields(ScheduleSettings)} == set(rows)
+    assert {name: getattr(defaults, name) for name in rows} == rows
+    resolved = ScheduleSettings.resolve(
+        {"keep": 3}, {}, {"schedule": {"keep_ledgers": 5, "cron": "@daily"}}
+    )
+    assert (resolved.keep, resolved.cron, resolved.tz) == (3, "@daily", None)
