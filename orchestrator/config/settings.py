@@ -10,7 +10,8 @@ frozen :class:`RunSettings` and :func:`resolve_record` the rows of ``[schedule]`
 
 The engine and the service project these settings into their own records with classmethods
 on those records (``RetryPolicy.from_settings``, ``PoolSettings.from_settings``,
-``ClientSettings.from_settings``): config sits below them and imports none of their types.
+``DiscoverConfig.from_settings``; the client's is ``Connection.client_settings``): config
+sits below them and imports none of their types.
 """
 
 from __future__ import annotations
