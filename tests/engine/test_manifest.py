@@ -16,15 +16,7 @@ from orchestrator.engine.manifest import (
 )
 from orchestrator.errors import ConfigError, ManifestError
 from orchestrator.models import ReplicationTask
-from tests.helpers.manifest_files import (
-    BASE,
-    DEFAULT,
-    DEST,
-    HEADER,
-    ITEM,
-    csv_file,
-    read,
-)
+from tests.helpers.manifest_files import BASE, DEFAULT, DEST, HEADER, ITEM, csv_file, read
 from tests.helpers.manifests import make_rows, write_manifest
 
 

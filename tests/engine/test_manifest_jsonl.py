@@ -10,15 +10,7 @@ import pytest
 from orchestrator.engine.manifest import RowError
 from orchestrator.errors import ManifestError
 from orchestrator.models import ReplicationTask
-from tests.helpers.manifest_files import (
-    BASE,
-    DEFAULT,
-    DEST,
-    ITEM,
-    PROJECT,
-    jsonl_file,
-    read,
-)
+from tests.helpers.manifest_files import BASE, DEFAULT, DEST, ITEM, PROJECT, jsonl_file, read
 
 
 def test_jsonl_rows(tmp_path: Path) -> None:
