@@ -77,6 +77,7 @@ class Pacing:
         self._sleep = sleep
         self._state_file = state_file
         self._known: dict[str, float] = dict(initial or {})
+        self._measured: dict[str, float] = {}  # in this process: what save() writes
         self._pacer = self._new_pacer()
         self._gates: dict[PaceKey, PaceGate] = {}
 
@@ -124,6 +125,7 @@ class Pacing:
         fresh = {k: v for k, v in measured.items() if v is not None and v > 0}
         if not fresh:
             return
+        self._measured = {**self._measured, **self._pacer.learned(), **fresh}
         self._known = {**self.known(), **fresh}
         self._pacer = self._new_pacer()
         self._gates = {}
@@ -131,9 +133,9 @@ class Pacing:
     def save(self) -> None:
         """Merge the measured rates into the ``--state-file`` (nothing without one)."""
         learned = self._pacer.learned()
-        if learned:
+        if any(p["throttled"] for p in self.summary().values()):
             log.info("pace.lookups", pace=self.summary())
-        save_learned_rates(self._state_file, learned)
+        save_learned_rates(self._state_file, {**self._measured, **learned})
 
     # -- one call --------------------------------------------------------------------------
 
