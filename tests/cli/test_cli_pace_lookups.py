@@ -76,10 +76,10 @@ def test_discover_lists_a_throttled_estate_at_its_pace_and_loses_nothing(
     assert _discover(sim, tmp_path, found, "--state-file", str(state)) == ExitCode.OK
     pages, refused = _gets(sim, LIST_ITEMS)
     out = capsys.readouterr().out
+    print(f"discover: {refused} of {pages} pages refused")
 
     # A page per two available items (a refused page restarts the listing).
     assert pages >= 80
-    print(f"discover: {refused} of {pages} pages refused")
     assert refused <= 0.1 * pages, (refused, pages)
     assert _gets(sim, CAPABILITIES)[1] == 0  # the preflight, first, is not refused
     # Nothing lost or listed twice: the manifest is the one an unthrottled listing writes.
@@ -131,8 +131,8 @@ def test_track_polls_a_throttled_service_at_its_pace_and_records_each_copy_once(
     polls, refused = _gets(sim, LIST_RECORDS)
     assert polls >= pairs
     assert refused <= 0.1 * polls, (refused, polls)
-    print(f"track: {refused} of {polls} polls refused")
     out = capsys.readouterr().out
+    print(f"track: {refused} of {polls} polls refused")
     assert f"copies done: success {pairs} ({pairs} tracked" in out
     lines = _copy_lines(ledger)
     assert len(lines) == pairs  # one line per copy: a refused poll records nothing
