@@ -305,7 +305,7 @@ OPTIONS: tuple[Option, ...] = (
         "--state-file",
         str,
         None,
-        "remember the learned per-region limits and paces here for the next run",
+        "remember the learned per-region limits here for the next run",
         config="limits.state_file",
     ),
 )
