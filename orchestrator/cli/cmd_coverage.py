@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.cli.args import add_connection, add_logging
+from orchestrator.cli.args import add_connection, add_logging, add_pace_options
 from orchestrator.cli.context import settings_of
 
 __all__ = ["add"]
@@ -71,6 +71,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "[simulator] age_days)",
     )
     add_connection(coverage)
+    add_pace_options(coverage)
     add_logging(coverage)
     coverage.set_defaults(handler=_cmd_coverage)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from orchestrator.cli.args import add_connection, add_logging
+from orchestrator.cli.args import add_connection, add_logging, add_pace_options
 from orchestrator.cli.context import settings_of
 
 __all__ = ["add"]
@@ -48,6 +48,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="status requests in flight (default: 16)",
     )
     add_connection(track, simulate=False)
+    add_pace_options(track)
     add_logging(track)
     track.set_defaults(handler=_cmd_track)
 

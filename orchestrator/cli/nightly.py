@@ -45,6 +45,7 @@ from orchestrator.discovery.discover import Discovery, discover
 from orchestrator.discovery.manifest_out import write_manifest
 from orchestrator.discovery.rules import DiscoverConfig, Source
 from orchestrator.engine.job import JobResult, JobSpec, run_job
+from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.pool import Pool
 from orchestrator.engine.progress import NullProgress, Progress
 from orchestrator.engine.retry import RetryPolicy
@@ -179,8 +180,13 @@ class ScheduleOptions:
 # --------------------------------------------------------------------------- discover
 
 
-async def discover_with(conn: Connection, config: DiscoverConfig) -> Discovery:
-    async with conn.client() as client:
+async def discover_with(
+    conn: Connection, config: DiscoverConfig, pacing: Pacing | None = None
+) -> Discovery:
+    """Preflight, then list every source; each GET at its endpoint and project's pace."""
+    pacing = pacing or Pacing.from_settings(conn.settings)
+    async with conn.client() as opened:
+        client = pacing.wrap(opened)
         if config.sources:  # unreachable, refused or not CSBS: one request, not a listing's retries
             first = config.sources[0]
             await preflight(
@@ -205,7 +211,10 @@ def launch_discover(args: argparse.Namespace, settings: RunSettings) -> int:
         async def main() -> Discovery:
             async with connect(args, settings, env) as conn:
                 dconfig = discover_config(args, conn.settings, config, utc_now())
-                return await discover_with(conn, dconfig)
+                pacing = Pacing.from_settings(conn.settings)
+                found = await discover_with(conn, dconfig, pacing)
+                pacing.save()
+                return found
 
         discovery = anyio.run(main)
         count = write_manifest(discovery.tasks, args.output, service=settings.service)
@@ -227,7 +236,9 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
         async def main() -> PlanReport | tuple[JobSpec, JobResult]:
             async with connect(args, settings, env) as conn:
                 dconfig = discover_config(args, conn.settings, config, utc_now())
-                discovery = await discover_with(conn, dconfig)
+                # One pace for the listing and the run: the run starts at what it learned.
+                pacing = Pacing.from_settings(conn.settings)
+                discovery = await discover_with(conn, dconfig, pacing)
                 # With --json, stdout holds the plan document alone.
                 _print_discovery(
                     discovery,
@@ -236,6 +247,7 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
                 )
                 ledger = Path(args.ledger)
                 if args.dry_run:
+                    pacing.save()
                     return await plan_tasks(
                         conn, discovery.tasks, ledger=ledger, retry_failed=args.retry_failed
                     )
@@ -250,6 +262,7 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
                     strict=args.strict,
                     retry_failed=args.retry_failed,
                     watch=live_watcher(conn.settings),
+                    pacing=pacing,
                 )
                 return spec, await run_job(spec, conn.client, progress=progress)
 
@@ -302,6 +315,9 @@ class Nightly:
         self._stopping = False
         self._discovery: anyio.CancelScope | None = None
         self._pool: Pool | None = None
+        #: The look-ups' pace, for every step of every firing: discovery, the run (which
+        #: starts at it), coverage; saved to the state file after each firing.
+        self._pacing = Pacing.from_settings(conn.settings)
 
     def stop(self, why: str = "signal") -> None:
         """First call: stop gracefully; a second one cancels the running pool."""
@@ -335,6 +351,7 @@ class Nightly:
             handle_signals=False,
             on_pool=self._attach,
             watch=live_watcher(self._conn.settings),
+            pacing=self._pacing,
         )
         try:
             result = await run_job(spec, self._conn.client, progress=self._progress)
@@ -342,6 +359,7 @@ class Nightly:
             self._pool = None
         print_summary(result, ledger, self._out)
         extra = await self._coverage(firing) if not self._stopping else []
+        self._pacing.save()  # (a small file, as the run saves its own)
         await anyio.to_thread.run_sync(lambda: write_run_metrics(result, spec, extra=extra))
         removed = await anyio.to_thread.run_sync(
             lambda: prune_ledgers(self._state_dir, self._keep, in_use=ledger)
@@ -357,7 +375,7 @@ class Nightly:
         with anyio.CancelScope() as scope:
             self._discovery = scope
             try:
-                return await discover_with(self._conn, config)
+                return await discover_with(self._conn, config, self._pacing)
             finally:
                 self._discovery = None
         return None  # cancelled by stop()
@@ -382,7 +400,9 @@ class Nightly:
         try:
             facts = await anyio.to_thread.run_sync(load_facts, ledgers)
             config = for_coverage(self._config_for(firing.fired_at))
-            coverage = await measure(self._conn, config, facts, rpo_s=self._coverage_rpo_s)
+            coverage = await measure(
+                self._conn, config, facts, rpo_s=self._coverage_rpo_s, pacing=self._pacing
+            )
         except (OrchestratorError, OSError) as exc:
             log.error("nightly.coverage_failed", error=str(exc))  # noqa: TRY400 - expected
             self._write(f"coverage: not measured: {exc}")

@@ -20,6 +20,7 @@ import anyio
 from orchestrator.cli.connection import connect
 from orchestrator.config.settings import RunSettings
 from orchestrator.engine.copies import PendingCopy
+from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.track import RUNNING_NAMED, TrackResult, TrackSettings, track_ledger
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
@@ -59,9 +60,18 @@ async def _track(
     service = ledger_service(Path(args.ledger), getattr(args, "service", None))
     settings = replace(settings, service=service)
     async with connect(args, settings, os.environ) as conn:
-        return await track_ledger(
-            Path(args.ledger), conn.client, options, preflight_patience=patience(conn.settings)
+        # The polls go at the pace the service allows each source endpoint and project (the
+        # state file's rates to start at, what they teach saved back).
+        pacing = Pacing.from_settings(conn.settings)
+        result = await track_ledger(
+            Path(args.ledger),
+            conn.client,
+            options,
+            preflight_patience=patience(conn.settings),
+            pacing=pacing,
         )
+        pacing.save()
+        return result
 
 
 _VERDICT: Final = {
