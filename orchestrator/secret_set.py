@@ -17,10 +17,15 @@ from collections.abc import Iterable
 
 import orjson
 
-__all__ = ["MASK", "SecretSet"]
+__all__ = ["MASK", "MIN_LENGTH", "SecretSet"]
 
 MASK = "***"
 _MASK_BYTES = MASK.encode()
+#: Shorter values are not masked. A mistyped credential of one or two characters (``a``)
+#: would otherwise be replaced inside every word of every log line (``"timest***mp"``),
+#: breaking the JSON keys operators read with jq, and a value that short hides nothing: no
+#: access key, secret key, token or IAM password is under 8 characters.
+MIN_LENGTH = 4
 
 
 def _forms(secret: str) -> set[str]:
@@ -60,12 +65,12 @@ class SecretSet:
         return value in self._known
 
     def add(self, secret: str | None) -> None:
-        """Learn one more secret (ignored when empty or already known)."""
-        if secret and secret not in self._known:
+        """Learn one more secret (ignored when shorter than :data:`MIN_LENGTH` or known)."""
+        if secret and len(secret) >= MIN_LENGTH and secret not in self._known:
             self.update((secret,))
 
     def update(self, secrets: Iterable[str]) -> None:
-        new = {s for s in secrets if s} - self._known
+        new = {s for s in secrets if len(s) >= MIN_LENGTH} - self._known
         if not new:
             return
         known = self._known | new

@@ -11,6 +11,7 @@ __all__ = [
     "add_connection",
     "add_discovery",
     "add_logging",
+    "add_pace_options",
     "add_run_options",
 ]
 
@@ -83,6 +84,18 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no progress display even on a terminal (default: show it)",
     )
+
+
+#: The settings of the pace, for commands that only look (discover, track, coverage).
+_PACE_OPTIONS = frozenset({"rate", "pace", "state_file"})
+
+
+def add_pace_options(parser: argparse.ArgumentParser) -> None:
+    """``--rate``, ``--pace`` and ``--state-file`` for a command whose GETs are paced."""
+    from orchestrator.cli.options import add_options
+
+    group = parser.add_argument_group("pace (see docs/pace.md)")
+    add_options(group, "run", only=_PACE_OPTIONS)
 
 
 def add_discovery(parser: argparse.ArgumentParser) -> None:

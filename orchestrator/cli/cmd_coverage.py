@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.cli.args import add_connection, add_logging
+from orchestrator.cli.args import add_connection, add_logging, add_pace_options
 from orchestrator.cli.context import context_of
 from orchestrator.cli.options import add_options
 
@@ -65,6 +65,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_options(coverage, "coverage")  # --sim-age-days
     add_connection(coverage)
+    add_pace_options(coverage)
     add_logging(coverage)
     coverage.set_defaults(handler=_cmd_coverage)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.cli.args import add_connection, add_discovery, add_logging
+from orchestrator.cli.args import add_connection, add_discovery, add_logging, add_pace_options
 from orchestrator.cli.context import context_of
 
 __all__ = ["add"]
@@ -23,6 +23,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--output", "-o", required=True, metavar="FILE", help="the CSV manifest to write"
     )
     add_connection(discover)
+    add_pace_options(discover)
     add_discovery(discover)
     add_logging(discover)
     discover.set_defaults(handler=_cmd_discover)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.cli.args import add_connection, add_logging
+from orchestrator.cli.args import add_connection, add_logging, add_pace_options
 from orchestrator.cli.context import context_of
 
 __all__ = ["add"]
@@ -47,6 +47,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="status requests in flight (default: 16)",
     )
     add_connection(track, simulate=False)
+    add_pace_options(track)
     add_logging(track)
     track.set_defaults(handler=_cmd_track)
 

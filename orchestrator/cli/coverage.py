@@ -32,6 +32,7 @@ from orchestrator.config.settings import RunSettings
 from orchestrator.discovery.listing import list_source
 from orchestrator.discovery.pairs import destinations_for
 from orchestrator.discovery.rules import Destination, DiscoverConfig, Rule, Source, parse_since
+from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
@@ -150,13 +151,16 @@ async def measure(
     now: float | None = None,
     retry: RetryPolicy | None = None,
     on_listed: Callable[[Source, int], None] | None = None,
+    pacing: Pacing | None = None,
 ) -> Coverage:
     """List every source once (streamed; only per-resource summaries are kept) and judge.
     ``on_listed(source, backups listed so far)`` is called every few hundred backups (a
     terminal's progress line)."""
     fold = CoverageFold(facts)
     listed = 0
-    async with conn.client() as client:
+    pacing = pacing or Pacing.from_settings(conn.settings)
+    async with conn.client() as opened:
+        client = pacing.wrap(opened)  # each page at its endpoint and project's pace
         for source in dict.fromkeys(config.sources):
             async for item in list_source(
                 client, source, config, retry=retry or RetryPolicy.from_settings(conn.settings)
@@ -247,7 +251,12 @@ def launch_coverage(ctx: Context) -> int:
                     config_path=args.config,
                     now=datetime.now(UTC),
                 )
-                return await measure(conn, dconfig, facts, rpo_s=rpo_s, now=at, on_listed=show)
+                pacing = Pacing.from_settings(conn.settings)
+                measured = await measure(
+                    conn, dconfig, facts, rpo_s=rpo_s, now=at, on_listed=show, pacing=pacing
+                )
+                pacing.save()
+                return measured
 
         with _status(output.console if output.live else None) as show:
             coverage = anyio.run(main, show)

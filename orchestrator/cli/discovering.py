@@ -29,6 +29,7 @@ from orchestrator.discovery.discover import Discovery, discover
 from orchestrator.discovery.manifest_out import write_manifest
 from orchestrator.discovery.rules import DiscoverConfig
 from orchestrator.engine.job import JobResult, JobSpec, run_job
+from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.exitcodes import ExitCode
 from orchestrator.safe_text import for_terminal
@@ -79,8 +80,13 @@ def discover_config(
     return result
 
 
-async def discover_with(conn: Connection, config: DiscoverConfig) -> Discovery:
-    async with conn.client() as client:
+async def discover_with(
+    conn: Connection, config: DiscoverConfig, pacing: Pacing | None = None
+) -> Discovery:
+    """Preflight, then list every source; each GET at its endpoint and project's pace."""
+    pacing = pacing or Pacing.from_settings(conn.settings)
+    async with conn.client() as opened:
+        client = pacing.wrap(opened)
         if config.sources:  # unreachable, refused or not CSBS: one request, not a listing's retries
             first = config.sources[0]
             await preflight(
@@ -104,7 +110,10 @@ def launch_discover(ctx: Context) -> int:
         async def main() -> Discovery:
             async with connect(ctx) as conn:
                 dconfig = discover_config(args, conn.settings, ctx.config, utc_now())
-                return await discover_with(conn, dconfig)
+                pacing = Pacing.from_settings(conn.settings)
+                found = await discover_with(conn, dconfig, pacing)
+                pacing.save()
+                return found
 
         discovery = anyio.run(main)
         count = write_manifest(discovery.tasks, args.output, service=ctx.settings.service)
@@ -125,7 +134,9 @@ def launch_discovered_run(ctx: Context) -> int:
         async def main() -> PlanReport | tuple[JobSpec, JobResult]:
             async with connect(ctx) as conn:
                 dconfig = discover_config(args, conn.settings, ctx.config, utc_now())
-                discovery = await discover_with(conn, dconfig)
+                # One pace for the listing and the run: the run starts at what it learned.
+                pacing = Pacing.from_settings(conn.settings)
+                discovery = await discover_with(conn, dconfig, pacing)
                 # With --json, stdout holds the plan document alone.
                 print_discovery(
                     discovery,
@@ -134,6 +145,7 @@ def launch_discovered_run(ctx: Context) -> int:
                 )
                 ledger = Path(args.ledger)
                 if args.dry_run:
+                    pacing.save()
                     return await plan_tasks(
                         conn, discovery.tasks, ledger=ledger, retry_failed=args.retry_failed
                     )
@@ -148,6 +160,7 @@ def launch_discovered_run(ctx: Context) -> int:
                     strict=args.strict,
                     retry_failed=args.retry_failed,
                     watch=live_watcher(conn.settings),
+                    pacing=pacing,
                 )
                 return spec, await run_job(spec, conn.client, progress=progress)
 

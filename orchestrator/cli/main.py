@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    _misspelt_first(parser, words)
+    args, unknown = parser.parse_known_args(words)
     if unknown:
         _unknown_arguments(parser, args.command, unknown)
     handler: Handler | None = getattr(args, "handler", None)
@@ -119,16 +121,45 @@ def _ours_inside(exc: BaseException, ours: type[BaseException]) -> BaseException
     return exc
 
 
+def _command_parser(
+    parser: argparse.ArgumentParser, command: str | None
+) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            chosen: argparse.ArgumentParser = action.choices[command]
+            return chosen
+    return parser
+
+
+def _misspelt_first(parser: argparse.ArgumentParser, words: list[str]) -> None:
+    """A misspelt flag is the error to show, before argparse's "arguments are required":
+    ``run --manifst m.csv --ledger l`` must say ``--manifst`` is unknown (did you mean
+    ``--manifest``?), not that ``--manifest`` is missing."""
+    command = next((w for w in words if not w.startswith("-")), None)
+    chosen = _command_parser(parser, command)
+    if chosen is parser:
+        return
+    known = {f for a in chosen._actions for f in a.option_strings}
+    scanned = words[: words.index("--")] if "--" in words else words
+    unknown: list[str] = []
+    for i, word in enumerate(scanned):
+        name = word.split("=", 1)[0]
+        # argparse takes an unambiguous prefix of a long flag too (--manif for --manifest).
+        if word.startswith("--") and not any(flag.startswith(name) for flag in known):
+            value = scanned[i + 1 : i + 2] if "=" not in word else []
+            # Shown as argparse would: the unknown flag with the value the user gave it.
+            unknown += [word, *(v for v in value if not v.startswith("-"))]
+    if unknown:
+        _unknown_arguments(parser, command, unknown)
+
+
 def _unknown_arguments(
     parser: argparse.ArgumentParser, command: str | None, unknown: list[str]
 ) -> NoReturn:
     """Exit 2 with the command's own usage and, for a misspelt flag, the closest one."""
     import difflib
 
-    chosen = parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-            chosen = action.choices[command]
+    chosen = _command_parser(parser, command)
     flags = [f for a in chosen._actions for f in a.option_strings if f.startswith("--")]
     hint = ""
     for word in unknown:

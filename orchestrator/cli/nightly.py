@@ -34,6 +34,7 @@ from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.discovery.discover import Discovery
 from orchestrator.discovery.rules import DiscoverConfig
 from orchestrator.engine.job import JobSpec, run_job
+from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.pool import Pool
 from orchestrator.engine.progress import NullProgress, Progress
 from orchestrator.errors import OrchestratorError
@@ -85,6 +86,9 @@ class Nightly:
         self._stopping = False
         self._discovery: anyio.CancelScope | None = None
         self._pool: Pool | None = None
+        #: The look-ups' pace, for every step of every firing: discovery, the run (which
+        #: starts at it), coverage; saved to the state file after each firing.
+        self._pacing = Pacing.from_settings(conn.settings)
 
     def stop(self, why: str = "signal") -> None:
         """First call: stop gracefully; a second one cancels the running pool."""
@@ -118,6 +122,7 @@ class Nightly:
             handle_signals=False,
             on_pool=self._attach,
             watch=live_watcher(self._conn.settings),
+            pacing=self._pacing,
         )
         try:
             result = await run_job(spec, self._conn.client, progress=self._progress)
@@ -125,6 +130,7 @@ class Nightly:
             self._pool = None
         print_summary(result, ledger, self._out)
         extra = await self._coverage(firing) if not self._stopping else []
+        self._pacing.save()  # (a small file, as the run saves its own)
         await anyio.to_thread.run_sync(lambda: write_run_metrics(result, spec, extra=extra))
         removed = await anyio.to_thread.run_sync(
             lambda: prune_ledgers(self._state_dir, self._keep, in_use=ledger)
@@ -140,7 +146,7 @@ class Nightly:
         with anyio.CancelScope() as scope:
             self._discovery = scope
             try:
-                return await discover_with(self._conn, config)
+                return await discover_with(self._conn, config, self._pacing)
             finally:
                 self._discovery = None
         return None  # cancelled by stop()
@@ -165,7 +171,9 @@ class Nightly:
         try:
             facts = await anyio.to_thread.run_sync(load_facts, ledgers)
             config = for_coverage(self._config_for(firing.fired_at))
-            coverage = await measure(self._conn, config, facts, rpo_s=self._coverage_rpo_s)
+            coverage = await measure(
+                self._conn, config, facts, rpo_s=self._coverage_rpo_s, pacing=self._pacing
+            )
         except (OrchestratorError, OSError) as exc:
             log.error("nightly.coverage_failed", error=str(exc))  # noqa: TRY400 - expected
             self._write(f"coverage: not measured: {exc}")

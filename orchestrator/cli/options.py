@@ -12,11 +12,14 @@ from orchestrator.config.settings import OPTIONS
 __all__ = ["add_options"]
 
 
-def add_options(parser: argparse._ActionsContainer, group: str) -> None:
-    """Add the flags of one option group; defaults stay ``None`` so that precedence works
-    (a flag not given leaves the environment, the file or the default in force)."""
+def add_options(
+    parser: argparse._ActionsContainer, group: str, *, only: frozenset[str] | None = None
+) -> None:
+    """Add the flags of one option group (``only``: just these settings of it); defaults
+    stay ``None`` so that precedence works (a flag not given leaves the environment, the
+    file or the default in force)."""
     for opt in OPTIONS:
-        if opt.flag is None or opt.group != group:
+        if opt.flag is None or opt.group != group or (only is not None and opt.name not in only):
             continue
         where = f" [env {opt.env}]" if opt.env else ""
         if opt.const is not None:

@@ -38,6 +38,7 @@ from orchestrator.cli.context import Context
 from orchestrator.cli.vault_check import VaultCheck, check_vaults, vault_lines
 from orchestrator.config.settings import RunSettings
 from orchestrator.engine.job import refuse_same_file
+from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.plan import Plan, RegionCounts, require_rows
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.history import History
@@ -357,7 +358,10 @@ async def _check_routes(
     default = conn.settings.region
     project_of = {source or default: project for (source, _), (_, project) in routes.items()}
     first: str | None = default if default in project_of else next(iter(project_of))
-    async with conn.client() as client:
+    # At the pace the state file knows (not saved: a plan changes nothing).
+    pacing = Pacing.from_settings(conn.settings)
+    async with conn.client() as opened:
+        client = pacing.wrap(opened)
         started = time.monotonic()
         # The first call is the preflight: unreachable, refused or not CSBS stops here.
         caps = await preflight(

@@ -18,6 +18,7 @@ import anyio
 from orchestrator.cli.connection import connect
 from orchestrator.cli.context import Context
 from orchestrator.engine.copies import PendingCopy
+from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.track import RUNNING_NAMED, TrackResult, TrackSettings, track_ledger
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
@@ -57,9 +58,18 @@ async def _track(ctx: Context, options: TrackSettings) -> TrackResult:
     service = ledger_service(Path(args.ledger), getattr(args, "service", None))
     settings = replace(ctx.settings, service=service)
     async with connect(ctx, settings) as conn:
-        return await track_ledger(
-            Path(args.ledger), conn.client, options, preflight_patience=patience(conn.settings)
+        # The polls go at the pace the service allows each source endpoint and project (the
+        # state file's rates to start at, what they teach saved back).
+        pacing = Pacing.from_settings(conn.settings)
+        result = await track_ledger(
+            Path(args.ledger),
+            conn.client,
+            options,
+            preflight_patience=patience(conn.settings),
+            pacing=pacing,
         )
+        pacing.save()
+        return result
 
 
 _VERDICT: Final = {

@@ -182,7 +182,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
         rate,
         0.0,
         "ceiling in requests per second to the service, all regions; under it the pace "
-        "the service allows is learned from its 429s (auto or 0 = no ceiling)",
+        "the service allows is learned from its 429s; auto or 0 = no ceiling (default: auto)",
         env="CSBS_RATE",
         config="limits.rate",
     ),

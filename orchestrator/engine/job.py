@@ -48,7 +48,8 @@ from orchestrator.engine.job_spec import (
 )
 from orchestrator.engine.live import RunSnapshot
 from orchestrator.engine.overload import load_learned_limits, save_learned_limits
-from orchestrator.engine.pace_state import load_learned_rates, save_learned_rates
+from orchestrator.engine.pace_state import save_learned_rates
+from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.plan import Plan, require_rows
 from orchestrator.engine.pool import Pool, PoolSettings, PoolStats, Replicator
 from orchestrator.engine.progress import NullProgress, Progress, run_ticks
@@ -134,8 +135,10 @@ async def run_job(
             require_rows(plan, str(spec.manifest))
         if spec.strict:
             _refuse_if_invalid(plan, spec)
+        # The look-ups' pace (the preflight's): the pool starts at what it knows.
+        pacing = spec.pacing or Pacing.from_settings(spec.settings)
         if spec.preflight:
-            client_factory = await _preflighted(spec, plan, client_factory, clients)
+            client_factory = await _preflighted(spec, plan, client_factory, clients, pacing)
         recorder = LedgerRecorder(ledger, run_id, cbr=spec.settings.service == "cbr")
         await recorder.run_started(
             manifest=str(spec.manifest.resolve()) if spec.manifest else None,
@@ -155,7 +158,7 @@ async def run_job(
             )
         shown.start({region: c.to_send for region, c in plan.by_region.items() if c.to_send})
         limits = load_learned_limits(spec.settings.state_file)
-        rates = load_learned_rates(spec.settings.state_file)
+        rates = pacing.known()
         async with client_factory() as client:
             first_attempts = (
                 await anyio.to_thread.run_sync(first_attempts_of, spec.ledger)
@@ -196,12 +199,18 @@ async def run_job(
         # Still under the ledger's lock: no other run appends while its lines are folded.
         await keep_snapshot(spec, history)
     save_learned_limits(spec.settings.state_file, stats.limits)
-    save_learned_rates(spec.settings.state_file, {key: p["limit"] for key, p in stats.pace.items()})
+    measured = {key: p["limit"] for key, p in stats.pace.items()}
+    save_learned_rates(spec.settings.state_file, measured)
+    pacing.adopt(measured)  # the command's next step (track, coverage) starts there
     return JobResult(run_id, code, stats, plan, duration, rejected, len(plan.conflicts))
 
 
 async def _preflighted(
-    spec: JobSpec, plan: Plan, client_factory: ClientFactory, stack: AsyncExitStack
+    spec: JobSpec,
+    plan: Plan,
+    client_factory: ClientFactory,
+    stack: AsyncExitStack,
+    pacing: Pacing,
 ) -> ClientFactory:
     """Prove endpoint, credentials and project with one GET, for the first pair's project,
     before the run is recorded: a refusal leaves the ledger as it was and costs one request.
@@ -213,7 +222,7 @@ async def _preflighted(
     client = await stack.enter_async_context(client_factory())
     if isinstance(client, HasCapabilities):
         await preflight(
-            client,
+            pacing.capabilities_of(client),
             first.task.project_id,
             region=first.task.source_region,
             give_up_after=patience(spec.settings),

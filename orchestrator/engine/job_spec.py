@@ -10,6 +10,7 @@ from pathlib import Path
 
 from orchestrator.config.settings import RunSettings
 from orchestrator.engine.live import Watcher
+from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.plan import Plan
 from orchestrator.engine.pool import Pool, PoolStats
 from orchestrator.exitcodes import ExitCode
@@ -56,6 +57,10 @@ class JobSpec:
     on_pool: Callable[[Pool], None] | None = None
     #: Runs beside the pool (the live ``--metrics-file``), cancelled when the pool returns.
     watch: Watcher | None = None
+    #: The look-ups' pace of the command this job is a step of (``run --discover``, a
+    #: schedule's firing): the run starts at what it learned, and it learns what the run
+    #: measured. None: the job's own, from the settings and the ``--state-file``.
+    pacing: Pacing | None = None
     snapshot_after_bytes: int = SNAPSHOT_AFTER_BYTES
     snapshot_check_s: float = SNAPSHOT_CHECK_S
 

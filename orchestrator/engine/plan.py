@@ -7,18 +7,8 @@ that repeat a pair with a *different* destination project are a *conflict*: ever
 that pair is reported and none is sent, because guessing which project was meant could copy
 a backup into the wrong account.
 
-Then the ledger (:class:`~orchestrator.ledger.history.History`) decides per pair:
-
-=============================================  ===========================================
-the ledger says                                 the plan
-=============================================  ===========================================
-an attempt after the last result                send, reconciling first (``unknown_outcome``)
-``replicated`` / ``already_replicated``         skip (``already_done``)
-... but ``track`` saw the copy fail             skip (``skipped_failed``); send with
-                                                ``--retry-failed`` (``retry_failed``)
-``failed``                                      the same as a failed copy
-``gave_up``, or nothing                         send
-=============================================  ===========================================
+Then the ledger (:class:`~orchestrator.ledger.history.History`) decides per pair: send,
+reconcile first, skip, or retry a failed copy (:mod:`orchestrator.engine.plan_decision`).
 
 Two streaming passes, so that nothing is sent before every conflict is known and a
 million-row manifest is never held in memory: :meth:`Plan.from_manifest` validates and
@@ -32,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Final
 
 from orchestrator.engine.cbr_manifest import iter_cbr_fields, iter_cbr_manifest
@@ -44,10 +34,20 @@ from orchestrator.engine.manifest import (
     iter_manifest,
     iter_manifest_fields,
 )
+from orchestrator.engine.plan_decision import (
+    MARK_RECONCILE,
+    MARK_SEND,
+    MARK_SKIP,
+    MARKS,
+    SEND,
+    RegionCounts,
+    decide,
+    tally,
+)
 from orchestrator.errors import ManifestError
 from orchestrator.ledger.history import ABSENT as _ABSENT
-from orchestrator.ledger.history import History, PairKeys, PairView
-from orchestrator.models import FINAL_SUCCESS, PairKey, ReplicationTask, ResultStatus, WorkItem
+from orchestrator.ledger.history import History, PairKeys
+from orchestrator.models import PairKey, ReplicationTask, WorkItem
 
 __all__ = ["Conflict", "Plan", "RegionCounts", "require_rows"]
 
@@ -56,42 +56,6 @@ MAX_REJECTED: Final = 10_000
 #: Invalid rows and conflicts that a run's error, warning or summary names (`report` and
 #: `plan` list more).
 SHOWN_PROBLEMS: Final = 5
-
-
-@dataclass(slots=True)
-class RegionCounts:
-    """Rows of one destination region, by what the plan does with them.
-
-    Every valid row lands in exactly one of ``to_send``, ``already_done``,
-    ``skipped_failed``, ``duplicates`` and ``conflicts``; ``retry_failed`` and
-    ``unknown_outcome`` are the parts of ``to_send`` sent because of ``--retry-failed`` and
-    after reconciling. ``invalid`` counts rows that failed validation.
-    """
-
-    to_send: int = 0
-    already_done: int = 0
-    skipped_failed: int = 0
-    duplicates: int = 0
-    conflicts: int = 0
-    invalid: int = 0
-    retry_failed: int = 0
-    unknown_outcome: int = 0
-
-    @property
-    def rows(self) -> int:
-        """All rows counted here."""
-        return (
-            self.to_send
-            + self.already_done
-            + self.skipped_failed
-            + self.duplicates
-            + self.conflicts
-            + self.invalid
-        )
-
-    def add(self, other: RegionCounts) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +67,6 @@ class Conflict:
     lines: tuple[int, ...]
     destination_project_ids: tuple[str, ...]
 
-
-# What happens to a pair, decided once from its history.
-_SEND, _RECONCILE, _RETRY, _DONE, _SKIP_FAILED = range(5)
-# The byte per position (manifest line, or index in a task list) that pass 2 reads.
-_MARK_SKIP, _MARK_SEND, _MARK_RECONCILE = 0, 1, 2
-_MARKS: Final = (_MARK_SEND, _MARK_RECONCILE, _MARK_SEND, _MARK_SKIP, _MARK_SKIP)
 
 # An index entry packed in one int: position of the pair's first row, rows seen (saturating),
 # a conflict flag, and a 64-bit hash of the first row's destination project.
@@ -322,7 +280,7 @@ class Plan:
                 )
             mark = marks[row.line if self._by_line else position]
             if mark:
-                yield WorkItem(row, mark == _MARK_RECONCILE)
+                yield WorkItem(row, mark == MARK_RECONCILE)
 
     # --- pass 1 -------------------------------------------------------------------------
 
@@ -355,11 +313,11 @@ class Plan:
                 pair = _ABSENT if view is None else view(key)
                 if pair is _ABSENT:
                     counts.to_send += 1
-                    marks[position] = _MARK_SEND
+                    marks[position] = MARK_SEND
                 else:
-                    decision = _decision(pair, self._retry_failed)
-                    _count(counts, decision, +1)
-                    marks[position] = _MARKS[decision]
+                    decision = decide(pair, self._retry_failed)
+                    tally(counts, decision, +1)
+                    marks[position] = MARKS[decision]
                 index[key] = position << _POS_SHIFT | _COUNT_ONE | dest
             else:
                 counts = by_region.get(region) or self._counts_of(region)
@@ -379,10 +337,10 @@ class Plan:
             # A conflict: take back what was counted for this pair (its first row's
             # decision, its duplicates) and send none of its rows.
             conflict_keys.add(key)
-            _count(counts, self._decide(key), -1)
+            tally(counts, self._decide(key), -1)
             counts.duplicates -= seen - 1
             counts.conflicts += seen + 1
-            self._marks[packed >> _POS_SHIFT] = _MARK_SKIP
+            self._marks[packed >> _POS_SHIFT] = MARK_SKIP
             packed |= _CONFLICT
         if seen < _COUNT_MAX:
             packed += _COUNT_ONE
@@ -390,8 +348,8 @@ class Plan:
 
     def _decide(self, key: bytes) -> int:
         if self._history is None:
-            return _SEND
-        return _decision(self._history.view(key), self._retry_failed)
+            return SEND
+        return decide(self._history.view(key), self._retry_failed)
 
     def _counts_of(self, region: str) -> RegionCounts:
         counts = self.by_region.get(region)
@@ -427,31 +385,6 @@ class Plan:
             )
             for rows in found.values()  # in the order of each pair's first row
         ]
-
-
-def _decision(view: PairView, retry_failed: bool) -> int:
-    if view.unknown_outcome:
-        return _RECONCILE
-    status = view.status
-    if status is None or status is ResultStatus.GAVE_UP:
-        return _SEND
-    failed = status is ResultStatus.FAILED or (status in FINAL_SUCCESS and view.copy_failed)
-    if failed:
-        return _RETRY if retry_failed else _SKIP_FAILED
-    return _DONE
-
-
-def _count(counts: RegionCounts, decision: int, delta: int) -> None:
-    if decision == _DONE:
-        counts.already_done += delta
-    elif decision == _SKIP_FAILED:
-        counts.skipped_failed += delta
-    else:
-        counts.to_send += delta
-        if decision == _RETRY:
-            counts.retry_failed += delta
-        elif decision == _RECONCILE:
-            counts.unknown_outcome += delta
 
 
 def require_rows(plan: Plan, manifest: str) -> None:

@@ -33,6 +33,7 @@ import anyio
 import structlog
 
 from orchestrator.engine.copies import PendingCopy, Seen, pending_copies, poll_copy
+from orchestrator.engine.paced_service import Pacing
 from orchestrator.errors import (
     ConfigError,
     OrchestratorError,
@@ -278,12 +279,15 @@ async def track_ledger(
     sleep: Sleep = anyio.sleep,
     clock: Clock = time.monotonic,
     preflight_patience: float = 60.0,
+    pacing: Pacing | None = None,
 ) -> TrackResult:
     """Track every pending copy of ``ledger``, appending ``copy_status`` lines to it.
 
     The ledger is locked for the whole time (a run cannot write it meanwhile). One
     preflight request first: a service never reached for ``preflight_patience`` seconds,
-    refused credentials or an endpoint that is not CSBS stop it before any poll.
+    refused credentials or an endpoint that is not CSBS stop it before any poll. With
+    ``pacing``, every request (the preflight and each poll) goes at the pace of its source
+    endpoint and project (its waits on ``pacing``'s own sleep and clock).
     """
     if not await anyio.Path(ledger).exists():  # do not create one: there is nothing to track
         raise ConfigError(f"{ledger}: no such ledger")
@@ -293,7 +297,8 @@ async def track_ledger(
         if not pending:
             return TrackResult()
         recorder = LedgerRecorder(writer, f"track-{uuid.uuid4().hex}")
-        async with client_factory() as client:
+        async with client_factory() as opened:
+            client = opened if pacing is None else pacing.wrap(opened)
             if isinstance(client, HasCapabilities):  # unreachable or refused: stop at once
                 first = pending[0]
                 await preflight(

@@ -132,3 +132,22 @@ def test_a_misspelt_flag_gets_the_command_usage_and_the_closest_flag(
     assert "usage: csbs-orchestrator run " in err  # the command's usage, not the program's
     assert "csbs-orchestrator run: error: unrecognized arguments: --concurency 3; " in err
     assert "did you mean --concurrency?" in err
+
+
+def test_a_misspelt_flag_is_named_before_a_required_one_is_missed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The misspelt --manifest is the user's mistake; "--ledger is required" hid it.
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--manifst", "m.csv"])
+    err = capsys.readouterr().err
+    assert exited.value.code == ExitCode.USAGE
+    assert "unrecognized arguments: --manifst m.csv; did you mean --manifest?" in err
+    assert "required" not in err
+
+
+def test_an_abbreviated_flag_still_parses() -> None:
+    from orchestrator.cli.main import build_parser
+
+    args = build_parser().parse_args(["plan", "--manif", "m.csv"])
+    assert args.manifest == "m.csv"

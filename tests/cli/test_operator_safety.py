@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from orchestrator.cli.main import main
-from orchestrator.engine import manifest as manifest_module
+from orchestrator.engine import manifest_pin
 from orchestrator.engine.plan import Plan
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import iter_records
@@ -140,7 +140,7 @@ def change_manifest_after(
 
     Blocks of a few lines make the pin check often; the padded manifest outgrows the read
     buffer, so the reader really meets the new bytes."""
-    monkeypatch.setattr(manifest_module, "PIN_BLOCK_LINES", block_lines, raising=False)
+    monkeypatch.setattr(manifest_pin, "PIN_BLOCK_LINES", block_lines)
     original = Plan.work
 
     def work(self: Plan) -> Iterator[Any]:

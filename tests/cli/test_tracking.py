@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from time import monotonic
 from typing import cast
 
 import orjson
@@ -14,6 +15,8 @@ from structlog.testing import capture_logs
 
 from orchestrator.cli.main import main
 from orchestrator.engine.copies import PendingCopy, pending_copies
+from orchestrator.engine.pace import PaceSettings
+from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.plan import Plan
 from orchestrator.engine.track import TrackResult, TrackSettings, track_copies, track_ledger
 from orchestrator.exitcodes import ExitCode
@@ -124,6 +127,33 @@ async def test_without_the_records_endpoint_copies_are_read_from_the_item(
     assert result.exit_code == ExitCode.OK
     assert refused == asked_items == 6 * result.rounds  # every poll: 404, then the item
     assert Counter(str(line["copy_status"]) for line in _copy_lines(ledger))["success"] == 6
+
+
+async def test_paced_polls_wait_on_the_trackers_own_time(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    """With a pace (here a ceiling of 5 a second), each poll waits for its slot on the
+    tracker's sleep and clock: on simulated time, nothing really waits."""
+    async with make_simulator(items=30, copy_wait_s=0, copy_duration_s=0) as sim:
+        ledger = await _replicated(sim, tmp_path)
+        time = SimTime(sim)
+        pacing = Pacing(PaceSettings(ceiling=5.0), clock=time.clock, sleep=time.sleep)
+        started = monotonic()
+        result = await track_ledger(
+            ledger,
+            _factory(sim),
+            TrackSettings(concurrency=4),
+            sleep=time.sleep,
+            clock=time.clock,
+            pacing=pacing,
+        )
+        waited = monotonic() - started
+    assert (result.success, result.rounds) == (6, 1)
+    # The preflight, then six polls: one slot every 0.2 s of the tracker's time.
+    assert time.now == pytest.approx(6 * 0.2, abs=0.01)
+    assert waited < 1.0  # (simulated: the 1.2 s were never slept)
+    (summary,) = pacing.summary().values()
+    assert summary["accepted"] == 7
 
 
 class _OddStatuses:

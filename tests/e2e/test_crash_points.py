@@ -18,9 +18,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from orchestrator.ledger.file import _open_locked, iter_records
+from orchestrator.ledger.file import iter_records
 from orchestrator.ledger.history import History
 from orchestrator.ledger.snapshot import snapshot_path
+from orchestrator.ledger.writer import open_locked
 from tests.helpers.ledgerlines import RID, attempt, result
 from tests.ledger.test_props_ledger import complete_lines, fold_of_lines, observe
 
@@ -52,7 +53,7 @@ while True:
 # (which cuts the torn line), again and again.
 _REPAIRER = """
 import os, sys, orjson
-from orchestrator.ledger.file import _open_locked
+from orchestrator.ledger.writer import open_locked
 from tests.helpers.ledgerlines import attempt
 path = sys.argv[1]
 n = 0
@@ -62,7 +63,7 @@ while True:
     line = orjson.dumps(attempt(n % 5000)) + b"\\n"
     with open(path, "ab") as f:
         f.write(line * 50 + line[: n % (len(line) - 1) + 1])
-    fd, _ = _open_locked(path, fsync=True)
+    fd, _ = open_locked(path, fsync=True)
     os.close(fd)
 """
 
@@ -95,7 +96,7 @@ def _check(ledger: Path) -> None:
     lines = complete_lines(ledger.read_bytes())
     expected = fold_of_lines(lines, with_ids=False)
     assert observe(History.load(ledger, record_ids=False), with_ids=False) == expected
-    fd, _ = _open_locked(os.fspath(ledger), fsync=False)  # the next run's open
+    fd, _ = open_locked(os.fspath(ledger), fsync=False)  # the next run's open
     os.close(fd)
     assert sum(1 for _ in iter_records(ledger)) == len(lines)
     assert observe(History.load(ledger, record_ids=False), with_ids=False) == expected

@@ -17,7 +17,7 @@ import anyio
 import orjson
 import pytest
 
-import orchestrator.ledger.file as ledger_module
+import orchestrator.ledger.last_record as last_record_module
 from orchestrator.engine.job import _collector_tuned
 from orchestrator.engine.limiters import Slots, Stopped
 from orchestrator.engine.retry import RetryPolicy, retrying
@@ -129,7 +129,7 @@ def _line(**fields: object) -> bytes:
 def test_last_record_finds_what_the_fold_finds(
     tmp_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ledger_module, "_SCAN_CHUNK", chunk)
+    monkeypatch.setattr(last_record_module, "_SCAN_CHUNK", chunk)
     path = tmp_path / "ledger.jsonl"
     path.write_bytes(
         _line(event="run_started", run_id="a", pad="x" * 200)

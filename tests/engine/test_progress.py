@@ -1,9 +1,7 @@
-"""Progress: rich rows on a (fake) terminal, ``run.progress`` events elsewhere, a fake clock."""
+"""Progress: the display picked, the hot path, ticks, logs and rows on one console."""
 
 from __future__ import annotations
 
-import io
-import re
 from collections.abc import Iterator
 
 import anyio
@@ -21,16 +19,7 @@ from orchestrator.engine.progress import (
     make_progress,
     run_ticks,
 )
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers.progress_screens import FakeClock, fake_terminal, screen
 
 
 @pytest.fixture
@@ -40,11 +29,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def console() -> Console:
-    return Console(file=io.StringIO(), force_terminal=True, width=100)
-
-
-def screen(console: Console) -> str:
-    return _ANSI.sub("", console.file.getvalue())  # type: ignore[attr-defined]  # a StringIO
+    return fake_terminal()
 
 
 @pytest.fixture(autouse=True)
@@ -62,93 +47,6 @@ def test_make_progress_picks_by_terminal(console: Console) -> None:
         assert either is progress
 
 
-def test_rich_rows_show_regions_counts_and_retries(console: Console, clock: FakeClock) -> None:
-    progress = make_progress(True, console=console, clock=clock)
-    progress.start({"cn-east-2": 10, "cn-south-1": 4})
-    for _ in range(6):
-        clock.now += 1.0
-        progress.advance("cn-east-2", "replicated")
-        progress.tick()
-    progress.advance("cn-south-1", "failed")
-    progress.retry("cn-south-1")
-    progress.retry("cn-south-1")
-    progress.set_limit("cn-south-1", 7)
-    clock.now += 1.0
-    progress.tick()
-    progress.close()
-    text = screen(console)
-    final = text[text.rindex("cn-east-2") :]
-    east, south, total = [line for line in final.splitlines() if line.strip()][:3]
-    assert "6/10" in east
-    assert "0.9/s" in east  # 6 pairs in the 7 s since start
-    assert "ETA 0:05" in east  # 4 left at 6/7 a second: 4.7 s
-    assert south.startswith("cn-south-1")
-    assert "1/4" in south
-    assert "retries 2" in south
-    assert "failed 1" in south
-    assert "limit 7" in south
-    assert total.startswith("total")
-    assert "7/14" in total
-
-
-def test_rich_redraws_at_most_four_times_a_second(console: Console, clock: FakeClock) -> None:
-    progress = RichProgress(console, clock=clock)
-    progress.start({"cn-east-2": 100})
-    drawn = len(screen(console))
-    for _ in range(20):  # 20 ticks within 0.2 s of clock time: no redraw
-        clock.now += 0.01
-        progress.advance("cn-east-2", "replicated")
-        progress.tick()
-    assert len(screen(console)) == drawn
-    clock.now += 0.06
-    progress.tick()
-    assert len(screen(console)) > drawn
-    assert "20/100" in screen(console)
-    progress.close()
-    progress.close()  # idempotent
-
-
-def test_a_region_the_plan_did_not_announce_gets_a_row(console: Console, clock: FakeClock) -> None:
-    progress = RichProgress(console, clock=clock)
-    progress.start({"cn-east-2": 2})
-    progress.advance("ap-southeast-1", "replicated")
-    clock.now += 1.0
-    progress.tick()
-    progress.close()
-    final = screen(console)
-    final = final[final.rindex("cn-east-2") :]
-    names = [line.split()[0] for line in final.splitlines() if line.strip()]
-    assert names == ["cn-east-2", "ap-southeast-1", "total"]
-
-
-def test_log_progress_cadence_and_fields(clock: FakeClock) -> None:
-    with capture_logs() as logs:
-        progress = make_progress(False, clock=clock, interval_s=10.0)
-        progress.start({"cn-east-2": 100, "cn-south-1": 50})
-        for second in range(1, 36):
-            clock.now += 1.0
-            progress.advance("cn-east-2", "replicated")
-            if second % 5 == 0:
-                progress.advance("cn-south-1", "gave_up")
-                progress.retry("cn-south-1")
-            progress.tick()
-        progress.set_limit("cn-east-2", 16)
-        progress.close()
-        progress.close()
-    events = [entry for entry in logs if entry["event"] == "run.progress"]
-    assert [e["elapsed_s"] for e in events] == [10.0, 20.0, 30.0, 35.0]
-    assert [e["final"] for e in events] == [False, False, False, True]
-    first = events[0]
-    assert (first["done"], first["total"], first["failed"], first["retries"]) == (12, 150, 2, 2)
-    assert first["log_level"] == "info"
-    east = first["regions"]["cn-east-2"]
-    assert (east["done"], east["total"], east["rate"], east["eta_s"]) == (10, 100, 1.0, 90)
-    south = events[-1]["regions"]["cn-south-1"]
-    assert (south["done"], south["failed"], south["retries"]) == (7, 7, 7)
-    assert south["rate"] == pytest.approx(0.2)
-    assert events[-1]["regions"]["cn-east-2"]["limit"] == 16
-
-
 def test_hot_path_calls_write_nothing(clock: FakeClock) -> None:
     with capture_logs() as logs:
         progress = LogProgress(structlog.get_logger(), interval_s=10.0, clock=clock)
@@ -159,20 +57,6 @@ def test_hot_path_calls_write_nothing(clock: FakeClock) -> None:
             progress.set_limit("cn-east-2", 8)
         progress.tick()  # no clock time passed
     assert logs == []
-
-
-def test_rate_uses_a_sliding_window(clock: FakeClock) -> None:
-    with capture_logs() as logs:
-        progress = LogProgress(structlog.get_logger(), interval_s=10.0, clock=clock, window_s=20.0)
-        progress.start({"r": 1000})
-        for second in range(1, 61):
-            clock.now += 1.0
-            for _ in range(10 if second <= 30 else 1):  # fast, then slow
-                progress.advance("r", "replicated")
-            progress.tick()
-    rates = [e["regions"]["r"]["rate"] for e in logs]
-    assert rates[:3] == [10.0, 10.0, 10.0]
-    assert rates[-1] == 1.0  # the last 20 s only, not the average since start
 
 
 def test_logs_and_the_rich_display_share_one_console(console: Console, clock: FakeClock) -> None:

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from orchestrator.errors import LedgerError
-from orchestrator.ledger.file import _open_locked
 from orchestrator.ledger.history import History
 from orchestrator.ledger.snapshot import snapshot_path
+from orchestrator.ledger.writer import open_locked
 from tests.helpers.ledgerlines import RID, RID2, attempt, copy_status, key, line, result
 
 REGIONS = ("cn-east-2", "cn-south-1")
@@ -292,7 +292,7 @@ class LedgerLife(RuleBasedStateMachine):
         only lacks its newline is kept and the newline added."""
         before = self._bytes()
         kept = complete_lines(before)
-        fd, cut = _open_locked(os.fspath(self.path), fsync=False)
+        fd, cut = open_locked(os.fspath(self.path), fsync=False)
         os.close(fd)
         assert not self._torn()
         assert cut >= 0

@@ -107,6 +107,17 @@ def test_a_repr_of_an_odd_secret_never_reaches_a_log(fmt: str, tmp_path: Path) -
         assert "***" in written
 
 
+def test_a_one_letter_credential_does_not_mangle_every_log_line() -> None:
+    # A user who typed HUAWEICLOUD_SDK_AK=a saw "credenti***ls.source" and "timest***mp" keys.
+    out = io.BytesIO()
+    configure_logging(fmt="json", level="info", log_file=None, stream=out, secrets=["a", "bc"])
+    structlog.get_logger().info("credentials.source", source="environment")
+    line = orjson.loads(out.getvalue())
+    assert line["event"] == "credentials.source"
+    assert "timestamp" in line
+    assert line["level"] == "info"
+
+
 def test_a_secret_learnt_after_logging_started_is_scrubbed() -> None:
     out = io.BytesIO()
     known = SecretSet(["first-secret"])

@@ -1,4 +1,4 @@
-"""The ledger: append and read back, group commit, durability, lock, repair, failures."""
+"""The ledger writer: append and read back, group commit, durability, the lock, failures."""
 
 from __future__ import annotations
 
@@ -13,28 +13,13 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import orjson
 import pytest
 
 from orchestrator.errors import LedgerError, LedgerLockedError, LedgerWriteError
-from orchestrator.ledger.file import LedgerReader, LedgerWriter, _open_locked, iter_records
-from orchestrator.ledger.format import SCHEMA_VERSION
+from orchestrator.ledger.file import LedgerWriter
+from tests.helpers.ledger_records import read_all, rec
 
 pytestmark = pytest.mark.anyio
-
-
-def rec(i: int, event: str = "attempt") -> dict[str, Any]:
-    return {
-        "v": SCHEMA_VERSION,
-        "event": event,
-        "ts": "2025-01-31T23:59:59.123456+00:00",
-        "run_id": "r1",
-        "project_id": "0" * 32,
-        "checkpoint_item_id": f"00000000-0000-4000-8000-{i:012d}",
-        "destination_region": "cn-east-2",
-        "destination_project_id": "1" * 32,
-        "attempt": 1,
-    }
 
 
 class FsyncSpy:
@@ -60,10 +45,6 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> FsyncSpy:
     spy = FsyncSpy(os.fsync)
     monkeypatch.setattr(os, "fsync", spy)
     return spy
-
-
-def read_all(path: Path) -> list[dict[str, Any]]:
-    return list(iter_records(path))
 
 
 async def test_round_trip(tmp_path: Path, fsyncs: FsyncSpy) -> None:
@@ -237,180 +218,6 @@ async def test_second_writer_in_another_process_is_refused(tmp_path: Path) -> No
     async with LedgerWriter(path):
         assert (await anyio.to_thread.run_sync(other)).startswith(f"locked: {path}")
     assert (await anyio.to_thread.run_sync(other)).startswith("opened")
-
-
-# --- repair and reading ---------------------------------------------------------------------
-
-
-def _line(record: dict[str, Any]) -> bytes:
-    return orjson.dumps(record) + b"\n"
-
-
-async def test_torn_tail_is_cut_on_open(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.jsonl"
-    torn = _line(rec(3))[:40]
-    path.write_bytes(_line(rec(1)) + _line(rec(2)) + torn)
-    assert read_all(path) == [rec(1), rec(2)]  # readers skip it too
-    async with LedgerWriter(path) as ledger:
-        assert ledger.repaired_bytes == len(torn)
-        ledger.write(rec(4))
-    assert read_all(path) == [rec(1), rec(2), rec(4)]
-
-
-async def test_torn_only_line_is_cut_to_empty(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.jsonl"
-    path.write_bytes(b'{"v":1,"ev')
-    async with LedgerWriter(path) as ledger:
-        assert ledger.repaired_bytes == 10
-        assert path.stat().st_size == 0
-        ledger.write(rec(1))
-    assert read_all(path) == [rec(1)]
-
-
-async def test_long_torn_tail_spanning_read_chunks(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.jsonl"
-    torn = b'{"error_msg":"' + b"x" * 200_000
-    path.write_bytes(_line(rec(1)) + torn)
-    async with LedgerWriter(path) as ledger:
-        assert ledger.repaired_bytes == len(torn)
-    assert read_all(path) == [rec(1)]
-
-
-@pytest.mark.parametrize(
-    "broken",
-    [
-        b'{"v":1,"eve\n',
-        b"{not json\n  \n\n",
-        b"\x00\x00\x00\n",
-        b"x" * 70_000 + b"\n" + b" \n" * 40_000,  # longer than a read, then blanks
-        # Torn with its newline, then torn without: the torn tail is cut, and so is the
-        # broken line it leaves last (neither was ever folded).
-        b'{"v":1,"event":"attempt",\n{"v":1,"ev',
-    ],
-    ids=["torn, with newline", "then blanks", "zeros", "spanning read chunks", "twice"],
-)
-async def test_a_broken_last_line_with_its_newline_is_cut_on_open(
-    tmp_path: Path, broken: bytes
-) -> None:
-    """Readers skip a last line that does not parse, newline or not: the writer cuts it, so
-    the lines it appends never make it a broken line in the middle (refused by every load)."""
-    path = tmp_path / "ledger.jsonl"
-    path.write_bytes(_line(rec(1)) + _line(rec(2)) + broken)
-    if broken.endswith(b"\n"):
-        assert read_all(path) == [rec(1), rec(2)]  # readers skip it
-    async with LedgerWriter(path) as ledger:
-        assert ledger.repaired_bytes == len(broken)
-        ledger.write(rec(4))
-    assert read_all(path) == [rec(1), rec(2), rec(4)]
-
-
-@pytest.mark.parametrize("last", [b"[1, 2]\n", b"{}\n", b'{"v": 1}\n\n', b'"text"\n'])
-async def test_a_last_line_that_is_json_but_no_record_is_left_for_the_reader_to_refuse(
-    tmp_path: Path, last: bytes
-) -> None:
-    """Not a torn write (it parses): this file is not (only) a ledger, and nothing is cut."""
-    path = tmp_path / "ledger.jsonl"
-    path.write_bytes(_line(rec(1)) + last)
-    with pytest.raises(LedgerError, match=rf"{path}:2: not a ledger line"):
-        read_all(path)
-    async with LedgerWriter(path) as ledger:
-        assert ledger.repaired_bytes == 0
-    assert path.read_bytes() == _line(rec(1)) + last
-
-
-def test_broken_middle_line_names_file_and_line(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.jsonl"
-    path.write_bytes(_line(rec(1)) + b"{not json\n" + _line(rec(3)))
-    records = iter_records(path)
-    assert next(records) == rec(1)
-    with pytest.raises(LedgerError, match=rf"{path}:2: not a JSON line"):
-        next(records)
-
-
-def test_broken_last_line_with_newline_is_skipped(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.jsonl"
-    path.write_bytes(_line(rec(1)) + b'{"v":1,"eve\n\n')
-    assert read_all(path) == [rec(1)]
-
-
-def test_non_object_line_and_newer_schema_are_refused(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.jsonl"
-    path.write_bytes(b"[1,2]\n" + _line(rec(2)))
-    with pytest.raises(LedgerError, match=":1: not a ledger line"):
-        read_all(path)
-    path.write_bytes(_line({**rec(1), "v": 2}))
-    with pytest.raises(LedgerError, match="newer csbs-orchestrator"):
-        read_all(path)
-
-
-def test_blank_lines_are_skipped_and_missing_file_is_an_error(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.jsonl"
-    path.write_bytes(_line(rec(1)) + b"\n  \n" + _line(rec(2)))
-    assert read_all(path) == [rec(1), rec(2)]
-    with pytest.raises(LedgerError, match="cannot open"):
-        read_all(tmp_path / "missing.jsonl")
-
-
-def test_reads_many_lines(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.jsonl"
-    path.write_bytes(b"".join(_line(rec(i)) for i in range(50_000)))
-    count = 0
-    for count, record in enumerate(iter_records(path), 1):  # noqa: B007 (count is the point)
-        assert record["v"] == 1
-    assert count == 50_000
-
-
-@pytest.mark.parametrize(
-    "torn",
-    [b'{"v":1,"eve', b'{"v":1,"eve\n', _line(rec(9)).rstrip(b"\n"), b"  "],
-    ids=["no newline", "with newline", "whole but no newline", "blank"],
-)
-def test_a_reader_says_where_the_whole_lines_end(tmp_path: Path, torn: bytes) -> None:
-    path = tmp_path / "ledger.jsonl"
-    whole = _line(rec(1)) + b"\n" + _line(rec(2))
-    path.write_bytes(whole + torn)
-    reader = LedgerReader(path)
-    list(reader)
-    if torn.startswith(b'{"v":1,"event"'):  # a whole record that only lacks its newline
-        assert (reader.end, reader.lines) == (len(whole) + len(torn), 4)
-        # Folded, and kept: the writer adds its newline and appends. A reader from there
-        # skips that newline (the line is counted once) and counts on.
-        fd, cut = _open_locked(os.fspath(path), fsync=False)
-        os.close(fd)
-        assert cut == 0
-        assert path.read_bytes() == whole + torn + b"\n"
-        with path.open("ab") as f:
-            f.write(_line(rec(5)) + b"{broken\n" + _line(rec(7)))
-        later = LedgerReader(path, start=reader.end, lines=reader.lines)
-        records = iter(later)
-        assert next(records) == rec(5)
-        with pytest.raises(LedgerError, match=rf"{path}:6: not a JSON line"):
-            next(records)
-        return
-    assert (reader.end, reader.lines) == (len(whole), 3)
-
-    # The writer cuts the torn line and appends: a reader from there sees only the new lines.
-    path.write_bytes(whole + _line(rec(3)) + b"{broken\n" + _line(rec(5)))
-    later = LedgerReader(path, start=reader.end, lines=reader.lines)
-    records = iter(later)
-    assert next(records) == rec(3)
-    with pytest.raises(LedgerError, match=rf"{path}:5: not a JSON line"):  # counted on
-        next(records)
-
-
-def test_a_line_folded_without_its_newline_that_then_grows_is_refused(tmp_path: Path) -> None:
-    """A writer's lines end in a newline: bytes that continue a line already folded mean it
-    was no whole line, and a reader from there says so instead of misreading the rest."""
-    path = tmp_path / "ledger.jsonl"
-    path.write_bytes(_line(rec(1)) + _line(rec(2)).rstrip(b"\n"))
-    reader = LedgerReader(path)
-    assert list(reader) == [rec(1), rec(2)]
-    with path.open("ab") as f:
-        f.write(b"trailing\n" + _line(rec(3)))
-    with pytest.raises(LedgerError, match=rf"{path}:2: the last line read has grown"):
-        list(LedgerReader(path, start=reader.end, lines=reader.lines))
-    with pytest.raises(LedgerError, match=rf"{path}:2: not a JSON line"):  # as from the start
-        read_all(path)
 
 
 # --- failures -------------------------------------------------------------------------------
