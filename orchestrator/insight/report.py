@@ -5,7 +5,7 @@ in :mod:`.report_fold`, the record in :mod:`.report_model`, the table/JSON/CSV i
 
 The input is any iterable of ledger records (schema v1), typically
 ``ledger.iter_records(path)``. It is read once, as a stream: memory grows with the number of
-distinct *pairs* in the selected runs (about 150 bytes each: a 16-byte digest and a shared
+distinct *pairs* in the selected runs (about 150 bytes each: a 17-byte key and a shared
 label), with the durations (8 bytes per sent pair) and with the error codes, never with the
 number of lines.
 

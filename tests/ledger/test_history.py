@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from orchestrator.ledger.history import History, PairKeys, PairView
+from orchestrator.ledger.history import History, PairView
 from orchestrator.models import ResultStatus
 from tests.helpers.ledgerlines import (
     PROJECT,
@@ -202,25 +202,6 @@ def test_lines_without_ids_are_skipped(tmp_path: Path) -> None:
 def test_torn_last_line_is_ignored(tmp_path: Path) -> None:
     path = write(tmp_path / "l.jsonl", result(1, "replicated"), tail=b'{"v":1,"event":"res')
     assert History.load(path).status(key(1)) is ResultStatus.REPLICATED
-
-
-def test_pair_keys_are_exact_and_compact() -> None:
-    keys = PairKeys()
-    a = keys(PROJECT, item(1), "cn-east-2")
-    assert a == keys(PROJECT, item(1), "cn-east-2")
-    assert len(a) == 17
-    distinct = {
-        a,
-        keys(PROJECT, item(2), "cn-east-2"),
-        keys(PROJECT, item(1), "cn-south-1"),
-        keys("c" * 32, item(1), "cn-east-2"),
-        keys(PROJECT, "not-a-uuid", "cn-east-2"),
-    }
-    assert len(distinct) == 5
-    assert len(keys(PROJECT, "not-a-uuid", "cn-east-2")) == 12
-    # Combination numbers stay unambiguous past one byte.
-    many = {keys(PROJECT, item(1), f"r{i}-x") for i in range(300)}
-    assert len(many) == 300
 
 
 def test_many_pairs_load(tmp_path: Path) -> None:
