@@ -24,25 +24,26 @@ from typing import Any, Final, NamedTuple
 from orchestrator.ledger.file import LedgerReader
 from orchestrator.ledger.format import PairKeys
 from orchestrator.ledger.snapshot import SavedFold, load_snapshot, save_snapshot
-from orchestrator.models import PairKey, ResultStatus
+from orchestrator.models import CopyWord, PairKey, ResultStatus
 
 # PairKeys: re-exported, the plan borrows the history's own.
 __all__ = ["ABSENT", "CopyStatus", "History", "PairKeys", "PairView"]
 
 
 #: ``copy_status`` values written by ``track``: the service's own word, from a replication
-#: record's ``status`` or an item's ``extend_info.copy_status`` (both vocabularies; see
-#: :mod:`orchestrator.service.records`). The first four codes are those of older ledgers and
-#: snapshots; new words only ever append (three bits: at most seven).
+#: record's ``status`` or an item's ``extend_info.copy_status`` (:class:`CopyWord`; what each
+#: means is read in :mod:`orchestrator.service.records`). Their codes in a pair's state, and
+#: in snapshots: the first four are those of older ledgers and snapshots; new words only ever
+#: append (three bits: at most seven). A word not listed is not kept.
 CopyStatus = str
 _COPY_STATUSES: Final = (
-    "waiting_copy",
-    "copying",
-    "success",
-    "fail",
-    "skip",
-    "waiting_replicate",
-    "replicating",
+    CopyWord.WAITING_COPY,
+    CopyWord.COPYING,
+    CopyWord.SUCCESS,
+    CopyWord.FAIL,
+    CopyWord.SKIP,
+    CopyWord.WAITING_REPLICATE,
+    CopyWord.REPLICATING,
 )
 
 # A pair's state packed in one int (small ints are shared objects: no allocation at all
@@ -70,8 +71,8 @@ _FINAL: Final = (
 _STATUS_CODE: Final[Mapping[str, int]] = {str(s): i for i, s in enumerate(_FINAL, 1)}
 _STATUS_OF: Final = (None, *_FINAL)
 _COPY_CODE: Final[Mapping[str, int]] = {s: i for i, s in enumerate(_COPY_STATUSES, 1)}
-_COPY_OF: Final = (None, *_COPY_STATUSES)
-_COPY_FAIL: Final = _COPY_CODE["fail"]
+_COPY_OF: Final = (None, *map(str, _COPY_STATUSES))  # plain text, as it was read
+_COPY_FAIL: Final = _COPY_CODE[CopyWord.FAIL]
 
 _is_uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
 
@@ -279,7 +280,7 @@ class History:
     def copy_failed(self, key: PairKey) -> bool:
         """True when the service reported the pair's copy as failed: ``--retry-failed``
         sends it again even though the replicate request itself succeeded."""
-        return self.copy_status(key) == "fail"
+        return self.copy_status(key) == CopyWord.FAIL
 
     def record_id(self, key: PairKey) -> str | None:
         """The replication record id of the pair's latest result, if it had one."""

@@ -13,7 +13,8 @@ from orchestrator.discovery.discover import discover
 from orchestrator.discovery.rules import Destination as Dest
 from orchestrator.discovery.rules import DiscoverConfig, Rule, Source
 from orchestrator.errors import ConfigError
-from orchestrator.insight.coverage import CoverageFold, State, observe
+from orchestrator.insight.coverage import CoverageFold, State
+from orchestrator.insight.coverage_input import observe
 from orchestrator.simulator.views import format_time
 from tests.conftest import MakeSimulator
 from tests.discovery.test_discover import (

@@ -17,7 +17,7 @@ import pytest
 from orchestrator.cli.main import main
 from orchestrator.cli.nightly import ScheduleOptions, run_schedule
 from orchestrator.exitcodes import ExitCode
-from orchestrator.insight.coverage import ledger_facts, observe
+from orchestrator.insight.coverage_input import ledger_facts, observe
 from orchestrator.scheduling.missed import MissedRunPolicy
 from orchestrator.simulator.cbr import LIST_BACKUPS, vault_id
 from orchestrator.simulator.cbr import REPLICATE as CBR_REPLICATE
