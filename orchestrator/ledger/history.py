@@ -70,7 +70,7 @@ _FINAL: Final = (
 )
 _STATUS_CODE: Final[Mapping[str, int]] = {str(s): i for i, s in enumerate(_FINAL, 1)}
 _STATUS_OF: Final = (None, *_FINAL)
-_COPY_CODE: Final[Mapping[str, int]] = {s: i for i, s in enumerate(_COPY_STATUSES, 1)}
+_COPY_CODE: Final[Mapping[str, int]] = {str(s): i for i, s in enumerate(_COPY_STATUSES, 1)}
 _COPY_OF: Final = (None, *map(str, _COPY_STATUSES))  # plain text, as it was read
 _COPY_FAIL: Final = _COPY_CODE[CopyWord.FAIL]
 
