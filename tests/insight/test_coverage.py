@@ -21,7 +21,8 @@ from orchestrator.insight.coverage_render import metric_families, render_csv, re
 from orchestrator.service.records import CopyState
 from orchestrator.simulator.views import format_time
 from tests.conftest import MakeSimulator
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.env import use_sim_credentials
+from tests.helpers.simthread import simulator_thread
 
 H = 3600.0
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC).timestamp()
@@ -309,7 +310,7 @@ def test_coverage_of_an_aged_estate_shows_every_state(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with simulator_thread(items=700, age_days=7, regions=("cn-north-1",)) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         out = tmp_path / "coverage.json"
         metrics = tmp_path / "coverage.prom"
         code = main(_argv(sim, "--format", "json", "-o", str(out), "--metrics-file", str(metrics)))
@@ -338,7 +339,7 @@ def test_coverage_of_an_estate_with_nothing_protected_exits_0(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with simulator_thread(items=0, regions=("cn-north-1",)) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         code = main(_argv(sim))
     assert code == 0
     assert "no protected resource" in capsys.readouterr().out
@@ -348,7 +349,7 @@ def test_coverage_names_a_missing_ledger(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with simulator_thread(items=0, regions=("cn-north-1",)) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         code = main(_argv(sim, "--ledger", str(tmp_path / "nope.jsonl")))
     assert code == 2
     assert "nope.jsonl: no such ledger" in capsys.readouterr().err
