@@ -22,7 +22,8 @@ import anyio
 
 from orchestrator.discovery.discover import discover
 from orchestrator.discovery.rules import Destination, DiscoverConfig, Rule, Source
-from orchestrator.insight.coverage import CoverageFold, State, format_age, observe
+from orchestrator.insight.coverage import CoverageFold, State, format_age
+from orchestrator.insight.coverage_input import observe
 from orchestrator.models import ReplicationTask
 from orchestrator.service.auth import AkSkSigner, Secret
 from orchestrator.service.client import ClientSettings, CsbsClient

@@ -1,4 +1,5 @@
-"""Plain records shared by every layer: a replication task, its outcome, result statuses.
+"""Plain records shared by every layer: a replication task, its outcome, result statuses, the
+service's words for a copy.
 
 Frozen, slotted dataclasses: cheap to create by the million, safe to pass between tasks.
 """
@@ -12,6 +13,7 @@ from typing import Protocol
 __all__ = [
     "FINAL_SUCCESS",
     "PROVIDER_ID",
+    "CopyWord",
     "Durable",
     "Outcome",
     "PairKey",
@@ -38,6 +40,22 @@ class ResultStatus(enum.StrEnum):
 
 
 FINAL_SUCCESS = frozenset({ResultStatus.REPLICATED, ResultStatus.ALREADY_REPLICATED})
+
+
+class CopyWord(enum.StrEnum):
+    """The service's own words for a copy, spelled here once: a replication record's
+    ``status`` and an item's ``extend_info.copy_status`` (two vocabularies, see
+    ``docs/service-fidelity.md``), which ``track`` records verbatim as a ``copy_status`` line's
+    ``copy_status``. What each *means* is read in one place, ``service/records.py``."""
+
+    NA = "na"  # an item's: no copy
+    WAITING_COPY = "waiting_copy"  # an item's
+    COPYING = "copying"  # an item's
+    WAITING_REPLICATE = "waiting_replicate"  # a record's
+    REPLICATING = "replicating"  # a record's
+    SUCCESS = "success"  # both
+    FAIL = "fail"  # both
+    SKIP = "skip"  # a record's
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,7 @@ def no_real_credential_sources(
 ) -> None:
     """The credential chain's last links never leave the test: the ECS metadata service is a
     closed loopback port (never 169.254.169.254), the SDK profile file one that is absent.
-    Subprocesses inherit both (``runkit.cli_env`` keeps them)."""
+    Subprocesses inherit both (``helpers.env.subprocess_env`` keeps them)."""
     monkeypatch.setenv("CSBS_METADATA_URL", f"http://127.0.0.1:{closed_port}/securitykey")
     absent = Path(tmp_path_factory.getbasetemp()) / "no-such-credentials-file"
     monkeypatch.setenv("HUAWEICLOUD_SDK_CREDENTIALS_FILE", str(absent))

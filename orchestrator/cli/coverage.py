@@ -36,13 +36,8 @@ from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
-from orchestrator.insight.coverage import (
-    Coverage,
-    CoverageFold,
-    LedgerFact,
-    ledger_facts,
-    observe,
-)
+from orchestrator.insight.coverage import Coverage, CoverageFold
+from orchestrator.insight.coverage_input import LedgerFact, ledger_facts, observe
 from orchestrator.insight.coverage_render import (
     metric_families,
     render_csv,
@@ -51,6 +46,7 @@ from orchestrator.insight.coverage_render import (
 )
 from orchestrator.insight.ledgers import several
 from orchestrator.insight.metrics import write_families
+from orchestrator.service.records import RecordReader
 
 __all__ = [
     "coverage_config",
@@ -157,6 +153,7 @@ async def measure(
     ``on_listed(source, backups listed so far)`` is called every few hundred backups (a
     terminal's progress line)."""
     fold = CoverageFold(facts)
+    reader = RecordReader()  # one for the listing: an unknown copy word is logged once
     listed = 0
     pacing = pacing or Pacing.from_settings(conn.settings)
     async with conn.client() as opened:
@@ -175,6 +172,7 @@ async def measure(
                     project_id=source.project_id,
                     source_region=source.region,
                     targets=destinations_for(item, source, config),
+                    reader=reader,
                 )
                 if seen is not None:
                     fold.add(seen)

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from orchestrator.errors import PermanentApiError
 from orchestrator.ledger.file import iter_records
+from orchestrator.ledger.format import pair_ids
 from orchestrator.ledger.history import History
 from orchestrator.models import FINAL_SUCCESS
 from orchestrator.service.protocol import ReplicationService
@@ -90,12 +91,9 @@ def _pending_of(
     if record.get("event") != "result" or record.get("status") not in _SUCCESS_STATUSES:
         return None
     record_id = record.get("replication_record_id")
-    project = record.get("project_id")
-    item = record.get("checkpoint_item_id") or record.get("backup_id")
-    region = record.get("destination_region")
-    if not all(isinstance(v, str) and v for v in (record_id, project, item, region)):
+    key = pair_ids(record)
+    if key is None or not all(key) or not (isinstance(record_id, str) and record_id):
         return None
-    key = (str(project), str(item), str(region))
     if history.record_id(key) != record_id:
         return None  # a later result replaced this one
     last = history.copy_status(key)

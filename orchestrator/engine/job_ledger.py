@@ -18,6 +18,7 @@ from orchestrator.engine.job_spec import JobSpec
 from orchestrator.engine.plan import Plan
 from orchestrator.errors import LedgerError
 from orchestrator.ledger.file import iter_records
+from orchestrator.ledger.format import pair_ids
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.models import PairKey
@@ -105,11 +106,9 @@ def first_attempts_of(ledger: Path) -> dict[PairKey, float]:
         event = record.get("event")
         if event not in {"attempt", "result"}:
             continue
-        key = (
-            str(record.get("project_id")),
-            str(record.get("checkpoint_item_id")),
-            str(record.get("destination_region")),
-        )
+        key = pair_ids(record)  # a CBR line names its backup: the pair all folds know
+        if key is None:
+            continue
         if event == "result":
             since.pop(key, None)
         elif key not in since:

@@ -2,8 +2,9 @@
 holds, how old it is, and why it is not newer.
 
 A pure fold. The caller lists the estate (items with their replication records), reduces each
-item to an :class:`Observed` with :func:`observe`, and feeds it to :class:`CoverageFold`
-together with the tool's own history (:func:`ledger_facts` over any number of ledgers). The
+item to an :class:`Observed` with :func:`~.coverage_input.observe`, and feeds it to
+:class:`CoverageFold` together with the tool's own history
+(:func:`~.coverage_input.ledger_facts` over any number of ledgers). The
 fold keeps one small summary per (resource, region), never the items, so memory grows with
 the number of resources, not backups. :meth:`CoverageFold.result` then judges every cell
 against the RPO at one instant ``now`` (passed in: tests use fake time).
@@ -28,26 +29,15 @@ if the source region went away now. It is None when nothing was ever copied.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
-__all__ = [
-    "CopySeen",
-    "CopyState",
-    "Coverage",
-    "CoverageFold",
-    "CoverageRow",
-    "LedgerFact",
-    "Observed",
-    "State",
-    "copy_state",
-    "format_age",
-    "ledger_facts",
-    "observe",
-    "parse_time",
-]
+from orchestrator.insight.coverage_input import CopySeen, LedgerFact, Observed, day
+from orchestrator.service.records import CopyState
+
+__all__ = ["STATE_ORDER", "Coverage", "CoverageFold", "CoverageRow", "State", "format_age"]
 
 
 class State(enum.StrEnum):
@@ -60,64 +50,6 @@ class State(enum.StrEnum):
 
 #: Display order: the worst news first.
 STATE_ORDER: Final = (State.FAILING, State.MISSING, State.STALE, State.RUNNING, State.COVERED)
-
-
-class CopyState(enum.StrEnum):
-    """One reading of the two vocabularies of the service (see :func:`copy_state`)."""
-
-    NONE = "none"
-    WAITING = "waiting"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-# A record's ``status`` (waiting_replicate, replicating, success, fail, skip) and an item's
-# ``extend_info.copy_status`` (na, waiting_copy, copying, success, fail) are two
-# vocabularies; both are read here. Issue 15 builds one shared reading of records
-# (orchestrator/service/records.py): this small table should then give way to it.
-_COPY_WORDS: Final[Mapping[str, CopyState]] = {
-    "na": CopyState.NONE,
-    "": CopyState.NONE,
-    "waiting_replicate": CopyState.WAITING,
-    "waiting_copy": CopyState.WAITING,
-    "replicating": CopyState.RUNNING,
-    "copying": CopyState.RUNNING,
-    "success": CopyState.SUCCESS,
-    "fail": CopyState.FAILED,
-    "failed": CopyState.FAILED,
-    "error": CopyState.FAILED,
-    "skip": CopyState.SKIPPED,
-    "skipped": CopyState.SKIPPED,
-}
-_LIVE: Final = frozenset({CopyState.WAITING, CopyState.RUNNING})
-
-
-def copy_state(word: object) -> CopyState:
-    """Either vocabulary's word as a :class:`CopyState`; an unknown word counts as live
-    (waiting), as discovery does: a copy we cannot read must not be reported missing."""
-    if not isinstance(word, str):
-        return CopyState.NONE
-    return _COPY_WORDS.get(word.strip().lower(), CopyState.WAITING)
-
-
-def parse_time(value: object) -> float | None:
-    """The API's times (UTC without a zone, ``2017-04-18T01:21:52.701973``) and the ledger's
-    (ISO with an offset) as Unix seconds; None when absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def _day(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d")
 
 
 def _stamp(moment: float) -> str:
@@ -140,157 +72,6 @@ def format_age(seconds: float | None) -> str:
     if hours:
         return f"{hours}h"
     return f"{rest // 60}m"
-
-
-# --------------------------------------------------------------------------- the ledger
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerFact:
-    """The tool's latest word on one pair (item, region), when it was bad news."""
-
-    failed: bool
-    at: float
-    reason: str
-
-
-_FAILED_RESULTS: Final = frozenset({"failed", "gave_up"})
-
-
-def _result_reason(record: Mapping[str, Any], at: float) -> str:
-    status = str(record.get("status"))
-    what = record.get("http_status") or record.get("error_code") or "error"
-    attempts = record.get("attempts")
-    times = f" x{attempts}" if isinstance(attempts, int) and attempts > 1 else ""
-    words = "gave up" if status == "gave_up" else "failed"
-    code = record.get("error_code")
-    detail = f" {code}" if code and str(code) != str(what) else ""
-    return f"{words}: {what}{times}{detail} on {_day(at)}"
-
-
-def ledger_facts(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], LedgerFact]:
-    """(checkpoint item id, destination region) -> the latest result or tracked copy status of
-    that pair in ``records`` (any number of ledgers, chained), as failed or not, with a
-    reason such as ``gave up: 503 x8 on 2026-12-02``."""
-    facts: dict[tuple[str, str], LedgerFact] = {}
-    for record in records:
-        event = record.get("event")
-        if event not in ("result", "copy_status"):
-            continue
-        # CBR ledgers name the backup where CSBS ledgers name the checkpoint item.
-        item = record.get("checkpoint_item_id") or record.get("backup_id")
-        region = record.get("destination_region")
-        if not isinstance(item, str) or not isinstance(region, str):
-            continue
-        at = parse_time(record.get("finished_at")) or parse_time(record.get("ts")) or 0.0
-        key = (item.lower(), region)
-        previous = facts.get(key)
-        if previous is not None and previous.at > at:
-            continue
-        if event == "result":
-            status = str(record.get("status"))
-            if status == "rejected":
-                continue
-            failed = status in _FAILED_RESULTS
-            reason = _result_reason(record, at) if failed else f"{status} on {_day(at)}"
-        else:
-            state = copy_state(record.get("copy_status"))
-            failed = state is CopyState.FAILED
-            reason = f"copy failed (track) on {_day(at)}" if failed else f"copy {state}"
-        facts[key] = LedgerFact(failed, at, reason)
-    return facts
-
-
-# --------------------------------------------------------------------------- one item
-
-
-@dataclass(frozen=True, slots=True)
-class CopySeen:
-    """One replication of an item as the service shows it. ``region`` None: the item only
-    says ``extend_info.copy_status`` without naming the region."""
-
-    region: str | None
-    state: CopyState
-    at: float | None
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    """What coverage keeps of one listed item."""
-
-    item_id: str
-    project_id: str
-    source_region: str
-    resource_id: str
-    resource_name: str
-    available: bool
-    created_at: float | None
-    targets: tuple[str, ...]
-    copies: tuple[CopySeen, ...]
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _record_reason(record: Mapping[str, Any]) -> str:
-    extra = record.get("extra_info")
-    extra = extra if isinstance(extra, Mapping) else {}
-    code = _text(extra.get("fail_code")) or _text(record.get("fail_code"))
-    text = _text(extra.get("fail_reason")) or _text(record.get("fail_reason"))
-    return " ".join(part for part in (code, text) if part)
-
-
-def _copies(item: Mapping[str, Any]) -> tuple[CopySeen, ...]:
-    records = item.get("replication_records")
-    if isinstance(records, list):
-        return tuple(
-            CopySeen(
-                _text(r.get("destination_region")) or None,
-                copy_state(r.get("status")),
-                parse_time(r.get("created_at")),
-                _record_reason(r),
-            )
-            for r in records
-            if isinstance(r, Mapping)
-        )
-    extend = item.get("extend_info")
-    if not isinstance(extend, Mapping):
-        return ()
-    state = copy_state(extend.get("copy_status"))
-    if state is CopyState.NONE:
-        return ()
-    fail = extend.get("fail_code")
-    code = _text(fail.get("Code")) if isinstance(fail, Mapping) else ""
-    reason = " ".join(p for p in (code, _text(extend.get("fail_reason"))) if p)
-    return (CopySeen(None, state, parse_time(item.get("updated_at")), reason),)
-
-
-def observe(
-    item: Mapping[str, Any], *, project_id: str, source_region: str, targets: Iterable[str]
-) -> Observed | None:
-    """An item of the listing as coverage sees it; None for what is not a protected
-    resource's backup (no resource id, or a replica made in this region from another: a
-    CSBS item's ``extend_info.copy_from``, a CBR backup's ``image_type`` ``replication``)."""
-    extend = item.get("extend_info")
-    extend = extend if isinstance(extend, Mapping) else {}
-    resource = _text(item.get("resource_id"))
-    item_id = _text(item.get("id"))
-    replica = _text(extend.get("copy_from")) or item.get("image_type") == "replication"
-    if not resource or not item_id or replica:
-        return None
-    return Observed(
-        item_id=item_id.lower(),
-        project_id=project_id,
-        source_region=source_region,
-        resource_id=resource,
-        resource_name=_text(item.get("resource_name")) or _text(extend.get("resource_name")),
-        available=item.get("status") == "available",
-        created_at=parse_time(item.get("created_at")),
-        targets=tuple(t for t in targets if t != source_region),
-        copies=_copies(item),
-    )
 
 
 # --------------------------------------------------------------------------- the fold
@@ -449,13 +230,13 @@ class CoverageFold:
             cell.ok_at = max(cell.ok_at, at)
             if cell.copied_at is None or _newer(created, cell.copied_at):
                 cell.copied_id, cell.copied_at = seen.item_id, created
-        elif copy.state in _LIVE:
+        elif copy.state is CopyState.RUNNING:  # waiting, copying, or a word nobody knows
             cell.ok_at = max(cell.ok_at, at)
             if cell.running_id is None or _newer(created, cell.running_backup_at):
                 cell.running_id, cell.running_backup_at = seen.item_id, created
         elif copy.state is CopyState.FAILED:
             detail = f" ({copy.reason})" if copy.reason else ""
-            when = f" on {_day(at)}" if copy.at is not None else ""
+            when = f" on {day(at)}" if copy.at is not None else ""
             self._failure(cell, at, created, f"copy of {_backup(created)} failed{detail}{when}")
         elif copy.state is CopyState.SKIPPED:
             cell.skipped = True

@@ -26,7 +26,8 @@ from typing import Any, Final
 
 import plotly.graph_objects as go
 
-from orchestrator.insight.coverage import STATE_ORDER, Coverage, State, format_age, parse_time
+from orchestrator.insight.coverage import STATE_ORDER, Coverage, State, format_age
+from orchestrator.insight.coverage_input import parse_time
 from orchestrator.insight.report_model import Report
 from orchestrator.insight.report_render import report_dict
 

@@ -2,20 +2,20 @@
 writes a completion report, for auditors and spreadsheets.
 
 Two streaming passes over the ledger, so that memory grows with the number of pairs (a
-16-byte key and two small values each), never with the ledger's lines, and no row is held:
+17-byte key and two small values each), never with the ledger's lines, and no row is held:
 
 1. for each pair of the selected runs, the number of its latest ``attempt``/``result`` line
    and its latest ``copy_status`` (wherever it is: a copy ends long after its run);
 2. the ledger again: each pair's latest line is written as its row when it is met.
 
-A rejected manifest row counts per (manifest, line), as ``report`` counts it. A pair whose
-latest line is an ``attempt`` is ``unknown`` (the request may have been applied).
+Pairs are keyed as every fold of the ledger keys them (:class:`PairKeys`), and a rejected
+manifest row counts per manifest line (by the manifest's file name), as ``report`` counts it.
+A pair whose latest line is an ``attempt`` is ``unknown`` (the request may have been applied).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from orchestrator.atomic_file import replacing
 from orchestrator.errors import ConfigError
+from orchestrator.ledger.format import PairKeys
 from orchestrator.safe_text import csv_row
 
 __all__ = ["PAIRS_HEADER", "write_pairs"]
@@ -53,15 +54,6 @@ _PAIR_EVENTS: Final = frozenset({"attempt", "result"})
 Records = Callable[[], Iterable[Mapping[str, Any]]]
 
 
-def _key(record: Mapping[str, Any]) -> bytes:
-    item = record.get("checkpoint_item_id") or record.get("backup_id")  # CSBS, or CBR
-    if record.get("status") == "rejected" or item is None:
-        raw = f"\x00row\x1f{record.get('manifest')}\x1f{record.get('manifest_line')}"
-    else:
-        raw = f"{record.get('project_id')}\x1f{item}\x1f{record.get('destination_region')}"
-    return hashlib.blake2b(raw.encode(), digest_size=16).digest()
-
-
 def _selected_runs(records: Iterable[Mapping[str, Any]], run: str) -> Callable[[str], bool]:
     """Which run ids count: the last run's, every one, or the one named."""
     if run == "all":
@@ -78,27 +70,34 @@ def _selected_runs(records: Iterable[Mapping[str, Any]], run: str) -> Callable[[
 
 
 def _index(
-    records: Iterable[Mapping[str, Any]], selected: Callable[[str], bool]
+    records: Iterable[Mapping[str, Any]], selected: Callable[[str], bool], keys: PairKeys
 ) -> tuple[dict[bytes, int], dict[bytes, str]]:
     latest: dict[bytes, int] = {}
     copies: dict[bytes, str] = {}
     for number, record in enumerate(records):
         event = record.get("event")
         if event in _PAIR_EVENTS and selected(str(record.get("run_id"))):
-            latest[_key(record)] = number
+            key = keys.counted(record)
+            if key is not None:
+                latest[key] = number
         elif event == "copy_status" and record.get("copy_status") is not None:
-            copies[_key(record)] = str(record["copy_status"])
+            key = keys.of(record)
+            if key is not None:
+                copies[key] = str(record["copy_status"])
     return latest, copies
 
 
 def _rows(
-    records: Iterable[Mapping[str, Any]], latest: Mapping[bytes, int], copies: Mapping[bytes, str]
+    records: Iterable[Mapping[str, Any]],
+    latest: Mapping[bytes, int],
+    copies: Mapping[bytes, str],
+    keys: PairKeys,
 ) -> Iterator[list[Any]]:
     for number, record in enumerate(records):
         if record.get("event") not in _PAIR_EVENTS:
             continue
-        key = _key(record)
-        if latest.get(key) != number:
+        key = keys.counted(record)
+        if key is None or latest.get(key) != number:
             continue
         row = {name: record.get(name) for name in PAIRS_HEADER}
         if record.get("event") == "attempt":
@@ -113,7 +112,8 @@ def write_pairs(records: Records, path: str | os.PathLike[str], *, run: str = "l
     returns the number of rows. ``records()`` streams the ledger, and is called three times
     at most."""
     selected = _selected_runs(records(), run)
-    latest, copies = _index(records(), selected)
+    keys = PairKeys()  # one numbering for both passes
+    latest, copies = _index(records(), selected, keys)
     if run not in ("last", "all") and not latest:
         raise ConfigError(f"run {run!r} has no pairs in the ledger")
     count = 0
@@ -123,7 +123,7 @@ def write_pairs(records: Records, path: str | os.PathLike[str], *, run: str = "l
             handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(PAIRS_HEADER)
-            for row in _rows(records(), latest, copies):
+            for row in _rows(records(), latest, copies, keys):
                 writer.writerow(row)
                 count += 1
             handle.flush()

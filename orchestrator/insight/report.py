@@ -5,7 +5,7 @@ in :mod:`.report_fold`, the record in :mod:`.report_model`, the table/JSON/CSV i
 
 The input is any iterable of ledger records (schema v1), typically
 ``ledger.iter_records(path)``. It is read once, as a stream: memory grows with the number of
-distinct *pairs* in the selected runs (about 150 bytes each: a 16-byte digest and a shared
+distinct *pairs* in the selected runs (about 150 bytes each: a 17-byte key and a shared
 label), with the durations (8 bytes per sent pair) and with the error codes, never with the
 number of lines.
 
@@ -23,7 +23,9 @@ What is counted how:
   **latest** line per pair wins: with ``run="all"`` a pair that failed in one run and was
   replicated in the next counts once, as replicated. A pair with an ``attempt`` and no later
   ``result`` is ``unknown``: the request may have been applied (resume reconciles it).
-  A rejected manifest row without the three ids counts once per (manifest, line).
+  A rejected manifest row counts once per manifest line (the manifest by its file name),
+  as the run counted it. Pairs are keyed as ``resume`` keys them
+  (:class:`~orchestrator.ledger.format.PairKeys`).
 * **Errors, attempts, retries and durations** describe what *happened*: every ``result`` line
   of the selected runs counts, including failures that a later run repaired.
   ``retries`` is the sum of ``attempts - 1``; durations are those of sent pairs only

@@ -5,8 +5,6 @@ What is counted how is told in :mod:`orchestrator.insight.report`.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -22,6 +20,7 @@ from orchestrator.insight.report_model import (
     RejectedRow,
     RunSelector,
 )
+from orchestrator.ledger.format import PairKeys
 from orchestrator.models import FINAL_SUCCESS, ResultStatus
 from orchestrator.service.records import CopyState, RecordReader, ledger_line_state
 
@@ -32,31 +31,6 @@ _REJECTED = str(ResultStatus.REJECTED)
 _RUN_EVENTS = frozenset({"run_started", "attempt", "result", "run_finished"})
 _NO_REGION = "-"
 _Label = tuple[str, str, str | None]  # (destination region, status, source region)
-
-
-def _pair_key(record: Mapping[str, Any]) -> bytes | None:
-    """A 16-byte digest of (project, item, destination region): a fifth of the memory of the
-    three strings, and collisions are out of reach at 128 bits."""
-    project = record.get("project_id")
-    item = record.get("checkpoint_item_id") or record.get("backup_id")  # CSBS or CBR
-    region = record.get("destination_region")
-    if project is None or item is None or region is None:
-        return None
-    raw = f"{project}\x1f{item}\x1f{region}".encode()
-    return hashlib.blake2b(raw, digest_size=16).digest()
-
-
-def _row_key(record: Mapping[str, Any]) -> bytes:
-    """The key of a rejected row: the manifest line it came from, and what it named. The
-    manifest by its file name only: a resume names it as its run recorded it (absolute),
-    the first run as it was typed (often relative), and one line must count once."""
-    manifest = os.path.basename(str(record.get("manifest") or ""))
-    what = (
-        record.get("checkpoint_item_id") or record.get("backup_id"),
-        record.get("destination_region"),
-    )
-    raw = f"\x00rejected\x1f{manifest}\x1f{record.get('manifest_line')}\x1f{what}".encode()
-    return hashlib.blake2b(raw, digest_size=16).digest()
 
 
 def _manifest_row(record: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -108,6 +82,7 @@ class _Tally:
     """The aggregates of one selection of runs."""
 
     include: frozenset[str]
+    keys: PairKeys  # the ledger's pair key; one numbering shared by every tally of a scan
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     # pair -> (destination region, status, source region): one shared tuple per distinct label
     pairs: dict[bytes, _Label] = field(default_factory=dict)
@@ -147,11 +122,10 @@ class _Tally:
 
     def add_result(self, record: Mapping[str, Any]) -> None:
         status = str(record.get("status"))
-        # A rejected row counts per manifest line, as the run counts it: two rows of one pair
-        # (a conflict) are two rejected rows.
-        key = _row_key(record) if status == _REJECTED else _pair_key(record)
-        if key is None:
-            key = _row_key(record)
+        # A rejected row counts per manifest line, as the run counts it (see PairKeys.counted).
+        key = self.keys.counted(record)
+        if key is None:  # never for a result line
+            return
         if status == _REJECTED:
             self.rejected[key] = _rejected_row(record)
         self.set_status(key, record, status)
@@ -182,14 +156,14 @@ class _Tally:
             tally.count += 1
 
     def add_attempt(self, record: Mapping[str, Any]) -> None:
-        key = _pair_key(record)
+        key = self.keys.of(record)
         if key is not None:
             self.set_status(key, record, UNKNOWN)
             self.track_row(key, UNKNOWN, record)
 
     def later_result(self, record: Mapping[str, Any]) -> None:
         """A result after the selected run: only a success takes a pair off the manifest."""
-        key = _pair_key(record)
+        key = self.keys.of(record)
         if key is not None and key in self.rows and record.get("status") in _SUCCESS:
             del self.rows[key]
 
@@ -213,7 +187,8 @@ class Scanner:
     def __init__(self, run: RunSelector, include: frozenset[str]) -> None:
         self.run = run
         self.include = include
-        self.tally = _Tally(include)
+        self.keys = PairKeys()
+        self.tally = _Tally(include, self.keys)
         self.current: str | None = None  # run id of the lines being read
         self.copy: dict[bytes, str] = {}  # latest copy status of every pair
         self.copy_state: dict[bytes, CopyState] = {}  # and what it means
@@ -260,8 +235,8 @@ class Scanner:
         """The lines of another run begin (runs never interleave: the ledger is locked)."""
         previous, self.current = self.current, run_id
         if self.run == "last":
-            if previous is not None:
-                self.tally = _Tally(self.include)  # a newer run: the older one is not "last"
+            if previous is not None:  # a newer run: the older one is not "last"
+                self.tally = _Tally(self.include, self.keys)
         elif self.run != "all":
             if run_id == self.run:
                 self.found = True
@@ -283,7 +258,7 @@ class Scanner:
         )
 
     def _copy_status(self, record: Mapping[str, Any]) -> None:
-        key = _pair_key(record)
+        key = self.keys.of(record)
         status = record.get("copy_status")
         if key is None or status is None:
             return

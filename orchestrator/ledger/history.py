@@ -6,14 +6,14 @@ latest final result, its replication record id, whether an attempt came after th
 ``track`` recorded.
 
 A million-line ledger must load in seconds and well under 200 MB. So a pair is keyed by
-the compact bytes :class:`PairKeys` makes (the item's UUID as 16 raw bytes and a number
-for its project and region), its state is one small int, and record ids that are UUIDs
+the compact bytes of the ledger's one pair key (:class:`~orchestrator.ledger.format.PairKeys`:
+the item's UUID as 16 raw bytes and a number for its project and region, the key the report
+folds by too), its state is one small int, and record ids that are UUIDs
 (all of them, in practice) are kept as 16 raw bytes in one ``bytearray``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import zlib
@@ -22,67 +22,28 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
 from orchestrator.ledger.file import LedgerReader
+from orchestrator.ledger.format import PairKeys
 from orchestrator.ledger.snapshot import SavedFold, load_snapshot, save_snapshot
-from orchestrator.models import PairKey, ResultStatus
+from orchestrator.models import CopyWord, PairKey, ResultStatus
 
+# PairKeys: re-exported, the plan borrows the history's own.
 __all__ = ["ABSENT", "CopyStatus", "History", "PairKeys", "PairView"]
 
 
-class PairKeys:
-    """Compact, exact dict keys for pairs: 16 bytes of the checkpoint item's UUID plus a short
-    number for the (project, region) combination, which a run has only a few of.
-
-    The numbering lives in this object, so keys from one ``PairKeys`` only compare with keys
-    from the same one (the history lends its own to the plan). An item id that is not a
-    UUID gets a 12-byte BLAKE2b digest of the whole pair instead: a different length, so it
-    cannot meet an exact key.
-    """
-
-    __slots__ = ("_combos",)
-
-    def __init__(self) -> None:
-        self._combos: dict[tuple[str, str], bytes] = {}
-
-    def __call__(self, project_id: str, checkpoint_item_id: str, destination_region: str) -> bytes:
-        combo = self._combos.get((project_id, destination_region))
-        if combo is None:
-            combo = self.combo(project_id, destination_region)
-        try:
-            raw = bytes.fromhex(checkpoint_item_id.replace("-", ""))
-        except ValueError:
-            raw = b""
-        if len(raw) != 16:
-            return _digest(project_id, checkpoint_item_id, destination_region)
-        return raw + combo
-
-    def combo(self, project_id: str, destination_region: str) -> bytes:
-        """The (minimal, so unambiguous) byte string numbering this combination."""
-        combo = self._combos.get((project_id, destination_region))
-        if combo is None:
-            n = len(self._combos)
-            combo = n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big")
-            self._combos[project_id, destination_region] = combo
-        return combo
-
-
-def _digest(project_id: str, checkpoint_item_id: str, destination_region: str) -> bytes:
-    text = f"{project_id}\0{checkpoint_item_id}\0{destination_region}"
-    return hashlib.blake2b(text.encode(), digest_size=12).digest()
-
-
 #: ``copy_status`` values written by ``track``: the service's own word, from a replication
-#: record's ``status`` or an item's ``extend_info.copy_status`` (both vocabularies; see
-#: :mod:`orchestrator.service.records`). The first four codes are those of older ledgers and
-#: snapshots; new words only ever append (three bits: at most seven).
+#: record's ``status`` or an item's ``extend_info.copy_status`` (:class:`CopyWord`; what each
+#: means is read in :mod:`orchestrator.service.records`). Their codes in a pair's state, and
+#: in snapshots: the first four are those of older ledgers and snapshots; new words only ever
+#: append (three bits: at most seven). A word not listed is not kept.
 CopyStatus = str
 _COPY_STATUSES: Final = (
-    "waiting_copy",
-    "copying",
-    "success",
-    "fail",
-    "skip",
-    "waiting_replicate",
-    "replicating",
+    CopyWord.WAITING_COPY,
+    CopyWord.COPYING,
+    CopyWord.SUCCESS,
+    CopyWord.FAIL,
+    CopyWord.SKIP,
+    CopyWord.WAITING_REPLICATE,
+    CopyWord.REPLICATING,
 )
 
 # A pair's state packed in one int (small ints are shared objects: no allocation at all
@@ -109,9 +70,9 @@ _FINAL: Final = (
 )
 _STATUS_CODE: Final[Mapping[str, int]] = {str(s): i for i, s in enumerate(_FINAL, 1)}
 _STATUS_OF: Final = (None, *_FINAL)
-_COPY_CODE: Final[Mapping[str, int]] = {s: i for i, s in enumerate(_COPY_STATUSES, 1)}
-_COPY_OF: Final = (None, *_COPY_STATUSES)
-_COPY_FAIL: Final = _COPY_CODE["fail"]
+_COPY_CODE: Final[Mapping[str, int]] = {str(s): i for i, s in enumerate(_COPY_STATUSES, 1)}
+_COPY_OF: Final = (None, *map(str, _COPY_STATUSES))  # plain text, as it was read
+_COPY_FAIL: Final = _COPY_CODE[CopyWord.FAIL]
 
 _is_uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
 
@@ -202,7 +163,7 @@ class History:
             end=self.ledger_end,
             lines=self.ledger_lines,
             pairs=self._pairs,
-            combos=list(self.keys._combos),
+            combos=list(self.keys.numbers),
             counters={
                 "runs": self.runs,
                 "records": self.lines,
@@ -222,7 +183,7 @@ class History:
             return
         for project_id, region in fold.combos:
             self.keys.combo(project_id, region)
-        if len(self.keys._combos) != len(fold.combos):  # the numbering would not match
+        if len(self.keys.numbers) != len(fold.combos):  # the numbering would not match
             self.keys = PairKeys()
             self.snapshot_note = "snapshot malformed (a combination listed twice)"
             return
@@ -242,7 +203,7 @@ class History:
         pairs = self._pairs
         get = pairs.get
         fromhex = bytes.fromhex
-        combos = self.keys._combos  # the inlined PairKeys.__call__
+        combos = self.keys.numbers  # the inlined PairKeys.__call__
         new_combo = self.keys.combo
         status_code = _STATUS_CODE.get
         store_record_id = _hashed_record_id if self._hashed_ids else self._store_record_id
@@ -254,13 +215,13 @@ class History:
                 if event == "result" and not code:
                     self._fold_other_result(record)
                     continue
+                # format.pair_ids and PairKeys.__call__, inlined: this runs once per line.
                 project = record.get("project_id")
                 item = record.get("checkpoint_item_id") or record.get("backup_id")
                 region = record.get("destination_region")
                 if type(project) is not str or type(item) is not str or type(region) is not str:
                     self.skipped += 1
                     continue
-                # PairKeys.__call__, inlined: this runs once per ledger line.
                 try:
                     raw = fromhex(item.replace("-", ""))
                 except ValueError:
@@ -319,7 +280,7 @@ class History:
     def copy_failed(self, key: PairKey) -> bool:
         """True when the service reported the pair's copy as failed: ``--retry-failed``
         sends it again even though the replicate request itself succeeded."""
-        return self.copy_status(key) == "fail"
+        return self.copy_status(key) == CopyWord.FAIL
 
     def record_id(self, key: PairKey) -> str | None:
         """The replication record id of the pair's latest result, if it had one."""
@@ -359,8 +320,11 @@ class History:
 
     def _fold_copy_status(self, record: dict[str, Any]) -> None:
         copy = _COPY_CODE.get(record.get("copy_status"))  # type: ignore[arg-type]
-        digest = self._key_of(record)
-        if copy is None or digest is None:
+        digest = self.keys.of(record)
+        if digest is None:
+            self.skipped += 1
+            return
+        if copy is None:
             return
         packed = self._pairs.get(digest, 0)
         tracked = record.get("replication_record_id")
@@ -372,15 +336,6 @@ class History:
             if tracked and current and tracked != current:
                 return  # about an older replica of the pair
         self._pairs[digest] = (packed & ~_COPY_BITS) | copy << _COPY_SHIFT
-
-    def _key_of(self, record: dict[str, Any]) -> bytes | None:
-        project = record.get("project_id")
-        item = record.get("checkpoint_item_id") or record.get("backup_id")
-        region = record.get("destination_region")
-        if type(project) is not str or type(item) is not str or type(region) is not str:
-            self.skipped += 1
-            return None
-        return self.keys(project, item, region)
 
     def _store_record_id(self, value: object) -> int:
         if not value:

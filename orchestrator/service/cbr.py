@@ -33,36 +33,18 @@ from urllib.parse import quote
 import orjson
 
 from orchestrator.errors import ConfigError, PermanentApiError, TransientApiError
-from orchestrator.models import ReplicationTask
+from orchestrator.models import CopyWord, ReplicationTask
 from orchestrator.secret_set import SecretSet
 from orchestrator.service.auth import Authenticator
 from orchestrator.service.client import ClientSettings, CsbsClient, accepted_record_id
+from orchestrator.service.records import cbr_word
 
-__all__ = ["CBR_ENDPOINT_TEMPLATE", "CbrClient", "cbr_settings", "normalise_status"]
+__all__ = ["CBR_ENDPOINT_TEMPLATE", "CbrClient", "cbr_settings"]
 
 CBR_ENDPOINT_TEMPLATE: Final = "https://cbr.{region}.myhuaweicloud.com"
 _CSBS_TEMPLATE: Final = ClientSettings().endpoint_template
 
 _PLAIN_SEGMENT: Final = re.compile(r"[A-Za-z0-9._~-]+")
-#: CBR's words for a copy's state (operation logs and replication records), in CSBS's.
-_STATUS: Final = {
-    "waiting": "waiting_copy",
-    "waiting_replicate": "waiting_copy",
-    "waiting_copy": "waiting_copy",
-    "running": "copying",
-    "replicating": "copying",
-    "copying": "copying",
-    "success": "success",
-    "succeeded": "success",
-    "failed": "fail",
-    "fail": "fail",
-    "fail_replicate": "fail",
-    "timeout": "fail",
-    "error": "fail",
-    "skipped": "skip",
-    "skip": "skip",
-}
-_FAILED: Final = "fail"
 #: Refusals of the destination vault (a vault of another region; no such vault). The
 #: simulator's codes: what the real service answers is unconfirmed (docs/cbr.md).
 _VAULT_CODES: Final = frozenset({"BackupService.1013", "BackupService.6302"})
@@ -74,12 +56,6 @@ def cbr_settings(settings: ClientSettings) -> ClientSettings:
     if settings.endpoint_template == _CSBS_TEMPLATE:
         return replace(settings, endpoint_template=CBR_ENDPOINT_TEMPLATE)
     return settings
-
-
-def normalise_status(raw: object) -> str:
-    """A CBR copy state in the protocol's words (unknown words kept, lower-cased)."""
-    text = str(raw or "").lower()
-    return _STATUS.get(text, text)
 
 
 class CbrClient(CsbsClient):
@@ -276,7 +252,7 @@ def _from_record(raw: object) -> dict[str, Any]:
     progress = extra.get("progress") if isinstance(extra, dict) else None
     return {
         "id": record.get("id"),
-        "status": normalise_status(record.get("status")),
+        "status": cbr_word(record.get("status")),
         "destination_region": record.get("destination_region"),
         "destination_project_id": record.get("destination_project_id"),
         "destination_vault_id": record.get("destination_vault_id"),
@@ -296,7 +272,7 @@ def _from_op_log(entry: Mapping[str, Any]) -> dict[str, Any]:
     progress = common.get("progress") if isinstance(common, dict) else None
     return {
         "id": entry.get("id"),
-        "status": normalise_status(entry.get("status")),
+        "status": cbr_word(entry.get("status")),
         "destination_region": replication.get("destination_region"),
         "destination_project_id": replication.get("destination_project_id"),
         "source_checkpoint_item_id": replication.get("source_backup_id"),
@@ -307,7 +283,7 @@ def _from_op_log(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 def _live(records: Iterable[Any], task: ReplicationTask) -> str | None:
     for record in records:
-        if not isinstance(record, dict) or record.get("status") == _FAILED:
+        if not isinstance(record, dict) or record.get("status") == CopyWord.FAIL:
             continue
         if record.get("destination_region") != task.destination_region:
             continue

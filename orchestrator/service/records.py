@@ -13,9 +13,11 @@ an item's ``extend_info.copy_status``  ``na``, ``waiting_copy``, ``copying``, ``
                                     ``fail``
 ==================================  =====================================================
 
-Both fold into one :class:`CopyState`. ``skip`` and ``fail`` are final; an unknown word is
-logged once per process-wide reader (per word) and read as *running*: it may still end, and
-``track`` has a finite deadline, so nothing waits for it forever.
+The words are :class:`~orchestrator.models.CopyWord`; CBR v3's own (:data:`CBR_WORDS`) are
+read in CSBS's. Both vocabularies fold into one :class:`CopyState`. ``skip`` and ``fail`` are
+final; an unknown word is logged once per process-wide reader (per word) and read as
+*running*: it may still end, and ``track`` has a finite deadline, so nothing waits for it
+forever.
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ from typing import Any, Final
 
 import structlog
 
+from orchestrator.models import CopyWord
+
 __all__ = [
+    "CBR_WORDS",
     "ITEM_WORDS",
     "RECORD_WORDS",
     "CopyState",
     "RecordReader",
+    "cbr_word",
     "find_record",
     "ledger_line_state",
     "live_record_id",
@@ -59,18 +65,18 @@ class CopyState(enum.StrEnum):
 
 #: A replication record's ``status``.
 RECORD_WORDS: Final[Mapping[str, CopyState]] = {
-    "waiting_replicate": CopyState.RUNNING,
-    "replicating": CopyState.RUNNING,
-    "success": CopyState.SUCCESS,
-    "fail": CopyState.FAILED,
-    "skip": CopyState.SKIPPED,
+    CopyWord.WAITING_REPLICATE: CopyState.RUNNING,
+    CopyWord.REPLICATING: CopyState.RUNNING,
+    CopyWord.SUCCESS: CopyState.SUCCESS,
+    CopyWord.FAIL: CopyState.FAILED,
+    CopyWord.SKIP: CopyState.SKIPPED,
 }
 #: An item's ``extend_info.copy_status`` (``na``: no copy; read as None, not a state).
 ITEM_WORDS: Final[Mapping[str, CopyState]] = {
-    "waiting_copy": CopyState.RUNNING,
-    "copying": CopyState.RUNNING,
-    "success": CopyState.SUCCESS,
-    "fail": CopyState.FAILED,
+    CopyWord.WAITING_COPY: CopyState.RUNNING,
+    CopyWord.COPYING: CopyState.RUNNING,
+    CopyWord.SUCCESS: CopyState.SUCCESS,
+    CopyWord.FAIL: CopyState.FAILED,
 }
 # Words older versions of this tool (and its simulator) wrote, or that other clouds use.
 _ALIASES: Final[Mapping[str, CopyState]] = {
@@ -81,7 +87,26 @@ _ALIASES: Final[Mapping[str, CopyState]] = {
     "running": CopyState.RUNNING,
 }
 _WORDS: Final[Mapping[str, CopyState]] = {**_ALIASES, **ITEM_WORDS, **RECORD_WORDS}
-_NO_COPY: Final = frozenset({"", "na"})
+#: CBR v3's words for a copy (its operation logs and replication records), in CSBS's: a CBR
+#: run's client answers in the words every reader of records knows.
+CBR_WORDS: Final[Mapping[str, CopyWord]] = {
+    "waiting": CopyWord.WAITING_COPY,
+    CopyWord.WAITING_REPLICATE: CopyWord.WAITING_COPY,
+    CopyWord.WAITING_COPY: CopyWord.WAITING_COPY,
+    "running": CopyWord.COPYING,
+    CopyWord.REPLICATING: CopyWord.COPYING,
+    CopyWord.COPYING: CopyWord.COPYING,
+    CopyWord.SUCCESS: CopyWord.SUCCESS,
+    "succeeded": CopyWord.SUCCESS,
+    "failed": CopyWord.FAIL,
+    CopyWord.FAIL: CopyWord.FAIL,
+    "fail_replicate": CopyWord.FAIL,
+    "timeout": CopyWord.FAIL,
+    "error": CopyWord.FAIL,
+    "skipped": CopyWord.SKIP,
+    CopyWord.SKIP: CopyWord.SKIP,
+}
+_NO_COPY: Final = frozenset({"", CopyWord.NA})
 
 
 class RecordReader:
@@ -112,6 +137,13 @@ class RecordReader:
     def record_state(self, record: Mapping[str, Any]) -> CopyState:
         """A replication record's state (a record without a status is running)."""
         return self.state(record.get("status")) or CopyState.RUNNING
+
+
+def cbr_word(raw: object) -> str:
+    """A CBR copy state in CSBS's words (an unknown word kept, lower-cased: the reader that
+    meets it says so once and reads it as running)."""
+    text = str(raw or "").lower()
+    return CBR_WORDS.get(text, text)
 
 
 def record_id_of(record: Mapping[str, Any]) -> str | None:

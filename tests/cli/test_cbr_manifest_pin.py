@@ -24,7 +24,8 @@ from tests.cli.test_operator_safety import (
     resume_argv,
     run_argv,
 )
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.env import use_sim_credentials
+from tests.helpers.simthread import simulator_thread
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_a_cbr_manifest_rewritten_during_a_run_never_sends_a_row_pass_one_did_no
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     rows = fresh_cbr_rows(sim)
     assert len(rows) >= 30
     manifest = write_cbr_rows(tmp_path / "m.csv", rows, pad=200)
@@ -87,7 +88,7 @@ def test_a_cbr_manifest_truncated_during_a_run_stops_with_run_finished(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     rows = fresh_cbr_rows(sim)
     manifest = write_cbr_rows(tmp_path / "m.csv", rows, pad=200)
     change_manifest_after(monkeypatch, 5, lambda: write_cbr_rows(manifest, rows[:8], pad=200))
@@ -107,7 +108,7 @@ def test_a_cbr_jsonl_manifest_rewritten_during_a_run_stops_too(
 ) -> None:
     import json
 
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     rows = fresh_cbr_rows(sim)
     manifest = tmp_path / "m.jsonl"
 
@@ -131,7 +132,7 @@ def test_a_cbr_jsonl_manifest_rewritten_during_a_run_stops_too(
 def test_cbr_run_started_records_the_manifest_size_and_sha256(
     sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = write_cbr_rows(tmp_path / "m.csv", fresh_cbr_rows(sim, 3))
     assert main(cbr_run(sim, tmp_path, manifest)) == ExitCode.OK
     (started,) = records(tmp_path / "ledger.jsonl", "run_started")
@@ -147,7 +148,7 @@ def test_cbr_resume_refuses_a_changed_manifest_unless_told_to_replan(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     rows = fresh_cbr_rows(sim, 4)
     manifest = write_cbr_rows(tmp_path / "m.csv", rows[:3])
     assert main(cbr_run(sim, tmp_path, manifest)) == ExitCode.OK
@@ -166,7 +167,7 @@ def test_cbr_resume_refuses_a_changed_manifest_unless_told_to_replan(
 def test_cbr_resume_of_an_unchanged_manifest_needs_no_flag(
     sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = write_cbr_rows(tmp_path / "m.csv", fresh_cbr_rows(sim, 3))
     assert main(cbr_run(sim, tmp_path, manifest)) == ExitCode.OK
     manifest.touch()  # a new modification time, the same bytes

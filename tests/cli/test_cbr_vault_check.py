@@ -19,7 +19,8 @@ from orchestrator.simulator import Simulator
 from orchestrator.simulator.cbr import SHOW_VAULT, vault_id
 from orchestrator.simulator.sample import CBR_MANIFEST_COLUMNS
 from tests.cli.test_operator_safety import _clean_env  # noqa: F401 - autouse here too
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.env import use_sim_credentials
+from tests.helpers.simthread import simulator_thread
 
 DEST = "cn-east-3"
 UNKNOWN_VAULT = "0f1e2d3c-4b5a-5968-8776-a5b4c3d2e1f0"
@@ -79,7 +80,7 @@ def test_plan_finds_vaults_of_another_region_or_project_at_the_regions_own_endpo
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     _, vaults = _manifest(sim, tmp_path)
     config = tmp_path / "regional.toml"
     table = "\n".join(f'{r} = "{url}"' for r, url in sim.region_urls.items())
@@ -102,7 +103,7 @@ def test_with_one_shared_endpoint_the_region_is_not_checked_and_the_plan_says_so
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     _, vaults = _manifest(sim, tmp_path)
     code, doc = _plan(sim, tmp_path, capsys, "--endpoint", sim.base_url)
     assert code == ExitCode.FAILED
@@ -123,7 +124,7 @@ def test_a_plan_of_right_vaults_is_clean(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest, _ = _manifest(sim, tmp_path)
     rows = list(csv.DictReader(manifest.open(encoding="utf-8")))[:1]
     with manifest.open("w", newline="", encoding="utf-8") as handle:
@@ -160,7 +161,7 @@ def test_a_run_to_a_vault_of_another_region_fails_saying_what_to_fix(
 ) -> None:
     from orchestrator.ledger.file import iter_records
 
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest, vaults = _manifest(sim, tmp_path)
     ledger = tmp_path / "ledger.jsonl"
     argv = ["run", "--service", "cbr", "--manifest", str(manifest), "--ledger", str(ledger)]

@@ -25,8 +25,9 @@ from orchestrator.cli.main import main
 from orchestrator.insight.report import build_report
 from orchestrator.ledger.file import iter_records
 from orchestrator.simulator import Simulator
+from tests.helpers.env import use_sim_credentials
 from tests.helpers.runkit import estate_manifest
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.simthread import simulator_thread
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "configs" / "example-manifest.csv"  # the estate of --simulate --sim-seed 1
@@ -139,7 +140,7 @@ def test_off_a_terminal_progress_is_json_log_events_on_stderr(tmp_path: Path) ->
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
     with simulator_thread(items=40, seed=2, p503=0.2) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         yield sim
 
 

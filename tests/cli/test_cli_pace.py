@@ -19,7 +19,8 @@ from orchestrator.ledger.file import iter_records
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import REPLICATE
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.env import use_sim_credentials
+from tests.helpers.simthread import simulator_thread
 
 CONFIG = """
 [retry]
@@ -73,7 +74,7 @@ def test_a_run_learns_the_rate_it_is_not_told_and_keeps_it(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = tmp_path / "m.csv"
     pairs = _manifest(sim, manifest)
     assert pairs > 100

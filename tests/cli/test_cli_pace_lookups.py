@@ -19,7 +19,8 @@ from orchestrator.ledger.file import iter_records
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import CAPABILITIES, LIST_ITEMS, LIST_RECORDS, REPLICATE
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.env import use_sim_credentials
+from tests.helpers.simthread import simulator_thread
 
 REGION = "cn-north-1"
 TO = "cn-south-1=95bf705ea7424d84d1073b5fb8d7fdf5"
@@ -39,7 +40,7 @@ def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
     knobs |= {"faults_on": "all", "throttle_rate": RATE, "throttle_burst": 5}
     knobs |= {"copy_wait_s": 0, "copy_duration_s": 60}
     with simulator_thread(**knobs) as served:
-        cli_env(monkeypatch, served)
+        use_sim_credentials(monkeypatch, served)
         yield served
 
 

@@ -17,9 +17,10 @@ from orchestrator.cli.main import main
 from orchestrator.ledger.file import iter_records
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import REPLICATE
+from tests.helpers.env import use_sim_credentials
 from tests.helpers.manifests import write_manifest
 from tests.helpers.runkit import final_results
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.simthread import simulator_thread
 
 P = "ab" * 16
 A, B, C, D, E = (f"{n}0000000-0000-4000-8000-000000000000" for n in range(1, 6))
@@ -172,7 +173,7 @@ def test_report_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
     with simulator_thread(items=60, seed=4) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         yield sim
 
 

@@ -22,7 +22,8 @@ from orchestrator.ledger.file import iter_records
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import CAPABILITIES, REPLICATE, TOKENS
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.env import use_sim_credentials
+from tests.helpers.simthread import simulator_thread
 
 FAST_CONFIG = """
 [retry]
@@ -180,7 +181,7 @@ def test_ak_sk_never_appear_in_any_output(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     sim.update_faults(p503=0.3, p_drop=0.1, p_apply_drop=0.05, p_malformed=0.05)
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     rows = [*fresh_rows(sim), row_for_status(sim, "error"), invalid_row(sim)]
     manifest = write_rows(tmp_path / "m.csv", rows)
     code = main(run_argv(sim, tmp_path, manifest, *output_flags(tmp_path)))
@@ -287,7 +288,7 @@ def test_strict_refuses_a_bad_row_and_sends_nothing(
     capfd: pytest.CaptureFixture[str],
     problem: str,
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     rows = fresh_rows(sim, 10)
     if problem == "invalid":
         rows.insert(4, invalid_row(sim))  # line 6 (the header is line 1)
@@ -314,7 +315,7 @@ def test_default_mode_sends_valid_rows_and_records_the_rest(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     rows = fresh_rows(sim, 10)
     rows.insert(4, invalid_row(sim))
     manifest = write_rows(tmp_path / "m.csv", rows)
@@ -347,7 +348,7 @@ def test_the_summary_names_the_first_few_problems_only(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     rows = fresh_rows(sim, 12)
     for i in range(7):  # lines 2-8 (the header is line 1)
         rows[i] = dict(rows[i], checkpoint_item_id=f"bad-{i}")
@@ -373,7 +374,7 @@ def test_a_service_never_reached_stops_soon_and_says_why(
 ) -> None:
     """A wrong endpoint: no request ever connects. The run stops after the patience
     (min(60 s, --retry-time): 0.2 s here), exit 4, and names the error and what to check."""
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     with socket.socket() as probe:  # a port that nothing listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
@@ -402,7 +403,7 @@ def _exit_code_case(
     rows: list[dict[str, str]],
     *extra: str,
 ) -> int:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = write_rows(tmp_path / "m.csv", rows)
     return main(run_argv(sim, tmp_path, manifest, *extra))
 
@@ -457,7 +458,7 @@ def test_exit_7_when_credentials_are_refused(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     monkeypatch.setenv("HUAWEICLOUD_SDK_SK", WRONG_SK)
     manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim))
     code = main(run_argv(sim, tmp_path, manifest))

@@ -30,7 +30,8 @@ from orchestrator.ledger.file import iter_records
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import REPLICATE
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.env import use_sim_credentials
+from tests.helpers.simthread import simulator_thread
 
 FAST_CONFIG = """
 [retry]
@@ -161,7 +162,7 @@ def test_a_manifest_rewritten_during_a_run_never_sends_a_row_pass_one_did_not_va
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     rows = fresh_rows(sim)
     assert len(rows) >= 30
     manifest = write_rows(tmp_path / "m.csv", rows, pad=200)
@@ -187,7 +188,7 @@ def test_a_manifest_truncated_during_a_run_stops_with_run_finished(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     rows = fresh_rows(sim)
     manifest = write_rows(tmp_path / "m.csv", rows, pad=200)
     change_manifest_after(monkeypatch, 5, lambda: write_rows(manifest, rows[:8], pad=200))
@@ -202,7 +203,7 @@ def test_a_manifest_truncated_during_a_run_stops_with_run_finished(
 def test_run_started_records_the_manifest_size_and_sha256(
     sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 3))
     assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
     (started,) = records(tmp_path / "ledger.jsonl", "run_started")
@@ -217,7 +218,7 @@ def test_resume_refuses_a_changed_manifest_unless_told_to_replan(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     rows = fresh_rows(sim, 4)
     manifest = write_rows(tmp_path / "m.csv", rows[:3])
     assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
@@ -234,7 +235,7 @@ def test_resume_refuses_a_changed_manifest_unless_told_to_replan(
 def test_resume_of_an_unchanged_manifest_needs_no_flag(
     sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 3))
     assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
     manifest.touch()  # a new modification time, the same bytes
@@ -309,7 +310,7 @@ def test_an_endpoint_with_a_path_is_refused_saying_what_to_use(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 3))
     argv = run_argv(sim, tmp_path, manifest)
     argv[argv.index("--endpoint") + 1] = sim.base_url + "/v1"
@@ -351,7 +352,7 @@ def test_an_endpoint_that_answers_like_another_service_is_refused(
     capfd: pytest.CaptureFixture[str],
     not_csbs: str,
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 3))
     argv = run_argv(sim, tmp_path, manifest)
     argv[argv.index("--endpoint") + 1] = not_csbs
@@ -375,7 +376,7 @@ def test_track_takes_the_endpoint_from_the_ledger_as_resume_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     with simulator_thread(items=20, copy_wait_s=0, copy_duration_s=0) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 3))
         assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
         sim.advance(60)
@@ -400,7 +401,7 @@ def test_a_service_never_reached_is_exit_4_soon_for_every_command(
     capfd: pytest.CaptureFixture[str],
     command: str,
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 3))
     ledger = tmp_path / "ledger.jsonl"
     if command in {"track", "resume"}:  # a ledger with replicated pairs to follow
@@ -454,7 +455,7 @@ def test_an_empty_or_header_only_manifest_is_exit_2_unless_allowed(
     case: tuple[str, str],
 ) -> None:
     content, command = case
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = tmp_path / "m.csv"
     manifest.write_text(content, encoding="utf-8")
     argv = run_argv(sim, tmp_path, manifest)
@@ -474,7 +475,7 @@ def test_summary_report_and_metrics_agree_on_rejected_and_retries(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     sim.update_faults(p503=0.4)
     rows = fresh_rows(sim, 12)
     invalid = dict(rows[0], checkpoint_item_id="not-a-uuid")
@@ -512,7 +513,7 @@ def test_report_refuses_a_bad_include_before_printing_anything(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 2))
     assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
     capfd.readouterr()
@@ -534,7 +535,7 @@ def test_a_ledger_of_lines_that_are_not_records_is_exit_8_and_left_alone(
     capfd: pytest.CaptureFixture[str],
     content: bytes,
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 2))
     ledger = tmp_path / "ledger.jsonl"
     ledger.write_bytes(content)
@@ -552,7 +553,7 @@ def test_the_manifest_as_ledger_is_refused(
     capfd: pytest.CaptureFixture[str],
     command: str,
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 2))
     before = manifest.read_bytes()
     argv = run_argv(sim, tmp_path, manifest)
@@ -567,7 +568,7 @@ def test_the_manifest_as_ledger_is_refused(
 def test_a_complete_last_ledger_line_without_newline_is_kept(
     sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     rows = fresh_rows(sim, 3)
     manifest = write_rows(tmp_path / "m.csv", rows[:2])
     assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
@@ -590,7 +591,7 @@ def test_report_pairs_writes_one_row_per_pair_with_its_final_state(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     sim.update_faults(p503=0.3)
     rows = fresh_rows(sim, 6)
     invalid = dict(rows[0], checkpoint_item_id="not-a-uuid")
@@ -656,7 +657,7 @@ def test_plan_says_what_it_cannot_know_and_does_not_count_unsupported_pairs_as_t
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     rows = fresh_rows(sim, 3)
     nowhere = dict(rows[0], destination_region="xx-nowhere-9")
     manifest = write_rows(tmp_path / "m.csv", [*rows, nowhere])
@@ -680,7 +681,7 @@ def test_run_discover_dry_run_says_nothing_was_written(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     project = sim.state.projects[0]
     region = sim.state.capabilities()[project.region][0]
     dest = sim.state.destination_projects[region]
@@ -719,7 +720,7 @@ def test_progress_never_counts_unsent_pairs_as_failed(
 ) -> None:
     """A stop (Ctrl-C, or here --max-duration: the same path) while pairs wait for their
     turn: they are withdrawn, not sent, and progress does not call them failed."""
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     sim.update_faults(latency_s=0.02)
     manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 30))
     argv = [a for a in run_argv(sim, tmp_path, manifest) if a != "--no-progress"]
@@ -737,7 +738,7 @@ def test_progress_limit_never_exceeds_concurrency(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     manifest = write_rows(tmp_path / "m.csv", fresh_rows(sim, 10))
     argv = [a for a in run_argv(sim, tmp_path, manifest) if a != "--no-progress"]
     assert main([*argv, "--concurrency", "8"]) == ExitCode.OK
@@ -756,7 +757,7 @@ def test_reconcile_labels_a_record_older_than_the_first_attempt_already_replicat
 ) -> None:
     """A killed run left two pairs in flight. One's record was there an hour before the
     attempt (someone else made it); the other's was created by the attempt."""
-    cli_env(monkeypatch, sim)
+    use_sim_credentials(monkeypatch, sim)
     before, ours = fresh_rows(sim, 2)
     manifest = write_rows(tmp_path / "m.csv", [before, ours])
     now = datetime.now(UTC).isoformat()

@@ -15,8 +15,9 @@ from orchestrator.cli.planning import estimate_seconds
 from orchestrator.config.settings import RunSettings
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import CAPABILITIES, REPLICATE
+from tests.helpers.env import use_sim_credentials
 from tests.helpers.manifests import write_manifest
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.simthread import simulator_thread
 
 COLUMNS = (
     "checkpoint_item_id",
@@ -30,7 +31,7 @@ COLUMNS = (
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
     with simulator_thread(items=40, seed=3) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         yield sim
 
 

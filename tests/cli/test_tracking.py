@@ -29,8 +29,9 @@ from orchestrator.service.records import RecordReader
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import GET_ITEM, UNKNOWN
 from tests.conftest import MakeSimulator
+from tests.helpers.env import use_sim_credentials
 from tests.helpers.runkit import estate_manifest, final_results, run_in_process
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.simthread import simulator_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -263,7 +264,7 @@ async def test_transient_errors_are_asked_again_and_unknown_records_are_missing(
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
     with simulator_thread(items=30, copy_wait_s=0, copy_duration_s=0, copy_fail_rate=0.5) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         yield sim
 
 
@@ -309,7 +310,7 @@ def test_track_exit_codes_without_pending_copies_and_at_the_deadline(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with simulator_thread(items=20, copy_wait_s=0, copy_duration_s=3600) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         _, ledger = _cli_run(sim, tmp_path)
         capsys.readouterr()
         track = ["track", str(ledger), "--endpoint", sim.base_url, "--log-level", "warning"]

@@ -13,7 +13,8 @@ from orchestrator.discovery.discover import discover
 from orchestrator.discovery.rules import Destination as Dest
 from orchestrator.discovery.rules import DiscoverConfig, Rule, Source
 from orchestrator.errors import ConfigError
-from orchestrator.insight.coverage import CoverageFold, State, observe
+from orchestrator.insight.coverage import CoverageFold, State
+from orchestrator.insight.coverage_input import observe
 from orchestrator.simulator.views import format_time
 from tests.conftest import MakeSimulator
 from tests.discovery.test_discover import (
@@ -25,7 +26,8 @@ from tests.discovery.test_discover import (
     client_for,
     fake_item,
 )
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.env import use_sim_credentials
+from tests.helpers.simthread import simulator_thread
 
 DAY = 86400.0
 T0 = 1_800_000_000.0
@@ -126,7 +128,7 @@ def test_the_select_flag_reaches_discover(
 ) -> None:
     rows = {}
     with simulator_thread(items=140, age_days=7, regions=("cn-north-1",)) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         project = sim.state.projects[0]
         to = f"{EAST2}={sim.state.destination_projects[EAST2]}"
         for select in ("all", "newest"):

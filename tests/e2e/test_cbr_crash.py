@@ -14,7 +14,8 @@ from pathlib import Path
 from orchestrator.exitcodes import ExitCode
 from orchestrator.models import FINAL_SUCCESS
 from orchestrator.simulator.cbr import SHOW_BACKUP
-from tests.helpers.runkit import SimProcess, cli_env, ledger_lines, run_cli, start_cli, wait_for
+from tests.helpers.env import subprocess_env
+from tests.helpers.runkit import SimProcess, ledger_lines, run_cli, start_cli, wait_for
 
 _SUCCESS = {str(s) for s in FINAL_SUCCESS}
 _ITEMS, _SEED, _KILLS = 80, 21, 6
@@ -41,7 +42,7 @@ def _kill_repeatedly(sim: SimProcess, manifest: Path, ledger: Path) -> int:
             args = ["run", "--service", "cbr", "--manifest", str(manifest), *common]
             args += ["--endpoint", sim.base_url]
         target = _lines(ledger) + rng.randint(1, 15)
-        proc = start_cli(args, cli_env(sim))
+        proc = start_cli(args, subprocess_env(sim))
         wait_for(lambda: _lines(ledger) >= target or proc.poll() is not None)  # noqa: B023
         if proc.poll() is None:
             proc.kill()
@@ -66,7 +67,7 @@ def test_kill_9_then_resume_a_cbr_run(tmp_path: Path) -> None:
                 "--manifest-service",
                 "cbr",
             ],
-            cli_env(sim),
+            subprocess_env(sim),
         )
         assert made.returncode == 0, made.stderr
         pairs = sum(1 for _ in manifest.open()) - 1
@@ -74,7 +75,7 @@ def test_kill_9_then_resume_a_cbr_run(tmp_path: Path) -> None:
         kills = _kill_repeatedly(sim, manifest, ledger)
         assert kills >= _KILLS // 2
 
-        finish = run_cli(["resume", "--ledger", str(ledger), "--no-progress"], cli_env(sim))
+        finish = run_cli(["resume", "--ledger", str(ledger), "--no-progress"], subprocess_env(sim))
         assert finish.returncode == ExitCode.OK, (finish.stdout, finish.stderr)
 
         lines = ledger_lines(ledger)

@@ -25,9 +25,9 @@ import pytest
 from orchestrator.cli import main as cli
 from orchestrator.exitcodes import ExitCode
 from orchestrator.models import FINAL_SUCCESS
+from tests.helpers.env import subprocess_env
 from tests.helpers.runkit import (
     SimProcess,
-    cli_env,
     final_results,
     ledger_lines,
     results_by_pair,
@@ -70,7 +70,7 @@ def _crash_repeatedly(
     number of lines (0 = as soon as the process exists), ``kills`` times."""
     rng = random.Random(seed)
     crashes = _Crashes()
-    env = cli_env(sim)
+    env = subprocess_env(sim)
     common = [
         "--ledger",
         str(ledger),
@@ -153,7 +153,7 @@ def _kill_and_resume(
 ) -> None:
     manifest, ledger = tmp_path / "m.csv", tmp_path / "ledger.jsonl"
     with SimProcess.start("--items", str(items), "--seed", str(seed), *sim_args) as sim:
-        env = cli_env(sim)
+        env = subprocess_env(sim)
         made = run_cli(
             [
                 "simulate",
@@ -222,9 +222,10 @@ def test_disk_full_stops_the_run_with_exit_8_and_a_readable_ledger(
         real_fsync(fd)
 
     with SimProcess.start("--items", "60", "--latency", "0.002") as sim:
-        for key, value in cli_env(sim).items():
+        for key, value in subprocess_env(sim).items():
             monkeypatch.setenv(key, value)
-        run_cli(["simulate", "--items", "60", "--write-manifest", str(manifest)], cli_env(sim))
+        write = ["simulate", "--items", "60", "--write-manifest", str(manifest)]
+        run_cli(write, subprocess_env(sim))
         args = ["--ledger", str(ledger), "--log-format", "json", "--no-progress"]
         monkeypatch.setattr(os, "fsync", failing_fsync)
 

@@ -24,9 +24,9 @@ from orchestrator.models import ReplicationTask
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import GET_ITEM, REPLICATE
 from tests.conftest import MakeSimulator
+from tests.helpers.env import subprocess_env
 from tests.helpers.runkit import (
     SimProcess,
-    cli_env,
     client_factory,
     estate_manifest,
     final_results,
@@ -300,7 +300,8 @@ def test_resume_from_the_ledger_alone(tmp_path: Path) -> None:
     ledger's run_started line; failed pairs stay failed unless --retry-failed."""
     manifest, ledger = tmp_path / "m.csv", tmp_path / "ledger.jsonl"
     with SimProcess.start("--items", "40", "--p503", "1.0") as sim:
-        run_cli(["simulate", "--items", "40", "--write-manifest", str(manifest)], cli_env(sim))
+        write = ["simulate", "--items", "40", "--write-manifest", str(manifest)]
+        run_cli(write, subprocess_env(sim))
         project = sim.info["projects"][0]
         region = sim.info["capabilities"][project["region"]][0]
         missing = str(uuid.uuid4())
@@ -315,7 +316,7 @@ def test_resume_from_the_ledger_alone(tmp_path: Path) -> None:
                 ]
             )
         pairs = sum(1 for _ in manifest.open()) - 1
-        env = cli_env(sim)
+        env = subprocess_env(sim)
         args = ["--ledger", str(ledger), "--log-format", "json", "--no-progress"]
         first = run_cli(
             [

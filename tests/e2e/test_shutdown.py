@@ -15,9 +15,9 @@ import pytest
 
 from orchestrator.exitcodes import ExitCode
 from tests.conftest import MakeSimulator
+from tests.helpers.env import subprocess_env
 from tests.helpers.runkit import (
     SimProcess,
-    cli_env,
     estate_manifest,
     final_results,
     ledger_lines,
@@ -61,7 +61,7 @@ def _count(path: Path, text: bytes) -> int:
 def _start_run(sim: SimProcess, manifest: Path, ledger: Path, log: Path, *extra: str) -> Any:
     args = ["run", "--manifest", str(manifest), "--endpoint", sim.base_url, "--ledger"]
     args += [str(ledger), "--log-format", "json", "--log-file", str(log), "--no-progress"]
-    return start_cli([*args, "--concurrency", "4", *extra], cli_env(sim))
+    return start_cli([*args, "--concurrency", "4", *extra], subprocess_env(sim))
 
 
 def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
@@ -72,7 +72,7 @@ def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
 def _resume_and_check(sim: SimProcess, manifest: Path, ledger: Path) -> None:
     """Resume to completion: each pair exactly one success with the simulator's record id."""
     sim.set_faults(latency_s=0.0)
-    done = run_cli(["resume", "--ledger", str(ledger), "--no-progress"], cli_env(sim))
+    done = run_cli(["resume", "--ledger", str(ledger), "--no-progress"], subprocess_env(sim))
     assert done.returncode == ExitCode.OK, done.stderr
     pairs = sum(1 for _ in manifest.open()) - 1
     live = sim.live_records()

@@ -8,7 +8,6 @@ Import as ``from runkit import ...`` (tests/ is on ``sys.path`` as pytest's root
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -44,7 +43,6 @@ from orchestrator.simulator.sample import write_estate_manifest
 __all__ = [
     "FAST",
     "SimProcess",
-    "cli_env",
     "client_factory",
     "estate_manifest",
     "final_results",
@@ -265,22 +263,6 @@ class SimProcess:
         requests = self.counters()["requests"]
         route = next((r for r in requests if r.endswith("/replicate")), None)
         return dict(requests[route]) if route else {}
-
-
-def cli_env(sim: SimProcess, **extra: str) -> dict[str, str]:
-    """The environment of a tool subprocess: the simulator's key, nothing from ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "CSBS_"))}
-    # The credential chain's last links stay on loopback (see conftest).
-    for name in ("CSBS_METADATA_URL", "HUAWEICLOUD_SDK_CREDENTIALS_FILE"):
-        if name in os.environ:
-            env[name] = os.environ[name]
-    env.update(
-        HUAWEICLOUD_SDK_AK=sim.info["ak"],
-        HUAWEICLOUD_SDK_SK=sim.info["sk"],
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
 
 
 def start_cli(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[str]:

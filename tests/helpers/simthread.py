@@ -3,7 +3,7 @@ blocking ``main(argv)`` in this process (``main`` runs its own ``anyio.run``).
 
 The simulator runs on a :class:`ManualClock`: its time moves only by ``sim.advance(s)``, which
 a test may call between two commands (nothing is in flight then). Its counters can be read
-directly. Import as ``from simthread import cli_env, simulator_thread``.
+directly. The environment for ``main``: :func:`tests.helpers.env.use_sim_credentials`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 if TYPE_CHECKING:
     from orchestrator.simulator import Simulator
 
-__all__ = ["cli_env", "simulator_thread"]
+__all__ = ["simulator_thread"]
 
 
 @contextmanager
@@ -53,13 +51,3 @@ def simulator_thread(**knobs: Any) -> Iterator[Simulator]:
         loop.call_soon_threadsafe(stop.set)
         thread.join(30)
         loop.close()
-
-
-def cli_env(monkeypatch: pytest.MonkeyPatch, sim: Simulator) -> None:
-    """Credentials of ``sim`` in the environment, and nothing else of ours."""
-    for name in ("CSBS_AUTH_TOKEN", "CSBS_IAM_PASSWORD", "CSBS_ENDPOINT", "CSBS_CONCURRENCY"):
-        monkeypatch.delenv(name, raising=False)
-    for name in ("HUAWEICLOUD_SDK_REGION", "HUAWEICLOUD_SDK_PROJECT_ID", "CSBS_RATE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", sim.config.ak)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", sim.config.sk)

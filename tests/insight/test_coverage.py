@@ -15,19 +15,14 @@ import pytest
 from orchestrator.cli.coverage import load_facts, parse_duration
 from orchestrator.cli.main import main
 from orchestrator.errors import ConfigError
-from orchestrator.insight.coverage import (
-    CopyState,
-    CoverageFold,
-    LedgerFact,
-    State,
-    copy_state,
-    ledger_facts,
-    observe,
-)
+from orchestrator.insight.coverage import CoverageFold, State
+from orchestrator.insight.coverage_input import LedgerFact, ledger_facts, observe
 from orchestrator.insight.coverage_render import metric_families, render_csv, render_table
+from orchestrator.service.records import CopyState
 from orchestrator.simulator.views import format_time
 from tests.conftest import MakeSimulator
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.env import use_sim_credentials
+from tests.helpers.simthread import simulator_thread
 
 H = 3600.0
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC).timestamp()
@@ -80,13 +75,51 @@ def judge(
     return {(r.resource_id, r.destination_region): r for r in coverage.rows}
 
 
-def test_both_vocabularies_are_read() -> None:
-    assert copy_state("waiting_replicate") is copy_state("waiting_copy") is CopyState.WAITING
-    assert copy_state("replicating") is copy_state("copying") is CopyState.RUNNING
-    assert copy_state("fail") is CopyState.FAILED
-    assert copy_state("skip") is CopyState.SKIPPED
-    assert copy_state("na") is CopyState.NONE
-    assert copy_state("something_new") is CopyState.WAITING  # unknown: live, never missing
+@pytest.mark.parametrize(
+    ("records", "extend", "state"),
+    [
+        # a record's status, as service/records.py reads it (the one reading of both)
+        ([rec("waiting_replicate")], {}, CopyState.RUNNING),
+        ([rec("replicating")], {}, CopyState.RUNNING),
+        ([rec("fail")], {}, CopyState.FAILED),
+        ([rec("skip")], {}, CopyState.SKIPPED),
+        ([rec("something_new")], {}, CopyState.RUNNING),  # unknown: live, never missing
+        # an item's extend_info.copy_status
+        (None, {"copy_status": "waiting_copy"}, CopyState.RUNNING),
+        (None, {"copy_status": "copying"}, CopyState.RUNNING),
+        (None, {"copy_status": "success"}, CopyState.SUCCESS),
+        (None, {"copy_status": "na"}, None),  # no copy
+    ],
+)
+def test_both_vocabularies_are_read(
+    records: list[dict[str, Any]] | None, extend: dict[str, Any], state: CopyState | None
+) -> None:
+    raw = item(1, age_h=3, records=records, **extend)
+    seen = observe(raw, project_id=PROJECT, source_region="cn-north-1", targets=["cn-east-2"])
+    assert seen is not None
+    assert [c.state for c in seen.copies] == ([] if state is None else [state])
+
+
+@pytest.mark.parametrize(
+    ("records", "extend"),
+    [
+        ([rec("waiting_replicate")], {}),
+        ([rec("replicating")], {}),
+        ([rec("something_new")], {}),
+        (None, {"copy_status": "waiting_copy"}),
+        (None, {"copy_status": "copying"}),
+    ],
+)
+def test_a_copy_waiting_or_copying_is_running(
+    records: list[dict[str, Any]] | None, extend: dict[str, Any]
+) -> None:
+    rows = judge(
+        item(1, age_h=3, records=records, **extend),
+        item(2, age_h=75, records=[rec("success", age_h=74)]),
+    )
+    row = rows["res-1", "cn-east-2"]
+    assert row.state is State.RUNNING
+    assert row.reason.endswith("backup in progress")
 
 
 def test_covered_when_the_newest_copy_is_within_the_rpo() -> None:
@@ -277,7 +310,7 @@ def test_coverage_of_an_aged_estate_shows_every_state(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with simulator_thread(items=700, age_days=7, regions=("cn-north-1",)) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         out = tmp_path / "coverage.json"
         metrics = tmp_path / "coverage.prom"
         code = main(_argv(sim, "--format", "json", "-o", str(out), "--metrics-file", str(metrics)))
@@ -306,7 +339,7 @@ def test_coverage_of_an_estate_with_nothing_protected_exits_0(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with simulator_thread(items=0, regions=("cn-north-1",)) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         code = main(_argv(sim))
     assert code == 0
     assert "no protected resource" in capsys.readouterr().out
@@ -316,7 +349,7 @@ def test_coverage_names_a_missing_ledger(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with simulator_thread(items=0, regions=("cn-north-1",)) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         code = main(_argv(sim, "--ledger", str(tmp_path / "nope.jsonl")))
     assert code == 2
     assert "nope.jsonl: no such ledger" in capsys.readouterr().err

@@ -18,13 +18,14 @@ from orchestrator.cli.main import main
 from orchestrator.cli.nightly import run_schedule
 from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.exitcodes import ExitCode
-from orchestrator.insight.coverage import ledger_facts, observe
+from orchestrator.insight.coverage_input import ledger_facts, observe
 from orchestrator.scheduling.missed import MissedRunPolicy
 from orchestrator.simulator.cbr import LIST_BACKUPS, vault_id
 from orchestrator.simulator.cbr import REPLICATE as CBR_REPLICATE
 from tests.cli.test_nightly import JumpingClock, connection, estate_config, utc
 from tests.conftest import MakeSimulator
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.env import use_sim_credentials
+from tests.helpers.simthread import simulator_thread
 from tests.insight.test_coverage import _argv
 
 H = 3600.0
@@ -40,7 +41,7 @@ def test_cbr_coverage_of_an_aged_estate_shows_every_state_from_the_cbr_listing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with simulator_thread(items=700, age_days=7, regions=("cn-north-1",)) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         code, doc = _coverage(sim, tmp_path)
         cbr_listings = sim.counters.requests_for(LIST_BACKUPS, 200)
         csbs_code, csbs_doc = _coverage_csbs(sim, tmp_path)
@@ -78,7 +79,7 @@ def test_cbr_coverage_reads_a_cbr_discovery_config_with_vaults(
     """The config `discover --service cbr` uses (vaults per region and per rule) serves
     coverage as it is; coverage itself needs no vault."""
     with simulator_thread(items=140, age_days=7, regions=("cn-north-1",)) as sim:
-        cli_env(monkeypatch, sim)
+        use_sim_credentials(monkeypatch, sim)
         project = sim.state.projects[0]
         east2 = sim.state.destination_projects["cn-east-2"]
         south1 = sim.state.destination_projects["cn-south-1"]

@@ -16,7 +16,8 @@ import pytest
 
 from orchestrator.cli.main import main
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
-from tests.helpers.simthread import cli_env, simulator_thread
+from tests.helpers.env import use_sim_credentials
+from tests.helpers.simthread import simulator_thread
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = [
@@ -43,7 +44,7 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> Pages:
     monkeypatch = pytest.MonkeyPatch()
     try:
         with simulator_thread(items=280, age_days=7, regions=("cn-north-1",), p503=0.2) as sim:
-            cli_env(monkeypatch, sim)
+            use_sim_credentials(monkeypatch, sim)
             ledgers = (work / "a.jsonl", work / "b.jsonl")
             fast = work / "fast.toml"  # retries without waiting
             fast.write_text("[retry]\nbase_delay = 0.001\nmax_delay = 0.002\n")

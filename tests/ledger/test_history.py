@@ -7,8 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from orchestrator.ledger.history import History, PairKeys, PairView
-from orchestrator.models import ResultStatus
+from orchestrator.ledger.history import History, PairView
+from orchestrator.models import CopyWord, ResultStatus
 from tests.helpers.ledgerlines import (
     PROJECT,
     RID,
@@ -204,25 +204,6 @@ def test_torn_last_line_is_ignored(tmp_path: Path) -> None:
     assert History.load(path).status(key(1)) is ResultStatus.REPLICATED
 
 
-def test_pair_keys_are_exact_and_compact() -> None:
-    keys = PairKeys()
-    a = keys(PROJECT, item(1), "cn-east-2")
-    assert a == keys(PROJECT, item(1), "cn-east-2")
-    assert len(a) == 17
-    distinct = {
-        a,
-        keys(PROJECT, item(2), "cn-east-2"),
-        keys(PROJECT, item(1), "cn-south-1"),
-        keys("c" * 32, item(1), "cn-east-2"),
-        keys(PROJECT, "not-a-uuid", "cn-east-2"),
-    }
-    assert len(distinct) == 5
-    assert len(keys(PROJECT, "not-a-uuid", "cn-east-2")) == 12
-    # Combination numbers stay unambiguous past one byte.
-    many = {keys(PROJECT, item(1), f"r{i}-x") for i in range(300)}
-    assert len(many) == 300
-
-
 def test_many_pairs_load(tmp_path: Path) -> None:
     path = tmp_path / "l.jsonl"
     with path.open("wb") as f:
@@ -234,3 +215,17 @@ def test_many_pairs_load(tmp_path: Path) -> None:
     assert history.counts() == {ResultStatus.REPLICATED: 25_000}
     assert history.record_id(key(24_999)) == str(uuid.UUID(int=24_999))
     assert history.unknown_outcomes() == 0
+
+
+def test_every_copy_word_of_the_service_is_kept(tmp_path: Path) -> None:
+    """``track`` records the service's word; the history keeps every one (``na`` is no copy:
+    track never records it)."""
+    words = [w for w in CopyWord if w is not CopyWord.NA]
+    for n, word in enumerate(words):
+        ledger = write(
+            tmp_path / f"{n}.jsonl", result(n, "replicated", RID), copy_status(n, word, RID)
+        )
+        history = History.load(ledger)
+        assert history.copy_status(key(n)) == word
+        assert type(history.copy_status(key(n))) is str  # plain text, as the ledger has it
+        assert history.copy_failed(key(n)) is (word is CopyWord.FAIL)

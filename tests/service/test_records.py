@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
+from orchestrator.models import CopyWord
 from orchestrator.service.records import (
+    CBR_WORDS,
     CopyState,
     RecordReader,
+    cbr_word,
     ledger_line_state,
     live_record_id,
 )
@@ -75,3 +78,25 @@ def test_ledger_lines_old_and_new() -> None:
     assert ledger_line_state({"copy_status": "fail", "state": "bogus"}, reader) is (
         CopyState.FAILED
     )
+
+
+def test_every_word_of_the_service_has_one_meaning_and_cbr_speaks_them() -> None:
+    reader = RecordReader()
+    with capture_logs() as logs:
+        meanings = {word: reader.state(word) for word in CopyWord}
+    assert not logs  # no word of the vocabulary is unknown to the reader
+    assert meanings[CopyWord.NA] is None
+    assert {w for w, s in meanings.items() if s is CopyState.RUNNING} == {
+        CopyWord.WAITING_COPY,
+        CopyWord.COPYING,
+        CopyWord.WAITING_REPLICATE,
+        CopyWord.REPLICATING,
+    }
+    # CBR's words become CSBS's, and mean what CBR meant by them
+    assert set(CBR_WORDS.values()) <= set(CopyWord)
+    assert cbr_word("FAIL_REPLICATE") == cbr_word("timeout") == CopyWord.FAIL
+    assert cbr_word("waiting") == CopyWord.WAITING_COPY
+    assert cbr_word("Running") == CopyWord.COPYING
+    assert cbr_word("skipped") == CopyWord.SKIP
+    assert cbr_word("paused") == "paused"  # unknown: kept, for the reader to report
+    assert cbr_word(None) == ""
