@@ -52,6 +52,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _explain(as_json: bool) -> int:
     import json
 
+    from orchestrator.cli.options import shown_default
     from orchestrator.config.settings import OPTIONS
 
     rows = [
@@ -72,7 +73,7 @@ def _explain(as_json: bool) -> int:
     lines = []
     for row in rows:
         where = "  ".join(str(row[k]) for k in ("key", "flag", "env") if row[k])
-        default = "" if row["default"] is None else f"  (default {row['default']})"
+        default = "" if row["default"] is None else f"  (default {shown_default(row['default'])})"
         lines += [f"{where}{default}", f"    {row['help']}"]
     sys.stdout.write("\n".join(lines) + "\n")
     return ExitCode.OK

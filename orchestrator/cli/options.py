@@ -9,7 +9,7 @@ from typing import Any
 
 from orchestrator.config.settings import OPTIONS
 
-__all__ = ["add_options"]
+__all__ = ["add_options", "shown_default"]
 
 
 def add_options(
@@ -32,7 +32,7 @@ def add_options(
                 help=f"{opt.help}{shown}",
             )
             continue
-        default = "" if "default:" in opt.help else f" (default: {_shown(opt.default)})"
+        default = "" if "default:" in opt.help else f" (default: {shown_default(opt.default)})"
         parser.add_argument(
             opt.flag,
             dest=opt.name,
@@ -53,7 +53,7 @@ def _metavar(name: str, metavar: str | None, choices: tuple[str, ...] | None) ->
     return name.upper()
 
 
-def _shown(default: Any) -> str:
+def shown_default(default: Any) -> str:
     """A default as the docs and the config file spell it: none, true/false, 64, 0.5."""
     if default is None:
         return "none"
