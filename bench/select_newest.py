@@ -24,7 +24,8 @@ from orchestrator.discovery.discover import discover
 from orchestrator.discovery.rules import Destination, DiscoverConfig, Rule, Source
 from orchestrator.insight.coverage import CoverageFold, State, format_age, observe
 from orchestrator.models import ReplicationTask
-from orchestrator.service.auth import AkSkSigner, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.simulator import ManualClock, Simulator, SimulatorConfig
 

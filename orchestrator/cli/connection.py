@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.config.settings import RunSettings, load_config
 from orchestrator.errors import ConfigError
 from orchestrator.secret_set import SecretSet
-from orchestrator.service.auth import AkSkSigner, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.connect import Connection, connection
 
 if TYPE_CHECKING:

@@ -12,8 +12,10 @@ import pytest
 from aiohttp import web
 
 from orchestrator.errors import ApiError
-from orchestrator.service.auth import AkSkSigner, IamPasswordToken, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.simulator import Simulator
 
 MakeSimulator = Callable[..., Simulator]

@@ -14,8 +14,9 @@ import pytest
 from aiohttp import web
 
 from orchestrator.errors import AuthError, PermanentApiError
-from orchestrator.service.auth import Secret, StaticToken
+from orchestrator.service.auth import Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.tokens import StaticToken
 from orchestrator.simulator.app import GET_ITEM, REPLICATE, TOKENS
 from tests.helpers.clientkit import (
     MakeSimulator,
