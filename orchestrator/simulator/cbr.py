@@ -27,6 +27,7 @@ from aiohttp import web
 
 from orchestrator.simulator import query
 from orchestrator.simulator.faults import FaultInjector
+from orchestrator.simulator.filters import RecordFilter
 from orchestrator.simulator.records import (
     COPY_FAIL,
     COPY_SKIP,
@@ -37,7 +38,7 @@ from orchestrator.simulator.records import (
     Record,
 )
 from orchestrator.simulator.refusal import Refusal, invalid
-from orchestrator.simulator.state import Estate, RecordFilter
+from orchestrator.simulator.state import Estate
 from orchestrator.simulator.views import format_time
 
 __all__ = ["CBR_PROVIDER_ID", "CBR_ROUTES", "CbrFace", "vault_id"]
