@@ -1,6 +1,7 @@
 """Reading a 2xx answer of either service: a required field, a body that is not JSON, a
-replicate call's accepted record id. A field missing or of the wrong kind is a transient
-error that quotes a scrubbed snippet of the body, so that an operator sees what came back."""
+replicate call's accepted record id, the replication capabilities. A field missing or of the
+wrong kind is a transient error that quotes a scrubbed snippet of the body, so that an
+operator sees what came back."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import orjson
 from orchestrator.errors import TransientApiError, TransportError
 from orchestrator.service.error_body import snippet
 
-__all__ = ["accepted_record_id", "not_json", "required_field"]
+__all__ = ["accepted_record_id", "destinations_by_region", "not_json", "required_field"]
 
 
 def required_field(data: Any, name: str, kind: type[Any], scrub: Callable[[str], str]) -> Any:
@@ -54,3 +55,14 @@ def accepted_record_id(data: bytes) -> str:
         exc.http_status = 200
         raise exc
     return record_id
+
+
+def destinations_by_region(regions: list[Any]) -> dict[str, list[str]]:
+    """The ``regions`` of a capabilities answer (CSBS and CBR alike) as source region -> the
+    regions it may replicate to; malformed entries are left out."""
+    result: dict[str, list[str]] = {}
+    for entry in regions:
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            destinations = entry.get("replication_destinations") or []
+            result[entry["name"]] = [d for d in destinations if isinstance(d, str)]
+    return result

@@ -35,7 +35,7 @@ import orjson
 from orchestrator.errors import ConfigError, PermanentApiError
 from orchestrator.models import ReplicationTask
 from orchestrator.secret_set import SecretSet
-from orchestrator.service.answer import accepted_record_id
+from orchestrator.service.answer import accepted_record_id, destinations_by_region
 from orchestrator.service.auth import Authenticator
 from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.service.http_core import query_value, segment
@@ -166,12 +166,7 @@ class CbrClient(CsbsClient):
         self, project_id: str, *, region: str | None = None
     ) -> dict[str, list[str]]:
         data = await self._get_json(project_id, region, "/replication-capabilities")
-        result: dict[str, list[str]] = {}
-        for entry in self._field(data, "regions", list):
-            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-                destinations = entry.get("replication_destinations") or []
-                result[entry["name"]] = [d for d in destinations if isinstance(d, str)]
-        return result
+        return destinations_by_region(self._field(data, "regions", list))
 
     async def show_vault(
         self, project_id: str, vault: str, *, region: str | None = None

@@ -18,7 +18,7 @@ import orjson
 
 from orchestrator.errors import PermanentApiError
 from orchestrator.models import PROVIDER_ID, ReplicationTask
-from orchestrator.service.answer import accepted_record_id
+from orchestrator.service.answer import accepted_record_id, destinations_by_region
 from orchestrator.service.http_core import HttpCore, query_value, segment
 from orchestrator.service.records import live_record
 from orchestrator.service.settings import ClientSettings, Timeouts
@@ -129,12 +129,7 @@ class CsbsClient(HttpCore):
     ) -> dict[str, list[str]]:
         """Source region -> the regions it may replicate to."""
         data = await self._get_json(project_id, region, "/replication_capabilities")
-        result: dict[str, list[str]] = {}
-        for entry in self._field(data, "regions", list):
-            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-                destinations = entry.get("replication_destinations") or []
-                result[entry["name"]] = [d for d in destinations if isinstance(d, str)]
-        return result
+        return destinations_by_region(self._field(data, "regions", list))
 
     async def find_replication(self, task: ReplicationTask) -> str | None:
         """The id of a replication of ``task.key`` that is running or succeeded, or None
