@@ -18,8 +18,6 @@ from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.simulator import Simulator
 
-MakeSimulator = Callable[..., Simulator]
-
 
 def assert_no_secrets(exc: BaseException, *secrets: str) -> None:
     """Neither the exception nor anything chained to it shows a secret."""

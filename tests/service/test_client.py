@@ -23,8 +23,8 @@ from orchestrator.errors import (
 from orchestrator.models import ReplicationTask
 from orchestrator.service.client import ClientSettings, CsbsClient, Timeouts
 from orchestrator.simulator.app import LIST_ITEMS, REPLICATE
+from tests.conftest import MakeSimulator
 from tests.helpers.clientkit import (
-    MakeSimulator,
     aksk,
     client_for,
     raises,

@@ -18,8 +18,8 @@ from orchestrator.service.auth import Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.service.tokens import StaticToken
 from orchestrator.simulator.app import GET_ITEM, REPLICATE, TOKENS
+from tests.conftest import MakeSimulator
 from tests.helpers.clientkit import (
-    MakeSimulator,
     aksk,
     client_for,
     iam,
