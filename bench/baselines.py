@@ -6,7 +6,7 @@ no logging. ``threads``: what users write around the official SDK, a ``ThreadPoo
 of ``concurrency`` threads, each with its own ``requests.Session``.
 
 Both sign every request with AK/SK exactly as the orchestrator does
-(:meth:`orchestrator.service.auth.AkSkSigner.sign`), so all three pay for the same HMAC and the
+(:meth:`orchestrator.service.aksk.AkSkSigner.sign`), so all three pay for the same HMAC and the
 simulator verifies all three the same way. Each sends every manifest row once and prints
 one JSON line: requests, answers by status, the loop's own seconds and the run's start and
 end (wall clock) so a caller can line them up with the simulator's histogram.
@@ -33,7 +33,8 @@ import orjson
 import yarl
 
 from orchestrator.models import PROVIDER_ID
-from orchestrator.service.auth import AkSkSigner, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 
 __all__ = ["Request", "main", "requests_of"]
 

@@ -25,7 +25,8 @@ from orchestrator.discovery.rules import Destination, DiscoverConfig, Rule, Sour
 from orchestrator.insight.coverage import CoverageFold, State, format_age
 from orchestrator.insight.coverage_input import observe
 from orchestrator.models import ReplicationTask
-from orchestrator.service.auth import AkSkSigner, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.simulator import ManualClock, Simulator, SimulatorConfig
 

@@ -1,6 +1,6 @@
 """The ``SDK-HMAC-SHA256`` signature of Huawei Cloud's API gateway, as pure functions.
 
-Both sides use it: the client's signer (:mod:`orchestrator.service.auth`) and the simulator's
+Both sides use it: the client's signer (:mod:`orchestrator.service.aksk`) and the simulator's
 verifier. It reproduces huaweicloudsdkcore's ``Signer`` byte for byte (a test checks that).
 """
 

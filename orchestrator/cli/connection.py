@@ -8,7 +8,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from orchestrator.config.settings import RunSettings
-from orchestrator.service.auth import AkSkSigner, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.connect import Connection, connection
 
 if TYPE_CHECKING:

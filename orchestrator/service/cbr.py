@@ -2,8 +2,10 @@
 
 CBR is CSBS's successor: backups live in *vaults*, and a copy goes into a vault of the
 destination region. The HTTP machinery (session, signing, token renewal, error mapping,
-timeouts) is :class:`~orchestrator.service.client.CsbsClient`'s; only paths, bodies and the reading
-of answers differ. Shapes follow the official SDK (``huaweicloudsdkcbr`` 3.1, module ``v1``):
+timeouts) is :class:`~orchestrator.service.http_core.HttpCore`'s, and the finding of a record
+with its creation time :class:`~orchestrator.service.client.CsbsClient`'s; only paths, bodies
+and the reading of answers differ. Shapes follow the official SDK (``huaweicloudsdkcbr`` 3.1,
+module ``v1``):
 
 ==========================================================  ===============================
 call                                                        SDK model
@@ -24,19 +26,19 @@ simulator does and is *unconfirmed* on the real service.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar, Final, cast
-from urllib.parse import quote
 
 import orjson
 
-from orchestrator.errors import ConfigError, PermanentApiError, TransientApiError
+from orchestrator.errors import ConfigError, PermanentApiError
 from orchestrator.models import CopyWord, ReplicationTask
 from orchestrator.secret_set import SecretSet
+from orchestrator.service.answer import accepted_record_id, destinations_by_region
 from orchestrator.service.auth import Authenticator
-from orchestrator.service.client import ClientSettings, CsbsClient, accepted_record_id
+from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.http_core import query_value, segment
 from orchestrator.service.records import cbr_word
 
 __all__ = ["CBR_ENDPOINT_TEMPLATE", "CbrClient", "cbr_settings"]
@@ -44,7 +46,6 @@ __all__ = ["CBR_ENDPOINT_TEMPLATE", "CbrClient", "cbr_settings"]
 CBR_ENDPOINT_TEMPLATE: Final = "https://cbr.{region}.myhuaweicloud.com"
 _CSBS_TEMPLATE: Final = ClientSettings().endpoint_template
 
-_PLAIN_SEGMENT: Final = re.compile(r"[A-Za-z0-9._~-]+")
 #: Refusals of the destination vault (a vault of another region; no such vault). The
 #: simulator's codes: what the real service answers is unconfirmed (docs/cbr.md).
 _VAULT_CODES: Final = frozenset({"BackupService.1013", "BackupService.6302"})
@@ -92,7 +93,7 @@ class CbrClient(CsbsClient):
                 "POST",
                 task.project_id,
                 task.source_region,
-                f"/backups/{_segment(task.checkpoint_item_id)}/replicate",
+                f"/backups/{segment(task.checkpoint_item_id)}/replicate",
                 body=orjson.dumps({"replicate": body}),
             )
         except PermanentApiError as refused:
@@ -106,8 +107,8 @@ class CbrClient(CsbsClient):
         self, project_id: str, item_id: str, *, region: str | None = None
     ) -> dict[str, Any]:
         """One backup (``BackupResp``) with its ``replication_records`` in common words."""
-        data = await self._get_json(project_id, region, f"/backups/{_segment(item_id)}")
-        backup = _field(data, "backup", dict)
+        data = await self._get_json(project_id, region, f"/backups/{segment(item_id)}")
+        backup = self._field(data, "backup", dict)
         embedded = backup.get("replication_records")
         if isinstance(embedded, list):
             backup = {**backup, "replication_records": [_from_record(r) for r in embedded]}
@@ -132,21 +133,16 @@ class CbrClient(CsbsClient):
     async def count_items(
         self, project_id: str, *, region: str | None = None, **filters: str | int | bool
     ) -> int:
-        query = [(k, _query_value(v)) for k, v in filters.items()]
+        query = [(k, query_value(v)) for k, v in filters.items()]
         query.append(("limit", "1"))
         data = await self._get_json(project_id, region, "/backups", query)
-        return int(_field(data, "count", int))
+        return int(self._field(data, "count", int))
 
     async def capabilities(
         self, project_id: str, *, region: str | None = None
     ) -> dict[str, list[str]]:
         data = await self._get_json(project_id, region, "/replication-capabilities")
-        result: dict[str, list[str]] = {}
-        for entry in _field(data, "regions", list):
-            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-                destinations = entry.get("replication_destinations") or []
-                result[entry["name"]] = [d for d in destinations if isinstance(d, str)]
-        return result
+        return destinations_by_region(self._field(data, "regions", list))
 
     async def show_vault(
         self, project_id: str, vault: str, *, region: str | None = None
@@ -156,23 +152,23 @@ class CbrClient(CsbsClient):
         only its own region's vaults, so None there means "not a vault of this project in
         this region"."""
         try:
-            data = await self._get_json(project_id, region, f"/vaults/{_segment(vault)}")
+            data = await self._get_json(project_id, region, f"/vaults/{segment(vault)}")
         except PermanentApiError as exc:
             if exc.http_status == 404:
                 return None
             raise
-        return cast("dict[str, Any]", _field(data, "vault", dict))
+        return cast("dict[str, Any]", self._field(data, "vault", dict))
 
     async def operation_logs(
         self, project_id: str, *, region: str | None = None, **filters: str | int
     ) -> AsyncIterator[dict[str, Any]]:
         """``OperationLog`` entries matching ``filters``, page after page (``offset``)."""
-        query = [(k, _query_value(v)) for k, v in filters.items()]
+        query = [(k, query_value(v)) for k, v in filters.items()]
         offset = 0
         while True:
             page_query = [*query, ("limit", str(_OP_LOG_PAGE)), ("offset", str(offset))]
             data = await self._get_json(project_id, region, "/operation-logs", page_query)
-            page = _field(data, "operation_logs", list)
+            page = self._field(data, "operation_logs", list)
             for entry in page:
                 if isinstance(entry, dict):
                     yield entry
@@ -294,20 +290,3 @@ def _live(records: Iterable[Any], task: ReplicationTask) -> str | None:
         if isinstance(record_id, str) and record_id:
             return record_id
     return None
-
-
-def _segment(value: str) -> str:
-    return value if _PLAIN_SEGMENT.fullmatch(value) else quote(value, safe="")
-
-
-def _query_value(value: str | int | bool) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _field(data: Any, name: str, kind: type[Any]) -> Any:
-    value = data.get(name) if isinstance(data, dict) else None
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise TransientApiError(f"answer without a valid {name!r} field", http_status=200)
-    return value

@@ -15,14 +15,11 @@ import yarl
 from orchestrator.config.settings import RunSettings
 from orchestrator.errors import ConfigError, ErrorTable
 from orchestrator.secret_set import SecretSet
-from orchestrator.service.auth import (
-    Authenticator,
-    IamPasswordToken,
-    Secret,
-)
+from orchestrator.service.auth import Authenticator, Secret
 from orchestrator.service.cbr import CbrClient
 from orchestrator.service.client import ClientSettings, CsbsClient, Timeouts
 from orchestrator.service.credentials import resolve_credentials
+from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.service.transport_policy import (
     check_endpoint,
     refuse_credentials_over_plain_http,

@@ -37,18 +37,15 @@ import structlog
 import yarl
 
 from orchestrator.errors import AuthError, ConfigError
-from orchestrator.service.auth import (
-    AkSkSigner,
-    Authenticator,
-    PostJson,
-    Secret,
-    credentials_from_env,
-)
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Authenticator, PostJson, Secret, utcnow
+from orchestrator.service.tokens import StaticToken
 
 __all__ = [
     "METADATA_URL",
     "MetadataCredentials",
     "TemporaryKey",
+    "credentials_from_env",
     "fetch_metadata_key",
     "resolve_credentials",
 ]
@@ -67,10 +64,6 @@ _MAX_BODY: Final = 64 * 1024
 _TOKEN_PATH: Final = "/meta-data/latest/api/token"  # noqa: S105 - a path, not a secret
 _TOKEN_HEADER: Final = "X-Metadata-Token"  # noqa: S105 - a header name
 _TOKEN_TTL_S: Final = 6 * 3600  # as the SDK asks
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class _Unavailable(Exception):
@@ -182,7 +175,7 @@ class MetadataCredentials:
         fetch: FetchKey,
         first: TemporaryKey,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         refresh_before: timedelta = _REFRESH_BEFORE,
         default_lifetime: timedelta = timedelta(hours=1),
     ) -> None:
@@ -197,7 +190,7 @@ class MetadataCredentials:
 
     @classmethod
     async def start(
-        cls, fetch: FetchKey, *, clock: Callable[[], datetime] = _utcnow
+        cls, fetch: FetchKey, *, clock: Callable[[], datetime] = utcnow
     ) -> MetadataCredentials:
         return cls(fetch, await fetch(), clock=clock)
 
@@ -300,11 +293,46 @@ def _from_profile(env: Mapping[str, str]) -> Authenticator:
         raise ConfigError(f"{path}: [{_PROFILE_SECTION}]: {exc}") from None
 
 
+def credentials_from_env(env: Mapping[str, str]) -> Authenticator | None:
+    """The authenticator the environment asks for, or ``None`` when it names none.
+
+    ``HUAWEICLOUD_SDK_AK`` + ``HUAWEICLOUD_SDK_SK`` (the SDKs' convention) sign requests, with
+    ``HUAWEICLOUD_SDK_SECURITY_TOKEN`` for temporary keys (sent as ``X-Security-Token``);
+    ``CSBS_AUTH_TOKEN`` is a ready token. Exactly one of the two may be set. (IAM password
+    tokens come from the run settings: build :class:`IamPasswordToken` there.) Messages name
+    variables, never their values.
+    """
+    ak = env.get("HUAWEICLOUD_SDK_AK", "").strip()
+    sk = env.get("HUAWEICLOUD_SDK_SK", "").strip()
+    token = env.get("CSBS_AUTH_TOKEN", "").strip()
+    security_token = env.get("HUAWEICLOUD_SDK_SECURITY_TOKEN", "").strip()
+    if security_token and not ak:
+        raise ConfigError(
+            "HUAWEICLOUD_SDK_SECURITY_TOKEN is set without HUAWEICLOUD_SDK_AK and "
+            "HUAWEICLOUD_SDK_SK: a security token belongs to a temporary AK/SK; set all three"
+        )
+    if ak and not sk:
+        raise ConfigError("HUAWEICLOUD_SDK_AK is set but HUAWEICLOUD_SDK_SK is not: set both")
+    if sk and not ak:
+        raise ConfigError("HUAWEICLOUD_SDK_SK is set but HUAWEICLOUD_SDK_AK is not: set both")
+    if ak and token:
+        raise ConfigError(
+            "both HUAWEICLOUD_SDK_AK/SK and CSBS_AUTH_TOKEN are set: keep one way to authenticate"
+        )
+    if ak:
+        return AkSkSigner(
+            ak, Secret(sk), security_token=Secret(security_token) if security_token else None
+        )
+    if token:
+        return StaticToken(Secret(token))
+    return None
+
+
 async def resolve_credentials(
     env: Mapping[str, str],
     *,
     iam: Callable[[], Authenticator | None] = lambda: None,
-    clock: Callable[[], datetime] = _utcnow,
+    clock: Callable[[], datetime] = utcnow,
 ) -> Authenticator:
     """The first source of the chain that yields credentials (see the module docstring).
 

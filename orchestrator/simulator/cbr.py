@@ -18,32 +18,29 @@ stands in for whatever the real service answers for a vault in the wrong region.
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 from aiohttp import web
 
 from orchestrator.simulator import query
-from orchestrator.simulator.faults import FaultInjector
-from orchestrator.simulator.records import (
-    COPY_FAIL,
-    COPY_SKIP,
-    COPY_SUCCESS,
-    REPLICATING,
-    WAITING,
-    Item,
-    Record,
+from orchestrator.simulator.cbr_views import (
+    CBR_PROVIDER_ID,
+    OP_STATUS,
+    backup_view,
+    op_log_view,
+    vault_id,
 )
+from orchestrator.simulator.face import destination, options, start_replication
+from orchestrator.simulator.faults import FaultInjector
+from orchestrator.simulator.filters import RecordFilter
+from orchestrator.simulator.records import Item, Record
 from orchestrator.simulator.refusal import Refusal, invalid
-from orchestrator.simulator.state import Estate, RecordFilter
-from orchestrator.simulator.views import format_time
+from orchestrator.simulator.state import Estate
 
 __all__ = ["CBR_PROVIDER_ID", "CBR_ROUTES", "CbrFace", "vault_id"]
 
-#: CBR's provider of cloud server backups.
-CBR_PROVIDER_ID: Final = "0daac4c5-6707-4851-97ba-169e36266b66"
 _V3: Final = "/v3/{project_id}"
 REPLICATE: Final = f"POST {_V3}/backups/{{backup_id}}/replicate"
 LIST_BACKUPS: Final = f"GET {_V3}/backups"
@@ -55,33 +52,12 @@ CBR_ROUTES: Final = (REPLICATE, LIST_BACKUPS, SHOW_BACKUP, CAPABILITIES, OP_LOGS
 
 #: Copies one backup may have (successful or under way) before CBR answers 1012.
 MAX_REPLICAS: Final = 8
-_VAULTS: Final = uuid.UUID("6f1c0b7e-4d55-4c1e-9a35-2f0c1d5b7a10")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+$")
-_PROJECT = re.compile(
-    r"^([0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
-)
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_MAX_TEXT: Final = 255
-#: The estate's copy states in the words of CBR's operation logs.
-#: A record's status -> an ``OperationLog``'s (the SDK's words: waiting, running, success,
-#: failed, skipped, timeout). A backup's embedded ``ReplicationRecordGet`` keeps the record's.
-_OP_STATUS: Final = {
-    WAITING: "waiting",
-    REPLICATING: "running",
-    COPY_SUCCESS: "success",
-    COPY_FAIL: "failed",
-    COPY_SKIP: "skipped",
-}
-_OP_STATUS_BACK: Final = {v: k for k, v in _OP_STATUS.items()}
+_OP_STATUS_BACK: Final = {v: k for k, v in OP_STATUS.items()}
 
 _Answer = tuple[int, dict[str, Any]]
 _Handler = Callable[[web.Request, bytes, str], _Answer]
 _Wrap = Callable[..., Callable[[web.Request], Any]]
-
-
-def vault_id(project_id: str, region: str) -> str:
-    """The id of ``project_id``'s vault in ``region`` (stable across runs)."""
-    return str(uuid.uuid5(_VAULTS, f"{project_id}:{region}"))
 
 
 class CbrFace:
@@ -140,8 +116,11 @@ class CbrFace:
 
     def _replicate(self, request: web.Request, body: bytes, project_id: str) -> _Answer:
         replicate = _replicate_body(body)
-        region, dest_project, dest_vault = _destination(replicate)
-        name, description, acceleration = _options(replicate)
+        region, dest_project = destination(replicate)
+        dest_vault = replicate.get("destination_vault_id")
+        if not isinstance(dest_vault, str) or not _UUID.match(dest_vault):
+            raise invalid("destination_vault_id is missing or invalid")
+        name, description, acceleration = options(replicate)
         owner = self._vaults.get(dest_vault)
         if owner is None:
             raise Refusal(404, "BackupService.6302", f"The vault {dest_vault} does not exist.")
@@ -164,7 +143,16 @@ class CbrFace:
         live = [r for r in self._estate.records_of(item) if r.blocks_duplicate(now)]
         if len(live) >= MAX_REPLICAS and all(r.destination_region != region for r in live):
             raise Refusal(400, "BackupService.1012", "The backup has too many replicas.")
-        record = self._replicate_item(item, region, dest_project, name, acceleration)
+        record = start_replication(
+            self._estate,
+            self._faults,
+            project_id=item.project_id,
+            item_id=item.id,
+            region=region,
+            destination_project=dest_project,
+            name=name,
+            acceleration=acceleration,
+        )
         del description  # accepted and not kept, as CSBS's face does
         self._destination_vaults[record.id] = dest_vault
         self._on_replicated(backup_id, region)
@@ -181,24 +169,6 @@ class CbrFace:
             }
         }
 
-    def _replicate_item(
-        self, item: Item, region: str, dest_project: str, name: str, acceleration: bool
-    ) -> Record:
-        try:
-            return self._estate.replicate(
-                item.project_id,
-                item.id,
-                region,
-                dest_project,
-                limits=self._faults.config,
-                name=name,
-                enable_acceleration=acceleration,
-            )
-        except Refusal as refusal:
-            if refusal.kind == "capacity":
-                refusal.headers.update(self._faults.retry_after_headers())
-            raise
-
     def _list_backups(self, request: web.Request, _body: bytes, project_id: str) -> _Answer:
         page = query.paging(request.query)
         items = self._in_vault(project_id, request.query.get("vault_id"))
@@ -212,7 +182,7 @@ class CbrFace:
                 raise invalid(f"marker {page.marker} is not a backup of this project")
             start = ids.index(page.marker) + 1
         chosen = items[start + page.offset : start + page.offset + page.limit]
-        backups = [self._backup_view(i) for i in chosen]
+        backups = [self._backup_view(i, self._estate.now()) for i in chosen]
         return 200, {
             "backups": backups,
             "count": len(items),
@@ -222,7 +192,7 @@ class CbrFace:
 
     def _show_backup(self, request: web.Request, _body: bytes, project_id: str) -> _Answer:
         item = self._item(project_id, request.match_info["item_id"])
-        return 200, {"backup": self._backup_view(item)}
+        return 200, {"backup": self._backup_view(item, self._estate.now())}
 
     def _show_vault(self, request: web.Request, _body: bytes, project_id: str) -> _Answer:
         """``ShowVault``: a vault of ``project_id``. A region's own endpoint knows only that
@@ -279,7 +249,7 @@ class CbrFace:
         ]
         chosen = matching[page.offset : page.offset + page.limit]
         return 200, {
-            "operation_logs": [self._op_log_view(r) for r in chosen],
+            "operation_logs": [op_log_view(r, self._estate.now()) for r in chosen],
             "count": len(matching),
             "offset": page.offset,
             "limit": page.limit,
@@ -301,111 +271,13 @@ class CbrFace:
             return items
         return [i for i in items if vault_id(i.project_id, i.region) == wanted]
 
+    def _backup_view(self, item: Item, now: float) -> dict[str, Any]:
+        records = self._estate.records_of(item)
+        return backup_view(item, records, now, self._destination_vault)
+
     def _destination_vault(self, record: Record) -> str:
         found = self._destination_vaults.get(record.id)
         return found or vault_id(record.destination_project_id, record.destination_region)
-
-    def _backup_view(self, item: Item) -> dict[str, Any]:
-        now = self._estate.now()
-        return {
-            "checkpoint_id": item.checkpoint_id,
-            "created_at": format_time(item.created_at),
-            "description": item.description,
-            "expired_at": None,
-            "extend_info": None,
-            "id": item.id,
-            "image_type": "backup",
-            "name": item.name,
-            "parent_id": None,
-            "project_id": item.project_id,
-            "protected_at": format_time(item.protected_at),
-            "resource_az": item.az,
-            "resource_id": item.resource_id,
-            "resource_name": item.resource_name,
-            "resource_size": max(1, item.size_mb // 1024),
-            "resource_type": item.resource_type,
-            "status": item.status,
-            "updated_at": format_time(item.protected_at),
-            "vault_id": vault_id(item.project_id, item.region),
-            "replication_records": [
-                self._record_view(r, now) for r in self._estate.records_of(item)
-            ],
-            "enterprise_project_id": "0",
-            "provider_id": CBR_PROVIDER_ID,
-            "children": [],
-            "incremental": item.incremental,
-            "version": 1,
-        }
-
-    def _record_view(self, record: Record, now: float) -> dict[str, Any]:
-        """A ``ReplicationRecordGet``."""
-        status = record.status(now)
-        done = status == COPY_SUCCESS
-        item = record.item
-        failed = status == COPY_FAIL
-        return {
-            "created_at": format_time(record.created_at),
-            "destination_backup_id": record.destination_checkpoint_item_id if done else "",
-            "destination_checkpoint_id": record.destination_checkpoint_id if done else "",
-            "destination_project_id": record.destination_project_id,
-            "destination_region": record.destination_region,
-            "destination_vault_id": self._destination_vault(record),
-            "extra_info": {
-                "progress": record.progress(now),
-                "fail_code": "BackupService.9999" if failed else "",
-                "fail_reason": "Replication failed." if failed else "",
-                "auto_trigger": record.auto_trigger,
-                "destination_vault_id": self._destination_vault(record),
-            },
-            "id": record.id,
-            "source_backup_id": item.id,
-            "source_checkpoint_id": item.checkpoint_id,
-            "source_project_id": item.project_id,
-            "source_region": item.region,
-            "status": status,  # ReplicationRecordGet speaks the record vocabulary
-            "vault_id": vault_id(item.project_id, item.region),
-        }
-
-    def _op_log_view(self, record: Record) -> dict[str, Any]:
-        """An ``OperationLog`` of type replication."""
-        now = self._estate.now()
-        status = record.status(now)
-        item = record.item
-        done = status == COPY_SUCCESS
-        ended = status in (COPY_SUCCESS, COPY_FAIL)
-        log: dict[str, Any] = {
-            "checkpoint_id": item.checkpoint_id,
-            "created_at": format_time(record.created_at),
-            "ended_at": format_time(record.end_at) if ended else None,
-            "extra_info": {
-                "common": {"progress": record.progress(now), "request_id": "", "task_id": ""},
-                "replication": {
-                    "destination_backup_id": record.destination_checkpoint_item_id if done else "",
-                    "destination_checkpoint_id": record.destination_checkpoint_id if done else "",
-                    "destination_project_id": record.destination_project_id,
-                    "destination_region": record.destination_region,
-                    "source_backup_id": item.id,
-                    "source_checkpoint_id": item.checkpoint_id,
-                    "source_project_id": item.project_id,
-                    "source_region": item.region,
-                    "source_backup_name": item.name,
-                    "destination_backup_name": record.name or f"rep_from_{item.id}",
-                },
-            },
-            "id": record.id,
-            "operation_type": "replication",
-            "policy_id": "",
-            "project_id": item.project_id,
-            "provider_id": CBR_PROVIDER_ID,
-            "started_at": format_time(record.created_at),
-            "status": _OP_STATUS[status],
-            "updated_at": format_time(min(now, record.end_at)),
-            "vault_id": vault_id(item.project_id, item.region),
-            "vault_name": f"vault-{item.region}",
-        }
-        if status == COPY_FAIL:
-            log["error_info"] = {"code": "BackupService.9999", "message": "Replication failed."}
-        return log
 
 
 def _replicate_body(body: bytes) -> dict[str, Any]:
@@ -417,29 +289,3 @@ def _replicate_body(body: bytes) -> dict[str, Any]:
     if not isinstance(replicate, dict):
         raise invalid('the body must be {"replicate": {...}}')
     return replicate
-
-
-def _destination(replicate: dict[str, Any]) -> tuple[str, str, str]:
-    region = replicate.get("destination_region")
-    if not isinstance(region, str) or not _REGION.match(region):
-        raise invalid("destination_region is missing or invalid")
-    project = replicate.get("destination_project_id")
-    if not isinstance(project, str) or not _PROJECT.match(project):
-        raise invalid("destination_project_id is missing or invalid")
-    vault = replicate.get("destination_vault_id")
-    if not isinstance(vault, str) or not _UUID.match(vault):
-        raise invalid("destination_vault_id is missing or invalid")
-    return region, project, vault
-
-
-def _options(replicate: dict[str, Any]) -> tuple[str, str, bool]:
-    name = replicate.get("name", "")
-    description = replicate.get("description", "")
-    acceleration = replicate.get("enable_acceleration", False)
-    texts: Iterable[tuple[str, object]] = (("name", name), ("description", description))
-    for field, value in texts:
-        if not isinstance(value, str) or len(value) > _MAX_TEXT:
-            raise invalid(f"{field} must be a string of at most 255 characters")
-    if not isinstance(acceleration, bool):
-        raise invalid("enable_acceleration must be a boolean")
-    return str(name), str(description), acceleration

@@ -6,14 +6,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from orchestrator.simulator.refusal import invalid
-from orchestrator.simulator.state import (
+from orchestrator.simulator.filters import (
     DEFAULT_SORT,
     SORT_KEYS,
     ItemFilter,
     RecordFilter,
     SortSpec,
 )
+from orchestrator.simulator.refusal import invalid
 
 __all__ = ["Paging", "item_filter", "paging", "record_filter", "sort_spec"]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BUSY",
     "COPY_FAIL",
     "COPY_SKIP",
     "COPY_SUCCESS",
@@ -35,6 +36,10 @@ ITEM_STATUSES = frozenset(
         "deleting",
         "deleted",
     }
+)
+#: An item in the middle of another operation: the service refuses to replicate it (CSBS.2003).
+BUSY = frozenset(
+    {"waiting_protect", "protecting", "waiting_restore", "restoring", "waiting_delete", "deleting"}
 )
 COPY_SUCCESS = "success"
 COPY_FAIL = "fail"

@@ -9,138 +9,30 @@ items must answer thousands of replicates per second. Listings sort lazily, once
 from __future__ import annotations
 
 import heapq
-import operator
 import random
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
 from itertools import islice
-from typing import Any
 
 from orchestrator.simulator.clock import Clock
 from orchestrator.simulator.config import FaultConfig, SimulatorConfig
-from orchestrator.simulator.records import Item, Project, Record
-from orchestrator.simulator.refusal import Refusal, invalid
-
-__all__ = ["BASE_EPOCH", "Estate", "ItemFilter", "RecordFilter", "SortSpec"]
-
-#: Generated backups are spread over the year after this instant (2024-01-01T00:00:00Z).
-BASE_EPOCH = 1_704_067_200.0
-_YEAR_S = 365 * 86400.0
-
-_BUSY = frozenset(
-    {"waiting_protect", "protecting", "waiting_restore", "restoring", "waiting_delete", "deleting"}
+from orchestrator.simulator.filters import (
+    DEFAULT_SORT,
+    SORT_ATTRS,
+    ItemFilter,
+    RecordFilter,
+    SortSpec,
 )
-_WORDS = ("web", "db", "cache", "api", "batch", "mq", "auth", "etl", "front", "search")
-# The version (4) and variant (RFC 4122) bits of a random UUID.
-_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID_SET = (0x4000 << 64) | (0x8000 << 48)
-SORT_KEYS = frozenset({"created_at", "updated_at", "name", "status", "protected_at", "id"})
+from orchestrator.simulator.records import BUSY, Item, Project, Record
+from orchestrator.simulator.refusal import Refusal, invalid
+from orchestrator.simulator.seeding import Seeder, hex32, new_item, uuid4
 
-#: ((key, descending), ...) as parsed from ``sort=created_at:desc,name:asc``.
-SortSpec = tuple[tuple[str, bool], ...]
-DEFAULT_SORT: SortSpec = (("created_at", True),)
-
-_SORT_ATTRS: dict[str, Callable[[Item], Any]] = {
-    "created_at": operator.attrgetter("created_at"),
-    "updated_at": operator.attrgetter("protected_at"),
-    "protected_at": operator.attrgetter("protected_at"),
-    "name": operator.attrgetter("name"),
-    "status": operator.attrgetter("status"),
-    "id": operator.attrgetter("id"),
-}
-
-
-def _uuid(rng: random.Random) -> str:
-    """A random (version 4) UUID from ``rng``; formatted by hand, as uuid.UUID costs 4x more
-    and estates of 100k+ items need several per item."""
-    bits = rng.getrandbits(128) & _UUID_CLEAR | _UUID_SET
-    h = f"{bits:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def _microseconds(moment: float) -> int:
-    return round(moment * 1_000_000)
+__all__ = ["Estate"]
 
 
 def _prune(heap: list[float], now: float) -> None:
     """Drop the end times that have passed from a heap of in-flight replications."""
     while heap and heap[0] <= now:
         heapq.heappop(heap)
-
-
-def _hex32(rng: random.Random) -> str:
-    return f"{rng.getrandbits(128):032x}"
-
-
-@dataclass(frozen=True, slots=True)
-class ItemFilter:
-    """The query filters of ``GET /checkpoint_items`` and ``/count``; None means any."""
-
-    status: str | None = None
-    name: str | None = None
-    resource_id: str | None = None
-    resource_name: str | None = None
-    resource_type: str | None = None
-    checkpoint_id: str | None = None
-    policy_id: str | None = None
-    az: str | None = None
-    start_time: float | None = None
-    end_time: float | None = None
-
-    def is_empty(self) -> bool:
-        return self == _NO_FILTER
-
-    def matches(self, item: Item) -> bool:  # noqa: PLR0911 - one early exit per filter
-        if self.status is not None and item.status != self.status:
-            return False
-        if self.name is not None and self.name.lower() not in item.name.lower():
-            return False
-        if self.resource_id is not None and item.resource_id != self.resource_id:
-            return False
-        # Fuzzy, as the API reference says of both name and resource_name.
-        if (
-            self.resource_name is not None
-            and self.resource_name.lower() not in item.resource_name.lower()
-        ):
-            return False
-        if self.resource_type is not None and item.resource_type != self.resource_type:
-            return False
-        if self.checkpoint_id is not None and item.checkpoint_id != self.checkpoint_id:
-            return False
-        if self.policy_id is not None and item.policy_id != self.policy_id:
-            return False
-        if self.az is not None and item.az != self.az:
-            return False
-        if self.start_time is None and self.end_time is None:
-            return True
-        # Compared in whole microseconds: the resolution of the times the API shows.
-        created = _microseconds(item.created_at)
-        if self.start_time is not None and created < _microseconds(self.start_time):
-            return False
-        return self.end_time is None or created <= _microseconds(self.end_time)
-
-
-_NO_FILTER = ItemFilter()
-
-
-@dataclass(frozen=True, slots=True)
-class RecordFilter:
-    """The query filters of ``GET /replication_records``."""
-
-    checkpoint_item_id: str | None = None
-    destination_region: str | None = None
-    destination_project_id: str | None = None
-    status: str | None = None
-
-    def matches(self, record: Record, now: float) -> bool:
-        if self.checkpoint_item_id is not None and record.item.id != self.checkpoint_item_id:
-            return False
-        region, project = self.destination_region, self.destination_project_id
-        if region is not None and record.destination_region != region:
-            return False
-        if project is not None and record.destination_project_id != project:
-            return False
-        return self.status is None or record.status(now) == self.status
 
 
 class Estate:
@@ -156,13 +48,13 @@ class Estate:
         self._ids = random.Random(f"records:{seed}")
         self._outcomes = random.Random(f"outcomes:{seed}")
         self.projects: tuple[Project, ...] = tuple(
-            Project(_hex32(self._gen), region)
+            Project(hex32(self._gen), region)
             for region in config.regions
             for _ in range(config.projects_per_region)
         )
         self._projects = {p.id: p for p in self.projects}
         self.destination_projects = self._destination_projects()
-        self._policies = {p.id: [_uuid(self._gen) for _ in range(3)] for p in self.projects}
+        self._policies = {p.id: [uuid4(self._gen) for _ in range(3)] for p in self.projects}
         self._items: dict[str, Item] = {}
         self._by_project: dict[str, list[Item]] = {p.id: [] for p in self.projects}
         self._records: dict[str, Record] = {}
@@ -171,123 +63,28 @@ class Estate:
         self._latest: dict[tuple[str, str], Record] = {}
         self._in_flight: dict[str, list[float]] = {}  # destination region -> heap of end_at
         self._sorted: dict[tuple[str, SortSpec], tuple[list[Item], dict[str, int]]] = {}
+        seeder = Seeder(
+            self, config, clock, self._gen, projects=self.projects, policies=self._policies
+        )
         if config.age_days:
-            self._generate_aged(config.items, config.age_days)
+            seeder.generate_aged(config.items, config.age_days)
         else:
-            self._generate(config.items)
+            seeder.generate(config.items)
 
-    # ---- generation -------------------------------------------------------------------
+    # ---- generation (see seeding.py) -----------------------------------------------------
 
     def _destination_projects(self) -> dict[str, str]:
         """One destination project per region: the estate's own project where it has one
         (same account), otherwise a generated id."""
         regions = sorted({d for dests in self._config.capabilities.values() for d in dests})
         own = {p.region: p.id for p in reversed(self.projects)}
-        return {r: own.get(r) or _hex32(self._gen) for r in regions}
+        return {r: own.get(r) or hex32(self._gen) for r in regions}
 
-    def _generate(self, count: int) -> None:
-        projects = self.projects
-        for index in range(count):
-            project = projects[index % len(projects)]
-            created = BASE_EPOCH + self._gen.uniform(0, _YEAR_S)
-            item = self._new_item(self._gen, project, created, self._draw_status())
-            self._insert(item)
-            self._seed_history(item)
-
-    def _generate_aged(self, count: int, days: int) -> None:
-        """Resources with a backup a day (the newest two to three hours old), each
-        destination's copies drawn from one of the coverage profiles."""
-        now = self._clock.now()
-        projects = self.projects
-        for index in range(max(1, count // days)):
-            project = projects[index % len(projects)]
-            kind = "autobk" if self._gen.random() < 0.7 else "manualbk"
-            first = self._new_item(self._gen, project, now, "available")
-            history: list[Item] = []
-            for day in range(days):
-                created = now - day * 86400 - self._gen.uniform(7200, 10800)
-                item = replace(
-                    self._new_item(self._gen, project, created, "available"),
-                    resource_id=first.resource_id,
-                    resource_name=first.resource_name,
-                    name=f"{kind}_{self._gen.getrandbits(16):04x}",
-                )
-                self._insert(item)
-                history.append(item)  # newest first
-            for destination in self._config.capabilities[project.region]:
-                self._aged_copies(history, destination, now)
-
-    def _aged_copies(self, history: list[Item], destination: str, now: float) -> None:
-        draw = self._gen.random()
-        newest = history[0]
-        older = history[min(len(history) - 1, self._gen.randrange(2, 5))]
-        if draw < 0.4:  # covered: last night's backup was copied
-            self._add_record(newest, destination, start=newest.protected_at + 600, fails=False)
-        elif draw < 0.55:  # stale: a copy days old, nothing since
-            self._add_record(older, destination, start=older.protected_at + 600, fails=False)
-        elif draw < 0.7:  # failing: an old copy, and last night's failed
-            self._add_record(older, destination, start=older.protected_at + 600, fails=False)
-            self._add_record(newest, destination, start=newest.protected_at + 600, fails=True)
-        elif draw < 0.8:  # running: an old copy, last night's still copying
-            self._add_record(older, destination, start=older.protected_at + 600, fails=False)
-            span = self._config.copy_wait_s + self._config.copy_duration_s
-            self._add_record(
-                newest, destination, start=now - self._gen.uniform(0, span), fails=False
-            )
-        # else missing: never copied
-
-    def _draw_status(self) -> str:
-        draw = self._gen.random()
-        if draw < 0.82:
-            return "available"
-        if draw < 0.90:
-            return "protecting"
-        return "error" if draw < 0.96 else "deleted"
-
-    def _new_item(self, rng: random.Random, project: Project, created: float, status: str) -> Item:
-        word = rng.choice(_WORDS)
-        finished = status not in _BUSY
-        return Item(
-            id=_uuid(rng),
-            project_id=project.id,
-            region=project.region,
-            checkpoint_id=_uuid(rng),
-            name=f"{'autobk' if rng.random() < 0.7 else 'manualbk'}_{rng.getrandbits(16):04x}",
-            description="" if rng.random() < 0.5 else f"backup of {word} server",
-            resource_id=_uuid(rng),
-            resource_name=f"ecs-{word}-{rng.randrange(10000):04d}",
-            status=status,
-            created_at=created,
-            protected_at=created + rng.uniform(60, 3600) if finished else created,
-            size_mb=rng.randrange(10, 500) * 1024,
-            az=f"{project.region}{rng.choice('abc')}",
-            policy_id=rng.choice(self._policies[project.id]),
-            incremental=rng.random() < 0.7,
-            tags=(("env", rng.choice(("prod", "test", "dev"))),),
-        )
-
-    def _seed_history(self, item: Item) -> None:
-        """Some available backups already have a replica, a failed copy, or one under way."""
-        if item.status != "available":
-            return
-        draw = self._gen.random()
-        if draw >= 0.15:
-            return
-        destination = self._gen.choice(self._config.capabilities[item.region])
-        if draw < 0.10:
-            self._add_record(item, destination, start=item.protected_at + 600, fails=False)
-        elif draw < 0.13:
-            self._add_record(item, destination, start=item.protected_at + 600, fails=True)
-        else:
-            span = self._config.copy_wait_s + self._config.copy_duration_s
-            start = self._clock.now() - self._gen.uniform(0, span)
-            self._add_record(item, destination, start=start, fails=False)
-
-    def _insert(self, item: Item) -> None:
+    def insert(self, item: Item) -> None:
         self._items[item.id] = item
         self._by_project[item.project_id].append(item)
 
-    def _add_record(
+    def add_record(
         self,
         item: Item,
         destination: str,
@@ -302,12 +99,12 @@ class Estate:
         project_records = self._records_by_project[item.project_id]
         copy_at = start + self._config.copy_wait_s
         record = Record(
-            id=_uuid(self._ids),
+            id=uuid4(self._ids),
             item=item,
             destination_region=destination,
             destination_project_id=destination_project_id or self.destination_projects[destination],
-            destination_checkpoint_id=_uuid(self._ids),
-            destination_checkpoint_item_id=_uuid(self._ids),
+            destination_checkpoint_id=uuid4(self._ids),
+            destination_checkpoint_item_id=uuid4(self._ids),
             created_at=start,
             copy_at=copy_at,
             # A skipped replication ends when it would have started copying.
@@ -388,10 +185,10 @@ class Estate:
     def _ordered(self, project_id: str, sort: SortSpec) -> tuple[list[Item], dict[str, int]]:
         cached = self._sorted.get((project_id, sort))
         if cached is None:
-            ordered = sorted(self.items_of(project_id), key=_SORT_ATTRS["id"])
+            ordered = sorted(self.items_of(project_id), key=SORT_ATTRS["id"])
             # Stable sorts from the last key to the first give a multi-key order.
             for key, descending in reversed(sort):
-                ordered.sort(key=_SORT_ATTRS[key], reverse=descending)
+                ordered.sort(key=SORT_ATTRS[key], reverse=descending)
             cached = (ordered, {item.id: i for i, item in enumerate(ordered)})
             self._sorted[(project_id, sort)] = cached
         return cached
@@ -460,7 +257,7 @@ class Estate:
         """Start a replication, or raise the :class:`Refusal` the service would answer."""
         item = self.item(project_id, item_id)
         if item.status != "available":
-            code = "CSBS.2003" if item.status in _BUSY else "CSBS.4000"
+            code = "CSBS.2003" if item.status in BUSY else "CSBS.4000"
             raise Refusal(
                 400, code, f"The checkpoint item {item_id} is {item.status}, not available."
             )
@@ -493,7 +290,7 @@ class Estate:
         draw = self._outcomes.random()
         fails = draw < limits.copy_fail_rate
         skips = not fails and draw < limits.copy_fail_rate + limits.copy_skip_rate
-        return self._add_record(
+        return self.add_record(
             item,
             destination_region,
             start=self._clock.now(),
@@ -509,9 +306,10 @@ class Estate:
         project = self._projects[project_id]
         # Finished an hour ago, so that protected_at is not in the future.
         created = self._clock.now() - 3600
-        items = [self._new_item(self._added, project, created, status) for _ in range(count)]
+        policies = self._policies[project_id]
+        items = [new_item(self._added, project, created, status, policies) for _ in range(count)]
         for item in items:
-            self._insert(item)
+            self.insert(item)
         for key in [k for k in self._sorted if k[0] == project_id]:
             del self._sorted[key]
         return items

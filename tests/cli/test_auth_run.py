@@ -14,8 +14,10 @@ import pytest
 
 from orchestrator.errors import AuthError
 from orchestrator.exitcodes import ExitCode
-from orchestrator.service.auth import AkSkSigner, IamPasswordToken, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import CAPABILITIES, REPLICATE, TOKENS
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows

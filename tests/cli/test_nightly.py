@@ -35,7 +35,8 @@ from orchestrator.ledger.file import iter_records
 from orchestrator.scheduling.firing import Firing
 from orchestrator.scheduling.missed import MissedRunPolicy
 from orchestrator.scheduling.state import LOCK_FILE_NAME, STATE_FILE_NAME, ScheduleState
-from orchestrator.service.auth import AkSkSigner, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import REPLICATE
 from tests.conftest import MakeSimulator

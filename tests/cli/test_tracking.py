@@ -23,7 +23,8 @@ from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import LedgerWriter, iter_records
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
-from orchestrator.service.auth import AkSkSigner, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.service.records import RecordReader
 from orchestrator.simulator import Simulator

@@ -22,7 +22,8 @@ from orchestrator.engine.manifest import iter_manifest
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import ConfigError, PermanentApiError, TransientApiError
 from orchestrator.models import ReplicationTask
-from orchestrator.service.auth import AkSkSigner, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import LIST_ITEMS

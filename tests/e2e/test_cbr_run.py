@@ -21,7 +21,8 @@ from orchestrator.errors import AlreadyReplicatedError, ManifestError, Permanent
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import iter_records
 from orchestrator.models import FINAL_SUCCESS, ReplicationTask
-from orchestrator.service.auth import AkSkSigner, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.cbr import CbrClient
 from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.service.protocol import ReplicationService

@@ -32,7 +32,8 @@ from orchestrator.engine.pool import Replicator
 from orchestrator.errors import ServiceUnreachableError, TransportError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.models import FINAL_SUCCESS, ReplicationTask
-from orchestrator.service.auth import AkSkSigner, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.client import ClientSettings, CsbsClient, FoundRecord, Timeouts
 from orchestrator.simulator import ManualClock, Simulator, SimulatorConfig
 from orchestrator.simulator.app import GET_ITEM, REPLICATE

@@ -15,7 +15,8 @@ from orchestrator.config.settings import RunSettings, resolve
 from orchestrator.engine.job import JobSpec, run_job
 from orchestrator.engine.pool import Replicator
 from orchestrator.errors import ConfigError, PermanentApiError
-from orchestrator.service.auth import AkSkSigner, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.simulator import Simulator, SimulatorConfig
 from tests.conftest import MakeSimulator

@@ -24,7 +24,8 @@ from orchestrator.config.settings import RunSettings
 from orchestrator.engine.job import JobResult, JobSpec, run_job
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import iter_records
-from orchestrator.service.auth import AkSkSigner, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import REPLICATE

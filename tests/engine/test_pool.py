@@ -42,8 +42,10 @@ from orchestrator.ledger.format import StopReason
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.models import Durable, Outcome, PairKey, ReplicationTask, ResultStatus, WorkItem
-from orchestrator.service.auth import AkSkSigner, Secret
-from orchestrator.service.client import ClientSettings, CsbsClient, error_for_response
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
+from orchestrator.service.classify import error_for_response
+from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import GET_ITEM, REPLICATE
 from tests.helpers.runkit import fresh_items, task_for

@@ -25,7 +25,7 @@ from orchestrator.errors import (
     TransportError,
     throttle_window_s,
 )
-from orchestrator.service.client import error_for_response, parse_retry_after
+from orchestrator.service.classify import error_for_response, parse_retry_after
 
 
 class FakeTime:

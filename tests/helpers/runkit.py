@@ -34,7 +34,8 @@ from orchestrator.engine.job import (
 from orchestrator.engine.pool import Replicator
 from orchestrator.ledger.file import iter_records
 from orchestrator.models import PairKey, ReplicationTask
-from orchestrator.service.auth import AkSkSigner, Authenticator, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Authenticator, Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.records import Item

@@ -380,7 +380,8 @@ def test_a_ledger_directory_stands_for_every_ledger_in_it(tmp_path: Path) -> Non
 async def test_measure_reports_listing_progress(make_simulator: MakeSimulator) -> None:
     from orchestrator.cli.coverage import coverage_config, measure
     from orchestrator.config.settings import RunSettings
-    from orchestrator.service.auth import AkSkSigner, Secret
+    from orchestrator.service.aksk import AkSkSigner
+    from orchestrator.service.auth import Secret
     from orchestrator.service.connect import Connection
 
     async with make_simulator(items=1400, age_days=7, regions=("cn-north-1",)) as sim:

@@ -27,7 +27,8 @@ from orchestrator.ledger.file import LedgerWriter, iter_records
 from orchestrator.safe_file import NotRegularFileError, open_or_create, open_regular
 from orchestrator.scheduling.firing import Firing
 from orchestrator.scheduling.state import LOCK_FILE_NAME, STATE_FILE_NAME, StateFile
-from orchestrator.service.auth import AkSkSigner, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.connect import Connection
 from tests.conftest import MakeSimulator
 

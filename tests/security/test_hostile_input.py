@@ -11,7 +11,8 @@ from orchestrator.cli.main import main
 from orchestrator.config.settings import load_config
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
-from orchestrator.service.auth import Secret, StaticToken
+from orchestrator.service.auth import Secret
+from orchestrator.service.tokens import StaticToken
 
 MANIFEST = (
     "checkpoint_item_id,project_id,source_region,destination_region,destination_project_id\n"

@@ -236,8 +236,9 @@ def test_an_echoed_signature_never_reaches_the_ledger(
 @pytest.mark.anyio
 async def test_a_2xx_answer_echoing_the_token_is_scrubbed_too() -> None:
     from orchestrator.errors import TransientApiError
-    from orchestrator.service.auth import Secret, StaticToken
+    from orchestrator.service.auth import Secret
     from orchestrator.service.client import ClientSettings, CsbsClient
+    from orchestrator.service.tokens import StaticToken
 
     async def echo_ok(request: web.Request) -> web.Response:
         return web.json_response({"unexpected": request.headers.get("X-Auth-Token")})

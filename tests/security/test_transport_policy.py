@@ -21,9 +21,11 @@ from orchestrator.cli.main import main
 from orchestrator.config.settings import resolve
 from orchestrator.errors import ConfigError, PermanentApiError
 from orchestrator.exitcodes import ExitCode
-from orchestrator.service.auth import AkSkSigner, IamPasswordToken, Secret
+from orchestrator.service.aksk import AkSkSigner
+from orchestrator.service.auth import Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
 from orchestrator.service.connect import Connection, check_transport
+from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.service.transport_policy import check_endpoint, is_loopback_host
 from orchestrator.simulator import Simulator, SimulatorConfig
 from tests.helpers.hostile import serve

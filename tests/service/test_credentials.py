@@ -18,9 +18,14 @@ from structlog.testing import capture_logs
 from orchestrator.cli.main import main
 from orchestrator.errors import AuthError, ConfigError
 from orchestrator.exitcodes import ExitCode
-from orchestrator.service.auth import AkSkSigner, StaticToken
+from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.client import ClientSettings, CsbsClient
-from orchestrator.service.credentials import MetadataCredentials, resolve_credentials
+from orchestrator.service.credentials import (
+    MetadataCredentials,
+    credentials_from_env,
+    resolve_credentials,
+)
+from orchestrator.service.tokens import StaticToken
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import METADATA, METADATA_TOKEN
 from tests.conftest import MakeSimulator
@@ -241,3 +246,58 @@ async def test_many_requests_refused_together_renew_once(make_simulator: MakeSim
                 for _ in range(20):
                     tg.start_soon(client.count_items, project)
         assert sim.counters.requests_for(METADATA, 200) == 2
+
+
+# -- credentials from the environment ----------------------------------------------------------
+
+AK = "HPUAEXAMPLEAK0123456"
+SK = "sk-Very-Secret-0123456789abcdefghij"
+TOKEN = "sec-token-" + "Q" * 200  # real ones are long base64-ish strings
+
+
+def test_ak_sk_from_env() -> None:
+    auth = credentials_from_env({"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": f" {SK}\n"})
+    assert isinstance(auth, AkSkSigner)
+    assert SK not in repr(auth)
+
+
+def test_token_from_env() -> None:
+    assert isinstance(credentials_from_env({"CSBS_AUTH_TOKEN": "tok"}), StaticToken)
+
+
+def test_nothing_in_env_means_no_authenticator() -> None:
+    assert credentials_from_env({"HUAWEICLOUD_SDK_AK": "  ", "OTHER": "x"}) is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HUAWEICLOUD_SDK_AK": AK}, "HUAWEICLOUD_SDK_SK is not"),
+        ({"HUAWEICLOUD_SDK_SK": SK}, "HUAWEICLOUD_SDK_AK is not"),
+        (
+            {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK, "CSBS_AUTH_TOKEN": "tok-x"},
+            "keep one way",
+        ),
+        ({"HUAWEICLOUD_SDK_AK": "bad key", "HUAWEICLOUD_SDK_SK": SK}, "alphanumeric"),
+    ],
+)
+def test_env_mistakes_are_config_errors_without_secrets(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        credentials_from_env(env)
+    text = str(caught.value)
+    for secret in (SK, "tok-x"):
+        assert secret not in text
+
+
+def test_security_token_from_env() -> None:
+    env = {
+        "HUAWEICLOUD_SDK_AK": AK,
+        "HUAWEICLOUD_SDK_SK": SK,
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN": TOKEN,
+    }
+    auth = credentials_from_env(env)
+    assert isinstance(auth, AkSkSigner)
+    assert "security_token=Secret('***')" in repr(auth)
+    with pytest.raises(ConfigError, match="belongs to a temporary AK/SK") as caught:
+        credentials_from_env({"HUAWEICLOUD_SDK_SECURITY_TOKEN": TOKEN})
+    assert TOKEN not in str(caught.value)

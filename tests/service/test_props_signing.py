@@ -9,7 +9,7 @@ import yarl
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.service.test_auth import _ours, _sdk_authorization
+from tests.service.test_aksk import _ours, _sdk_authorization
 
 # Any text without surrogates (they cannot be UTF-8 encoded, so never reach a URL), with the
 # reserved and percent characters made likely.

@@ -9,9 +9,10 @@ import pytest
 
 from orchestrator.errors import ConfigError
 from orchestrator.simulator import FaultConfig, ManualClock, SimulatorConfig
+from orchestrator.simulator.filters import ItemFilter, RecordFilter
 from orchestrator.simulator.records import Item
 from orchestrator.simulator.refusal import Refusal
-from orchestrator.simulator.state import Estate, ItemFilter, RecordFilter
+from orchestrator.simulator.state import Estate
 
 DEST = "b" * 32
 NO_LIMITS = FaultConfig()
