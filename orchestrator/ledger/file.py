@@ -175,6 +175,8 @@ class LedgerWriter:
         self._fsync = fsync
         self._close_timeout = close_timeout
         self._fd = -1
+        self._created = False  # this writer created the file (it did not exist before)
+        self._used = False  # a line was handed to write()
         self._state = "new"  # -> "open" -> "closed"
         self._failure: LedgerWriteError | None = None
         # Set when opened: the batch and its events belong to the event loop that opens it.
@@ -212,6 +214,7 @@ class LedgerWriter:
         so a caller can write now and wait later."""
         if self._state != "open" or self._failure is not None:
             self._refuse()
+        self._used = True
         batch = self._batch
         pending = self._pending
         pending.append(_dumps(record, option=_NEWLINE))
@@ -243,8 +246,8 @@ class LedgerWriter:
     async def __aenter__(self) -> Self:
         if self._state != "new":
             raise LedgerError(f"{self.path}: a ledger writer cannot be opened twice")
-        self._fd, self.repaired_bytes = await anyio.to_thread.run_sync(
-            _open_locked, self.path, self._fsync
+        self._fd, self.repaired_bytes, self._created = await anyio.to_thread.run_sync(
+            _open_ledger, self.path, self._fsync
         )
         self._state = "open"
         self._open_batch()
@@ -275,6 +278,7 @@ class LedgerWriter:
             if scope.cancelled_caught:
                 self._fail(f"the last lines were not on disk within {self._close_timeout} s")
             else:
+                _remove_if_unused(self._fd, self.path, self._created and not self._used)
                 os.close(self._fd)  # releases the lock
             self._fd = -1
             await self._committer.__aexit__(None, None, None)
@@ -360,21 +364,26 @@ class LedgerWriter:
 
 def _open_locked(path: str, fsync: bool) -> tuple[int, int]:
     """Open ``path`` for appending, lock it, cut a torn last line. Returns (fd, bytes cut)."""
+    fd, cut, _ = _open_ledger(path, fsync)
+    return fd, cut
+
+
+def _open_ledger(path: str, fsync: bool) -> tuple[int, int, bool]:
+    """:func:`_open_locked`, and whether the file was created."""
     refuse_compressed(path)
+    for _ in range(3):
+        fd, created = _open_and_lock(path)
+        if _still_named(fd, path):
+            break
+        # The writer that held the lock removed the file it had created and never written
+        # (see _remove_if_unused): this descriptor is of a deleted file. Open the name anew.
+        os.close(fd)
+    else:
+        raise LedgerLockedError(
+            f"{path}: the ledger keeps being replaced while it is opened "
+            "(another run is starting on it: wait for it, or use another --ledger)"
+        )
     try:
-        # Never through a symlink, never blocking on a FIFO, 0600 whatever the umask: a
-        # ledger directory (the scheduler's above all) may be writable by others.
-        fd, created = open_or_create(path, _OPEN_FLAGS, mode=PRIVATE)
-    except OSError as exc:
-        raise LedgerError(f"{path}: cannot open the ledger: {exc.strerror or exc}") from exc
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise LedgerLockedError(
-                f"{path}: the ledger is locked: another run is writing it "
-                "(wait for it to finish, or use another --ledger)"
-            ) from exc
         if created and fsync:
             fsync_directory(os.path.dirname(os.path.abspath(path)))
         cut = _cut_torn_tail(fd, path)
@@ -386,7 +395,58 @@ def _open_locked(path: str, fsync: bool) -> tuple[int, int]:
     except OSError as exc:
         os.close(fd)
         raise LedgerError(f"{path}: cannot prepare the ledger: {exc.strerror or exc}") from exc
-    return fd, cut
+    return fd, cut, created
+
+
+def _open_and_lock(path: str) -> tuple[int, bool]:
+    try:
+        # Never through a symlink, never blocking on a FIFO, 0600 whatever the umask: a
+        # ledger directory (the scheduler's above all) may be writable by others.
+        fd, created = open_or_create(path, _OPEN_FLAGS, mode=PRIVATE)
+    except OSError as exc:
+        raise LedgerError(f"{path}: cannot open the ledger: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise LedgerLockedError(
+            f"{path}: the ledger is locked: another run is writing it "
+            "(wait for it to finish, or use another --ledger)"
+        ) from exc
+    except OSError as exc:
+        os.close(fd)
+        raise LedgerError(f"{path}: cannot lock the ledger: {exc.strerror or exc}") from exc
+    return fd, created
+
+
+def _still_named(fd: int, path: str) -> bool:
+    """Whether ``path`` still names the file ``fd`` is open on (and locked)."""
+    try:
+        named = os.stat(path, follow_symlinks=False)
+        opened = os.fstat(fd)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        os.close(fd)
+        raise LedgerError(f"{path}: cannot open the ledger: {exc.strerror or exc}") from exc
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _remove_if_unused(fd: int, path: str, unused: bool) -> None:
+    """Remove a ledger this writer created and never wrote a line to (a run refused before
+    its ``run_started``: bad credentials, no valid row): an empty file would only look like
+    a ledger with a run in it. Done under the lock, before it is released; a writer that
+    opened the name meanwhile notices (:func:`_still_named`) and opens it anew. A ledger
+    that existed before is never removed, and neither is one with a byte in it."""
+    if not unused:
+        return
+    try:
+        if os.fstat(fd).st_size == 0 and os.stat(path, follow_symlinks=False).st_ino == (
+            os.fstat(fd).st_ino
+        ):
+            os.unlink(path)
+    except OSError:
+        pass  # an empty file left behind is harmless: the next run appends to it
 
 
 def _cut_torn_tail(fd: int, path: str) -> int:
