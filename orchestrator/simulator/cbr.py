@@ -17,6 +17,7 @@ stands in for whatever the real service answers for a vault in the wrong region.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -40,7 +41,7 @@ from orchestrator.simulator.refusal import Refusal, invalid
 from orchestrator.simulator.state import Estate, RecordFilter
 from orchestrator.simulator.views import format_time
 
-__all__ = ["CBR_PROVIDER_ID", "CBR_ROUTES", "CbrFace", "vault_id"]
+__all__ = ["CBR_PROVIDER_ID", "CBR_ROUTES", "CbrFace", "image_type", "vault_id"]
 
 #: CBR's provider of cloud server backups.
 CBR_PROVIDER_ID: Final = "0daac4c5-6707-4851-97ba-169e36266b66"
@@ -314,7 +315,7 @@ class CbrFace:
             "expired_at": None,
             "extend_info": None,
             "id": item.id,
-            "image_type": "backup",
+            "image_type": image_type(item, self._estate.config.replica_share),
             "name": item.name,
             "parent_id": None,
             "project_id": item.project_id,
@@ -406,6 +407,16 @@ class CbrFace:
         if status == COPY_FAIL:
             log["error_info"] = {"code": "BackupService.9999", "message": "Replication failed."}
         return log
+
+
+def image_type(item: Item, replica_share: float) -> str:
+    """``replication`` for a backup the face shows as a replica copied into its region (the
+    ``replica_share`` knob; the real ``BackupResp.image_type`` is ``backup`` or
+    ``replication``), else ``backup``. A hash of the id, so every listing agrees."""
+    if replica_share <= 0:
+        return "backup"
+    digest = hashlib.sha256(item.id.encode()).digest()
+    return "replication" if int.from_bytes(digest[:8]) < replica_share * 2**64 else "backup"
 
 
 def _replicate_body(body: bytes) -> dict[str, Any]:

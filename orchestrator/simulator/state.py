@@ -176,6 +176,11 @@ class Estate:
         else:
             self._generate(config.items)
 
+    @property
+    def config(self) -> SimulatorConfig:
+        """The knobs this estate was made from."""
+        return self._config
+
     # ---- generation -------------------------------------------------------------------
 
     def _destination_projects(self) -> dict[str, str]:
