@@ -24,6 +24,7 @@ from rich.console import Console
 from orchestrator.cli.connection import connect, simulator_config
 from orchestrator.cli.logs import close_logging, configure_logging
 from orchestrator.cli.planning import launch_plan
+from orchestrator.cli.vault_check import vault_vetter
 from orchestrator.config.settings import RunSettings
 from orchestrator.engine.job import JobResult, JobSpec, run_job
 from orchestrator.engine.live import RunSnapshot, Watcher
@@ -140,7 +141,9 @@ async def _job(
 ) -> JobResult:
     async with connect(args, spec.settings, env) as conn:
         factory: Callable[[], AbstractAsyncContextManager[CsbsClient]] = conn.client
-        return await run_job(replace(spec, settings=conn.settings), factory, progress=progress)
+        vet = vault_vetter(conn, spec.manifest)
+        spec = replace(spec, settings=conn.settings, vet_plan=vet)
+        return await run_job(spec, factory, progress=progress)
 
 
 def live_watcher(settings: RunSettings) -> Watcher | None:

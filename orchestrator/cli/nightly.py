@@ -40,6 +40,7 @@ from orchestrator.cli.launch import (
 )
 from orchestrator.cli.logs import close_logging
 from orchestrator.cli.planning import PlanReport, plan_tasks, print_plan
+from orchestrator.cli.vault_check import vault_vetter
 from orchestrator.config.settings import RunSettings, load_config
 from orchestrator.discovery.discover import Discovery, discover
 from orchestrator.discovery.manifest_out import write_manifest
@@ -250,6 +251,7 @@ def launch_discovered_run(args: argparse.Namespace, settings: RunSettings) -> in
                     strict=args.strict,
                     retry_failed=args.retry_failed,
                     watch=live_watcher(conn.settings),
+                    vet_plan=vault_vetter(conn, saved, discovered=True),
                 )
                 return spec, await run_job(spec, conn.client, progress=progress)
 

@@ -3,7 +3,7 @@ pool's settings projected from the run's settings, and the exit code of a finish
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +58,9 @@ class JobSpec:
     on_pool: Callable[[Pool], None] | None = None
     #: Runs beside the pool (the live ``--metrics-file``), cancelled when the pool returns.
     watch: Watcher | None = None
+    #: Asked about the plan once the preflight has proved the credentials, before anything
+    #: is recorded or sent; raises to refuse the run (the CLI's CBR destination-vault check).
+    vet_plan: Callable[[Plan], Awaitable[None]] | None = None
     snapshot_after_bytes: int = SNAPSHOT_AFTER_BYTES
     snapshot_check_s: float = SNAPSHOT_CHECK_S
 
