@@ -40,7 +40,7 @@ from orchestrator.cli.launch import (
 )
 from orchestrator.cli.logs import close_logging
 from orchestrator.cli.planning import PlanReport, plan_tasks, print_plan
-from orchestrator.cli.vault_check import vault_vetter
+from orchestrator.cli.vault_check import refuse_wrong_task_vaults, vault_vetter
 from orchestrator.config.settings import RunSettings, load_config
 from orchestrator.discovery.discover import Discovery, discover
 from orchestrator.discovery.manifest_out import write_manifest
@@ -206,7 +206,9 @@ def launch_discover(args: argparse.Namespace, settings: RunSettings) -> int:
         async def main() -> Discovery:
             async with connect(args, settings, env) as conn:
                 dconfig = discover_config(args, conn.settings, config, utc_now())
-                return await discover_with(conn, dconfig)
+                found = await discover_with(conn, dconfig)
+                await refuse_wrong_task_vaults(conn, found.tasks)  # CBR: before it is written
+                return found
 
         discovery = anyio.run(main)
         count = write_manifest(discovery.tasks, args.output, service=settings.service)

@@ -30,7 +30,7 @@ logged and the run goes on, as ``plan`` goes on.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,17 @@ import structlog
 from orchestrator.cli.connection import Connection
 from orchestrator.engine.plan import Plan
 from orchestrator.errors import ConfigError, ManifestError, OrchestratorError
+from orchestrator.models import ReplicationTask
 from orchestrator.service.cbr import CbrClient
 
-__all__ = ["VaultCheck", "check_vaults", "vault_lines", "vault_vetter"]
+__all__ = [
+    "VaultCheck",
+    "check_vaults",
+    "refuse_wrong_task_vaults",
+    "refuse_wrong_vaults",
+    "vault_lines",
+    "vault_vetter",
+]
 
 log = structlog.get_logger("orchestrator.cli.vault_check")
 
@@ -153,6 +161,43 @@ async def refuse_wrong_vaults(
     ``destination_vault_id``; for ``discovered`` pairs, whose vaults come from the config,
     :class:`ConfigError` names the config keys instead. Both are exit 2."""
     check = await check_vaults(conn, plan.destinations())
+    first = _first_problem(check)
+    if first is None:
+        return
+    region, vault, reason = first
+    if discovered or manifest is None:
+        raise _config_error(region, vault, reason)
+    key = (region, f"{check.problems[0]['destination_project_id']}/{vault}")
+    line = plan.first_lines({key}).get(key)
+    raise ManifestError(str(manifest), line, "destination_vault_id", reason)
+
+
+async def refuse_wrong_task_vaults(conn: Connection, tasks: Sequence[ReplicationTask]) -> None:
+    """``discover --service cbr``: the same check of the pairs found, before the manifest is
+    written; a wrong vault is the config's (:class:`ConfigError`, exit 2)."""
+    if conn.settings.service != "cbr":
+        return
+    found: dict[tuple[str, str], tuple[int, str]] = {}
+    for task in tasks:
+        if task.destination_vault_id:
+            slot = f"{task.destination_project_id}/{task.destination_vault_id}"
+            count, project = found.get((task.destination_region, slot), (0, task.project_id))
+            found[(task.destination_region, slot)] = (count + 1, project)
+    first = _first_problem(await check_vaults(conn, found))
+    if first is not None:
+        raise _config_error(*first)
+
+
+def _config_error(region: str, vault: str, reason: str) -> ConfigError:
+    return ConfigError(
+        f"discovered pairs to {region}, vault {vault}: {reason}. That vault comes from "
+        f"the config: [discover.cbr] destination_vaults or a [[discover.rules]] `to` "
+        f"entry's vault_id for {region}"
+    )
+
+
+def _first_problem(check: VaultCheck) -> tuple[str, str, str] | None:
+    """Log what could not be checked; the first problem's region, vault and reason."""
     for unchecked in check.unchecked:
         log.warning(
             "vault.unchecked",
@@ -167,19 +212,13 @@ async def refuse_wrong_vaults(
             "that each vault is in its region",
         )
     if not check.problems:
-        return
+        return None
     first = check.problems[0]
     region, vault = first["destination_region"], first["destination_vault_id"]
     more = len(check.problems) - 1
-    reason = f"{first['reason']} ({first['pairs']} pairs to {region}); nothing sent" + (
-        f"; {more} more destination vaults are wrong (`plan` lists each)" if more else ""
+    also = f"; {more} more destination vaults are wrong (`plan` lists each)" if more else ""
+    return (
+        region,
+        vault,
+        f"{first['reason']} ({first['pairs']} pairs to {region}); nothing sent{also}",
     )
-    if discovered or manifest is None:
-        raise ConfigError(
-            f"discovered pairs to {region}, vault {vault}: {reason}. That vault comes from "
-            f"the config: [discover.cbr] destination_vaults or a [[discover.rules]] `to` "
-            f"entry's vault_id for {region}"
-        )
-    key = (region, f"{first['destination_project_id']}/{vault}")
-    line = plan.first_lines({key}).get(key)
-    raise ManifestError(str(manifest), line, "destination_vault_id", reason)

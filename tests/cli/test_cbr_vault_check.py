@@ -250,6 +250,45 @@ def test_a_run_to_right_vaults_asks_each_once_and_sends(
     assert sim.counters.replications.total() == 1
 
 
+def _discover_config(sim: Simulator, tmp_path: Path, vault: str) -> Path:
+    project = next(p for p in sim.state.projects if p.region == "cn-north-1")
+    dest = sim.state.destination_projects[DEST]
+    config = tmp_path / "discover.toml"
+    config.write_text(
+        f'[[discover.sources]]\nproject_id = "{project.id}"\nregion = "{project.region}"\n'
+        f'[[discover.rules]]\nto = [{{ region = "{DEST}", project_id = "{dest}" }}]\n'
+        f'[discover.cbr]\ndestination_vaults = {{ "{DEST}" = "{vault}" }}\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_discover_refuses_a_wrong_vault_before_writing_the_manifest(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cli_env(monkeypatch, sim)
+    config = _discover_config(sim, tmp_path, UNKNOWN_VAULT)
+    out = tmp_path / "pairs.csv"
+    argv = ["discover", "--service", "cbr", "--config", str(config), "--output", str(out)]
+    capsys.readouterr()
+    code = main([*argv, "--endpoint", sim.base_url])
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE
+    assert f"vault {UNKNOWN_VAULT}" in err
+    assert "[discover.cbr] destination_vaults" in err
+    assert "Traceback" not in err
+    assert not out.exists()
+    # The right vault: asked once, the manifest written.
+    dest = sim.state.destination_projects[DEST]
+    config = _discover_config(sim, tmp_path, vault_id(dest, DEST))
+    assert main([*argv, "--endpoint", sim.base_url]) == ExitCode.OK
+    assert out.read_text(encoding="utf-8").count(vault_id(dest, DEST)) > 0
+    assert sim.counters.requests_for(SHOW_VAULT, 200) == 1
+
+
 def test_a_discovered_run_refuses_a_wrong_vault_naming_the_config(
     sim: Simulator,
     tmp_path: Path,
@@ -258,15 +297,7 @@ def test_a_discovered_run_refuses_a_wrong_vault_naming_the_config(
 ) -> None:
     """The vaults of discovered pairs come from ``[discover.cbr]``: that is what to fix."""
     cli_env(monkeypatch, sim)
-    project = next(p for p in sim.state.projects if p.region == "cn-north-1")
-    dest = sim.state.destination_projects[DEST]
-    config = tmp_path / "discover.toml"
-    config.write_text(
-        f'[[discover.sources]]\nproject_id = "{project.id}"\nregion = "{project.region}"\n'
-        f'[[discover.rules]]\nto = [{{ region = "{DEST}", project_id = "{dest}" }}]\n'
-        f'[discover.cbr]\ndestination_vaults = {{ "{DEST}" = "{UNKNOWN_VAULT}" }}\n',
-        encoding="utf-8",
-    )
+    config = _discover_config(sim, tmp_path, UNKNOWN_VAULT)
     ledger = tmp_path / "ledger.jsonl"
     argv = ["run", "--discover", "--service", "cbr", "--config", str(config)]
     capsys.readouterr()
