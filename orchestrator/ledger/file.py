@@ -434,16 +434,15 @@ def _still_named(fd: int, path: str) -> bool:
 
 def _remove_if_unused(fd: int, path: str, unused: bool) -> None:
     """Remove a ledger this writer created and never wrote a line to (a run refused before
-    its ``run_started``: bad credentials, no valid row): an empty file would only look like
-    a ledger with a run in it. Done under the lock, before it is released; a writer that
-    opened the name meanwhile notices (:func:`_still_named`) and opens it anew. A ledger
-    that existed before is never removed, and neither is one with a byte in it."""
+    its ``run_started``: refused credentials, a manifest with no row): an empty file would
+    look like a ledger with a run in it. Done under the lock, before it is released; a
+    writer that opened the name meanwhile notices (:func:`_still_named`) and opens it anew.
+    A ledger that existed before is never removed, and neither is one with a byte in it."""
     if not unused:
         return
     try:
-        if os.fstat(fd).st_size == 0 and os.stat(path, follow_symlinks=False).st_ino == (
-            os.fstat(fd).st_ino
-        ):
+        named, opened = os.stat(path, follow_symlinks=False), os.fstat(fd)
+        if opened.st_size == 0 and (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino):
             os.unlink(path)
     except OSError:
         pass  # an empty file left behind is harmless: the next run appends to it
