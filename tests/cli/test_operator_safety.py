@@ -359,7 +359,8 @@ def test_an_endpoint_that_answers_like_another_service_is_refused(
     err = capfd.readouterr().err
     assert "does not answer like CSBS" in err
     assert "check --endpoint" in err
-    assert not records(tmp_path / "ledger.jsonl", "attempt")
+    # Refused before run_started: no attempt, and no ledger file at all (docs/running.md).
+    assert not (tmp_path / "ledger.jsonl").exists()
 
 
 # -- 4. every command that talks to the service: exit 4 / 7 / 2, never 1 -------------------------
