@@ -71,9 +71,37 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     if started.get("source") == "discover":
         args.allow_empty = True  # a discovery that found nothing new is not a mistake
     digest = started.get("manifest_sha256")
+    if not args.manifest:
+        _require_recorded_manifest(ledger, Path(str(manifest)), pinned=isinstance(digest, str))
     if not args.replan and isinstance(digest, str):
         args.expect_manifest_sha256 = digest
     return launch_job(ctx, manifest=Path(str(manifest)))
+
+
+def _require_recorded_manifest(ledger: object, manifest: object, *, pinned: bool) -> None:
+    """The manifest the ledger recorded was moved or deleted: say which ledger recorded
+    which path, and the two ways on (exit 2, nothing sent or recorded)."""
+    from pathlib import Path
+
+    from orchestrator.errors import ManifestError
+
+    path = Path(str(manifest))
+    if path.exists():
+        return
+    checked = (
+        " (its bytes are checked against the sha256 the run recorded; --replan takes the "
+        "file as it is now)"
+        if pinned
+        else ""
+    )
+    raise ManifestError(
+        str(path),
+        None,
+        None,
+        f"no such file: the ledger {ledger} recorded this manifest for the run being "
+        f"resumed. Restore it at that path, or pass its new path: "
+        f"`resume --ledger {ledger} --manifest NEW_PATH`{checked}",
+    )
 
 
 def _refuse_other_service(ledger: object, recorded: object, wanted: str) -> None:

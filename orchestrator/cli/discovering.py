@@ -24,6 +24,7 @@ from orchestrator.cli.context import Context
 from orchestrator.cli.launch import live_watcher, open_output, print_summary, write_run_metrics
 from orchestrator.cli.logs import close_logging
 from orchestrator.cli.planning import PlanReport, plan_tasks, print_plan
+from orchestrator.cli.vault_check import refuse_wrong_task_vaults, vault_vetter
 from orchestrator.config.settings import RunSettings
 from orchestrator.discovery.discover import Discovery, discover
 from orchestrator.discovery.manifest_out import write_manifest
@@ -113,6 +114,7 @@ def launch_discover(ctx: Context) -> int:
                 pacing = Pacing.from_settings(conn.settings)
                 found = await discover_with(conn, dconfig, pacing)
                 pacing.save()
+                await refuse_wrong_task_vaults(conn, found.tasks)  # CBR: before it is written
                 return found
 
         discovery = anyio.run(main)
@@ -161,6 +163,7 @@ def launch_discovered_run(ctx: Context) -> int:
                     retry_failed=args.retry_failed,
                     watch=live_watcher(conn.settings),
                     pacing=pacing,
+                    vet_plan=vault_vetter(conn, saved, discovered=True),
                 )
                 return spec, await run_job(spec, conn.client, progress=progress)
 

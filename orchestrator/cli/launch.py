@@ -23,6 +23,7 @@ from orchestrator.cli.connection import connect
 from orchestrator.cli.context import Context
 from orchestrator.cli.logs import close_logging, configure_logging
 from orchestrator.cli.planning import launch_plan
+from orchestrator.cli.vault_check import vault_vetter
 from orchestrator.config.settings import RunSettings
 from orchestrator.engine.job import JobResult, JobSpec, run_job
 from orchestrator.engine.live import RunSnapshot, Watcher
@@ -106,7 +107,9 @@ def launch_job(ctx: Context, *, manifest: Path) -> int:
 async def _job(ctx: Context, spec: JobSpec, progress: Progress) -> JobResult:
     async with connect(ctx, spec.settings) as conn:
         factory: Callable[[], AbstractAsyncContextManager[CsbsClient]] = conn.client
-        return await run_job(replace(spec, settings=conn.settings), factory, progress=progress)
+        vet = vault_vetter(conn, spec.manifest)
+        spec = replace(spec, settings=conn.settings, vet_plan=vet)
+        return await run_job(spec, factory, progress=progress)
 
 
 def live_watcher(settings: RunSettings) -> Watcher | None:

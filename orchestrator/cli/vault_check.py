@@ -1,5 +1,5 @@
-"""``plan --service cbr``: is each destination vault a vault of its destination project, in
-its destination region?
+"""``plan --service cbr`` and ``run --service cbr``: is each destination vault a vault of its
+destination project, in its destination region?
 
 CBR has no "which region is this vault in" field: a vault (``ShowVault``,
 ``GET /v3/{project}/vaults/{id}``) does not name its region. What does tell is the region's
@@ -20,19 +20,39 @@ the answer                the plan
 With one ``--endpoint`` for every region (a proxy, the simulator's shared URL), the
 endpoint cannot tell regions apart: the vault's existence and project are checked, its
 region is not, and the report says so (``vault_region_checked: false``).
+
+``run`` (and ``run --discover``) asks the same, once the preflight has proved the
+credentials (a wrong key must not spend its few bad signatures on vaults) and before
+anything is recorded or sent: a problem refuses the run, exit 2, naming the manifest line
+and field (for discovered pairs, the config that named the vault). Unchecked vaults are
+logged and the run goes on, as ``plan`` goes on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import structlog
+
 from orchestrator.cli.connection import Connection
-from orchestrator.errors import OrchestratorError
+from orchestrator.engine.plan import Plan
+from orchestrator.errors import ConfigError, ManifestError, OrchestratorError
+from orchestrator.models import ReplicationTask
 from orchestrator.service.cbr import CbrClient
 
-__all__ = ["VaultCheck", "check_vaults", "vault_lines"]
+__all__ = [
+    "VaultCheck",
+    "check_vaults",
+    "refuse_wrong_task_vaults",
+    "refuse_wrong_vaults",
+    "vault_lines",
+    "vault_vetter",
+]
+
+log = structlog.get_logger("orchestrator.cli.vault_check")
 
 
 @dataclass(slots=True)
@@ -117,3 +137,88 @@ def vault_lines(check: VaultCheck | None) -> list[str]:
             "region: set [connection.endpoints] to check that each vault is in its region)"
         )
     return lines
+
+
+def vault_vetter(
+    conn: Connection, manifest: Path | None, *, discovered: bool = False
+) -> Callable[[Plan], Awaitable[None]] | None:
+    """For ``JobSpec.vet_plan``: a CBR run's destination-vault check (None for CSBS)."""
+    if conn.settings.service != "cbr":
+        return None
+
+    async def vet(plan: Plan) -> None:
+        await refuse_wrong_vaults(conn, plan, manifest, discovered=discovered)
+
+    return vet
+
+
+async def refuse_wrong_vaults(
+    conn: Connection, plan: Plan, manifest: Path | None, *, discovered: bool = False
+) -> None:
+    """Ask every destination vault of the pairs to send; raise on the first wrong one.
+
+    :class:`ManifestError` names the manifest line of the first pair sent to it and the field
+    ``destination_vault_id``; for ``discovered`` pairs, whose vaults come from the config,
+    :class:`ConfigError` names the config keys instead. Both are exit 2."""
+    check = await check_vaults(conn, plan.destinations())
+    first = _first_problem(check)
+    if first is None:
+        return
+    region, vault, reason = first
+    if discovered or manifest is None:
+        raise _config_error(region, vault, reason)
+    key = (region, f"{check.problems[0]['destination_project_id']}/{vault}")
+    line = plan.first_lines({key}).get(key)
+    raise ManifestError(str(manifest), line, "destination_vault_id", reason)
+
+
+async def refuse_wrong_task_vaults(conn: Connection, tasks: Sequence[ReplicationTask]) -> None:
+    """``discover --service cbr``: the same check of the pairs found, before the manifest is
+    written; a wrong vault is the config's (:class:`ConfigError`, exit 2)."""
+    if conn.settings.service != "cbr":
+        return
+    found: dict[tuple[str, str], tuple[int, str]] = {}
+    for task in tasks:
+        if task.destination_vault_id:
+            slot = f"{task.destination_project_id}/{task.destination_vault_id}"
+            count, project = found.get((task.destination_region, slot), (0, task.project_id))
+            found[(task.destination_region, slot)] = (count + 1, project)
+    first = _first_problem(await check_vaults(conn, found))
+    if first is not None:
+        raise _config_error(*first)
+
+
+def _config_error(region: str, vault: str, reason: str) -> ConfigError:
+    return ConfigError(
+        f"discovered pairs to {region}, vault {vault}: {reason}. That vault comes from "
+        f"the config: [discover.cbr] destination_vaults or a [[discover.rules]] `to` "
+        f"entry's vault_id for {region}"
+    )
+
+
+def _first_problem(check: VaultCheck) -> tuple[str, str, str] | None:
+    """Log what could not be checked; the first problem's region, vault and reason."""
+    for unchecked in check.unchecked:
+        log.warning(
+            "vault.unchecked",
+            vault=unchecked["destination_vault_id"],
+            region=unchecked["destination_region"],
+            reason=unchecked["reason"],
+        )
+    if check.asked and not check.region_checked:
+        log.info(
+            "vault.region_unchecked",
+            hint="one --endpoint serves every region: set [connection.endpoints] to check "
+            "that each vault is in its region",
+        )
+    if not check.problems:
+        return None
+    first = check.problems[0]
+    region, vault = first["destination_region"], first["destination_vault_id"]
+    more = len(check.problems) - 1
+    also = f"; {more} more destination vaults are wrong (`plan` lists each)" if more else ""
+    return (
+        region,
+        vault,
+        f"{first['reason']} ({first['pairs']} pairs to {region}); nothing sent{also}",
+    )

@@ -317,6 +317,7 @@ SIMULATOR_OPTIONS: tuple[Option, ...] = (
     _sim("capacity_scope", "count max_in_flight per destination region or in total"),
     _sim("copy_fail_rate", "share of replications that end in fail"),
     _sim("copy_skip_rate", "share of replications that end in skip"),
+    _sim("replica_share", "share of backups the CBR face shows as replicas (image_type)"),
 )
 
 SECTION_OPTIONS: tuple[Option, ...] = (*SCHEDULE_OPTIONS, *DISCOVER_OPTIONS, *SIMULATOR_OPTIONS)

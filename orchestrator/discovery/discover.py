@@ -20,8 +20,8 @@ status ``success``
 ... only ``fail``/``skip`` entries, or none      sent
 no ``replication_records`` at all, and           skipped: in progress (the region is not
 ``extend_info.copy_status`` waiting/copying      known, and a copy in progress blocks it)
-``extend_info.copy_from`` set (it is a replica   not a source (no pairs) unless
-itself)                                          ``include_replicas``
+a replica itself: ``image_type`` ``replication``  not a source (no pairs) unless
+(CBR) or ``extend_info.copy_from`` set (CSBS)    ``include_replicas``
 status other than ``available``                  not a source (only available items can be
                                                  replicated)
 ==============================================  ==========================================

@@ -13,6 +13,7 @@ __all__ = [
     "IN_PROGRESS",
     "created_of",
     "extend_of",
+    "is_replica",
     "pair_state",
     "resource_name_of",
     "resource_type_of",
@@ -30,6 +31,21 @@ def text_of(value: object) -> str:
 def extend_of(item: Mapping[str, Any]) -> Mapping[str, Any]:
     extend = item.get("extend_info")
     return extend if isinstance(extend, Mapping) else {}
+
+
+def is_replica(item: Mapping[str, Any]) -> bool:
+    """Whether the item is itself a replica (copied into its region from another), which
+    discovery never sends again (no ping-pong between regions).
+
+    Each service says so in its own field, and both are read whatever the service:
+    CBR's ``BackupResp.image_type`` is ``backup`` or ``replication`` (the CBR v3 reference
+    and huaweicloudsdkcbr; its ``extend_info`` has no ``copy_from``), CSBS's
+    ``extend_info.copy_from`` names the region a replica came from (and its
+    ``image_type``, where given, uses the same two words)."""
+    if text_of(extend_of(item).get("copy_from")):
+        return True
+    kinds = (item.get("image_type"), extend_of(item).get("image_type"))
+    return any(text_of(kind).lower() == "replication" for kind in kinds)
 
 
 def resource_name_of(item: Mapping[str, Any]) -> str:

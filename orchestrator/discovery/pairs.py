@@ -9,9 +9,8 @@ from typing import Any
 from orchestrator.discovery.item import (
     ALREADY_REPLICATED,
     IN_PROGRESS,
-    extend_of,
+    is_replica,
     pair_state,
-    text_of,
 )
 from orchestrator.discovery.rules import Destination, DiscoverConfig, Source
 from orchestrator.models import ReplicationTask
@@ -74,7 +73,7 @@ def pairs_of(
     if item.get("status") != "available":
         summary.not_available += 1
         return
-    if not config.include_replicas and text_of(extend_of(item).get("copy_from")):
+    if not config.include_replicas and is_replica(item):
         summary.replicas += 1
         return
     targets = destinations_for(item, source, config)

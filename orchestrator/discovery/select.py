@@ -9,7 +9,7 @@ from typing import Any
 from orchestrator.discovery.item import (
     ALREADY_REPLICATED,
     created_of,
-    extend_of,
+    is_replica,
     pair_state,
     text_of,
 )
@@ -50,7 +50,7 @@ class Newest:
         if item.get("status") != "available":
             summary.not_available += 1
             return
-        if not config.include_replicas and text_of(extend_of(item).get("copy_from")):
+        if not config.include_replicas and is_replica(item):
             summary.replicas += 1
             return
         targets = destinations_for(item, source, config)

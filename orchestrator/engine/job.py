@@ -139,6 +139,8 @@ async def run_job(
         pacing = spec.pacing or Pacing.from_settings(spec.settings)
         if spec.preflight:
             client_factory = await _preflighted(spec, plan, client_factory, clients, pacing)
+        if spec.vet_plan is not None and plan.totals.to_send:
+            await spec.vet_plan(plan)
         recorder = LedgerRecorder(ledger, run_id, cbr=spec.settings.service == "cbr")
         await recorder.run_started(
             manifest=str(spec.manifest.resolve()) if spec.manifest else None,

@@ -4,7 +4,7 @@ exit code of a finished run (the pool's settings are projected from the run's by
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +61,9 @@ class JobSpec:
     #: schedule's firing): the run starts at what it learned, and it learns what the run
     #: measured. None: the job's own, from the settings and the ``--state-file``.
     pacing: Pacing | None = None
+    #: Asked about the plan once the preflight has proved the credentials, before anything
+    #: is recorded or sent; raises to refuse the run (the CLI's CBR destination-vault check).
+    vet_plan: Callable[[Plan], Awaitable[None]] | None = None
     snapshot_after_bytes: int = SNAPSHOT_AFTER_BYTES
     snapshot_check_s: float = SNAPSHOT_CHECK_S
 

@@ -21,7 +21,7 @@ byte. When pass 1 finds conflicts, one more pass collects their rows for the rep
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -263,6 +263,20 @@ class Plan:
                 key = (row[2], row[3])
                 count, project = found.get(key, (0, row[1]))
                 found[key] = (count + 1, project)
+        return found
+
+    def first_lines(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The manifest line of the first pair to send per key of ``keys`` (as in
+        :meth:`destinations`): where a problem with that destination is to be fixed. One more
+        pass over the rows, only when there is such a problem."""
+        found: dict[tuple[str, str], int] = {}
+        marks = self._marks
+        for ordinal, row in enumerate(self._rows()):
+            if isinstance(row, RowError) or (row[2], row[3]) not in keys:
+                continue
+            position = row[8] if self._by_line else ordinal
+            if position < len(marks) and marks[position]:
+                found.setdefault((row[2], row[3]), row[8])
         return found
 
     def work(self) -> Generator[WorkItem]:

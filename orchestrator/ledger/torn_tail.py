@@ -1,5 +1,5 @@
 """A ledger line a crash tore while it was being appended, cut when the ledger is next
-opened for writing (:func:`~orchestrator.ledger.writer.open_locked`)."""
+opened for writing (:func:`~orchestrator.ledger.opening.open_locked`)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ anywhere else.
 from __future__ import annotations
 
 import errno
-import fcntl
 import functools
 import os
 from collections.abc import Mapping
@@ -27,19 +26,13 @@ import anyio.to_thread
 import orjson
 from anyio.abc import TaskGroup
 
-from orchestrator.atomic_file import fsync_directory
-from orchestrator.errors import LedgerError, LedgerLockedError, LedgerWriteError
-from orchestrator.ledger.archive import refuse_compressed
+from orchestrator.errors import LedgerError, LedgerWriteError
+from orchestrator.ledger.opening import open_ledger, remove_if_unused
 from orchestrator.ledger.serial_thread import SerialThread
-from orchestrator.ledger.torn_tail import cut_torn_tail
-from orchestrator.safe_file import PRIVATE, open_or_create
 
-__all__ = ["LedgerWriter", "LineBatch", "open_locked"]
+__all__ = ["LedgerWriter", "LineBatch"]
 
 
-# Read and write: the torn-tail check reads through the very descriptor that was checked to be
-# a regular file (a second open by name could meet another file).
-_OPEN_FLAGS: Final = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
 _dumps = orjson.dumps
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 
@@ -102,6 +95,8 @@ class LedgerWriter:
         self._fsync = fsync
         self._close_timeout = close_timeout
         self._fd = -1
+        self._created = False  # this writer created the file (it did not exist before)
+        self._used = False  # a line was handed to write()
         self._state = "new"  # -> "open" -> "closed"
         self._failure: LedgerWriteError | None = None
         # Set when opened: the batch and its events belong to the event loop that opens it.
@@ -139,6 +134,7 @@ class LedgerWriter:
         so a caller can write now and wait later."""
         if self._state != "open" or self._failure is not None:
             self._refuse()
+        self._used = True
         batch = self._batch
         pending = self._pending
         pending.append(_dumps(record, option=_NEWLINE))
@@ -170,8 +166,8 @@ class LedgerWriter:
     async def __aenter__(self) -> Self:
         if self._state != "new":
             raise LedgerError(f"{self.path}: a ledger writer cannot be opened twice")
-        self._fd, self.repaired_bytes = await anyio.to_thread.run_sync(
-            open_locked, self.path, self._fsync
+        self._fd, self.repaired_bytes, self._created = await anyio.to_thread.run_sync(
+            open_ledger, self.path, self._fsync
         )
         self._state = "open"
         self._open_batch()
@@ -202,6 +198,7 @@ class LedgerWriter:
             if scope.cancelled_caught:
                 self._fail(f"the last lines were not on disk within {self._close_timeout} s")
             else:
+                remove_if_unused(self._fd, self.path, self._created and not self._used)
                 os.close(self._fd)  # releases the lock
             self._fd = -1
             await self._committer.__aexit__(None, None, None)
@@ -280,37 +277,3 @@ class LedgerWriter:
         if self._state == "new":
             raise LedgerError(f"{self.path}: the ledger writer is not open (use `async with`)")
         raise LedgerError(f"{self.path}: the ledger writer is closed")
-
-
-# --- opening --------------------------------------------------------------------------------
-
-
-def open_locked(path: str, fsync: bool) -> tuple[int, int]:
-    """Open ``path`` for appending, lock it, cut a torn last line. Returns (fd, bytes cut)."""
-    refuse_compressed(path)
-    try:
-        # Never through a symlink, never blocking on a FIFO, 0600 whatever the umask: a
-        # ledger directory (the scheduler's above all) may be writable by others.
-        fd, created = open_or_create(path, _OPEN_FLAGS, mode=PRIVATE)
-    except OSError as exc:
-        raise LedgerError(f"{path}: cannot open the ledger: {exc.strerror or exc}") from exc
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise LedgerLockedError(
-                f"{path}: the ledger is locked: another run is writing it "
-                "(wait for it to finish, or use another --ledger)"
-            ) from exc
-        if created and fsync:
-            fsync_directory(os.path.dirname(os.path.abspath(path)))
-        cut = cut_torn_tail(fd)
-        if cut and fsync:
-            os.fsync(fd)
-    except LedgerError:
-        os.close(fd)
-        raise
-    except OSError as exc:
-        os.close(fd)
-        raise LedgerError(f"{path}: cannot prepare the ledger: {exc.strerror or exc}") from exc
-    return fd, cut

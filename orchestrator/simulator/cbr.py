@@ -273,7 +273,8 @@ class CbrFace:
 
     def _backup_view(self, item: Item, now: float) -> dict[str, Any]:
         records = self._estate.records_of(item)
-        return backup_view(item, records, now, self._destination_vault)
+        share = self._estate.config.replica_share
+        return backup_view(item, records, now, self._destination_vault, replica_share=share)
 
     def _destination_vault(self, record: Record) -> str:
         found = self._destination_vaults.get(record.id)

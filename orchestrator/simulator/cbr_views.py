@@ -4,6 +4,7 @@ SDK's shapes; and the vault ids the face derives from (project, region)."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -23,6 +24,7 @@ __all__ = [
     "CBR_PROVIDER_ID",
     "OP_STATUS",
     "backup_view",
+    "image_type",
     "op_log_view",
     "record_view",
     "vault_id",
@@ -52,7 +54,12 @@ def vault_id(project_id: str, region: str) -> str:
 
 
 def backup_view(
-    item: Item, records: Sequence[Record], now: float, destination_vault: DestinationVault
+    item: Item,
+    records: Sequence[Record],
+    now: float,
+    destination_vault: DestinationVault,
+    *,
+    replica_share: float = 0.0,
 ) -> dict[str, Any]:
     """A ``BackupResp``."""
     return {
@@ -62,7 +69,7 @@ def backup_view(
         "expired_at": None,
         "extend_info": None,
         "id": item.id,
-        "image_type": "backup",
+        "image_type": image_type(item, replica_share),
         "name": item.name,
         "parent_id": None,
         "project_id": item.project_id,
@@ -82,6 +89,16 @@ def backup_view(
         "incremental": item.incremental,
         "version": 1,
     }
+
+
+def image_type(item: Item, replica_share: float) -> str:
+    """``replication`` for a backup the face shows as a replica copied into its region (the
+    ``replica_share`` knob; the real ``BackupResp.image_type`` is ``backup`` or
+    ``replication``), else ``backup``. A hash of the id, so every listing agrees."""
+    if replica_share <= 0:
+        return "backup"
+    digest = hashlib.sha256(item.id.encode()).digest()
+    return "replication" if int.from_bytes(digest[:8]) < replica_share * 2**64 else "backup"
 
 
 def record_view(record: Record, now: float, destination_vault: DestinationVault) -> dict[str, Any]:

@@ -203,9 +203,14 @@ class SimulatorConfig:
     """0: backups spread over 2024, one per resource. N > 0: an *aged* estate of
     ``items // N`` resources with one backup a day over the N days before the clock's now,
     whose copies are covered, stale, failing, running or missing (coverage, issue 18)."""
+    replica_share: float = 0.0
+    """Share of the backups that the CBR face shows as *replicas* copied into their region
+    (``image_type`` ``replication``, as the real service marks them), picked by a hash of
+    the backup id; 0 (the default) shows none. Discovery must never send them again."""
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
+        _check_probability("replica_share", self.replica_share)
         if not isinstance(self.age_days, int) or self.age_days < 0:
             raise ConfigError(f"age_days must be a whole number >= 0, got {self.age_days!r}")
         if self.items < 0 or self.projects_per_region < 1:

@@ -71,6 +71,11 @@ class Estate:
         else:
             seeder.generate(config.items)
 
+    @property
+    def config(self) -> SimulatorConfig:
+        """The knobs this estate was made from."""
+        return self._config
+
     # ---- generation (see seeding.py) -----------------------------------------------------
 
     def _destination_projects(self) -> dict[str, str]:

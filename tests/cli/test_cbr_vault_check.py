@@ -156,15 +156,36 @@ def test_a_config_file_with_a_connection_endpoints_table_passes_the_key_check(
     assert settings.endpoints == {"cn-north-4": "https://cbr.cn-north-4.example.internal"}
 
 
+def _keep_rows(manifest: Path, vaults: set[str]) -> Path:
+    """The manifest with only the rows to these vaults (the header stays line 1)."""
+    rows = list(csv.DictReader(manifest.open(encoding="utf-8")))
+    with manifest.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, CBR_MANIFEST_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["destination_vault_id"] in vaults)
+    return manifest
+
+
 def test_a_run_to_a_vault_of_another_region_fails_saying_what_to_fix(
-    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """With one shared endpoint the vault's region cannot be checked before the run: the
+    service refuses the pair, and its result says what to fix. A vault that does not exist
+    is found before the run (below), and refused then, saying the same."""
     from orchestrator.ledger.file import iter_records
 
     use_sim_credentials(monkeypatch, sim)
     manifest, vaults = _manifest(sim, tmp_path)
     ledger = tmp_path / "ledger.jsonl"
     argv = ["run", "--service", "cbr", "--manifest", str(manifest), "--ledger", str(ledger)]
+    capsys.readouterr()
+    assert main([*argv, "--endpoint", sim.base_url, "--no-progress"]) == ExitCode.USAGE
+    assert "fix destination_vault_id" in capsys.readouterr().err
+    assert not ledger.exists()
+    _keep_rows(manifest, {vaults["right"], vaults["other_region"]})
     code = main([*argv, "--endpoint", sim.base_url, "--no-progress"])
     assert code == ExitCode.FAILED
     results = {r["destination_vault_id"]: r for r in iter_records(ledger) if r["event"] == "result"}
@@ -173,4 +194,119 @@ def test_a_run_to_a_vault_of_another_region_fails_saying_what_to_fix(
     assert wrong["status"] == "failed"
     assert "fix destination_vault_id" in wrong["error_msg"]
     assert f"in {DEST}" in wrong["error_msg"]
-    assert "fix destination_vault_id" in results[vaults["unknown"]]["error_msg"]
+
+
+def _regional_config(sim: Simulator, tmp_path: Path) -> Path:
+    config = tmp_path / "regional.toml"
+    table = "\n".join(f'{r} = "{url}"' for r, url in sim.region_urls.items())
+    config.write_text(f"[connection.endpoints]\n{table}\n", encoding="utf-8")
+    return config
+
+
+@pytest.mark.parametrize("wrong", ["other_region", "other_project", "unknown"])
+def test_a_run_refuses_a_wrong_vault_before_sending_naming_line_and_field(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    wrong: str,
+) -> None:
+    """As ``plan`` does, at each destination region's own endpoint: exit 2, nothing sent,
+    nothing recorded, the error naming manifest line, field and vault."""
+    use_sim_credentials(monkeypatch, sim)
+    manifest, vaults = _manifest(sim, tmp_path)
+    _keep_rows(manifest, {vaults["right"], vaults[wrong]})
+    rows = list(csv.DictReader(manifest.open(encoding="utf-8")))
+    line = 2 + [r["destination_vault_id"] for r in rows].index(vaults[wrong])
+    ledger = tmp_path / "ledger.jsonl"
+    argv = ["run", "--service", "cbr", "--manifest", str(manifest), "--ledger", str(ledger)]
+    capsys.readouterr()
+    code = main([*argv, "--config", str(_regional_config(sim, tmp_path)), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE
+    assert f"manifest: {manifest}:{line}: field 'destination_vault_id': " in err
+    assert vaults[wrong] in err
+    assert "fix destination_vault_id" in err
+    assert "nothing sent" in err
+    assert "Traceback" not in err
+    assert sim.counters.replications.total() == 0
+    assert not ledger.exists()
+
+
+def test_a_run_to_right_vaults_asks_each_once_and_sends(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_sim_credentials(monkeypatch, sim)
+    manifest, vaults = _manifest(sim, tmp_path)
+    _keep_rows(manifest, {vaults["right"]})
+    ledger = tmp_path / "ledger.jsonl"
+    argv = ["run", "--service", "cbr", "--manifest", str(manifest), "--ledger", str(ledger)]
+    code = main([*argv, "--config", str(_regional_config(sim, tmp_path)), "--no-progress"])
+    capsys.readouterr()
+    assert code == ExitCode.OK
+    assert sim.counters.requests_for(SHOW_VAULT, 200) == 1
+    assert sim.counters.replications.total() == 1
+
+
+def _discover_config(sim: Simulator, tmp_path: Path, vault: str) -> Path:
+    project = next(p for p in sim.state.projects if p.region == "cn-north-1")
+    dest = sim.state.destination_projects[DEST]
+    config = tmp_path / "discover.toml"
+    config.write_text(
+        f'[[discover.sources]]\nproject_id = "{project.id}"\nregion = "{project.region}"\n'
+        f'[[discover.rules]]\nto = [{{ region = "{DEST}", project_id = "{dest}" }}]\n'
+        f'[discover.cbr]\ndestination_vaults = {{ "{DEST}" = "{vault}" }}\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_discover_refuses_a_wrong_vault_before_writing_the_manifest(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_sim_credentials(monkeypatch, sim)
+    config = _discover_config(sim, tmp_path, UNKNOWN_VAULT)
+    out = tmp_path / "pairs.csv"
+    argv = ["discover", "--service", "cbr", "--config", str(config), "--output", str(out)]
+    capsys.readouterr()
+    code = main([*argv, "--endpoint", sim.base_url])
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE
+    assert f"vault {UNKNOWN_VAULT}" in err
+    assert "[discover.cbr] destination_vaults" in err
+    assert "Traceback" not in err
+    assert not out.exists()
+    # The right vault: asked once, the manifest written.
+    dest = sim.state.destination_projects[DEST]
+    config = _discover_config(sim, tmp_path, vault_id(dest, DEST))
+    assert main([*argv, "--endpoint", sim.base_url]) == ExitCode.OK
+    assert out.read_text(encoding="utf-8").count(vault_id(dest, DEST)) > 0
+    assert sim.counters.requests_for(SHOW_VAULT, 200) == 1
+
+
+def test_a_discovered_run_refuses_a_wrong_vault_naming_the_config(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The vaults of discovered pairs come from ``[discover.cbr]``: that is what to fix."""
+    use_sim_credentials(monkeypatch, sim)
+    config = _discover_config(sim, tmp_path, UNKNOWN_VAULT)
+    ledger = tmp_path / "ledger.jsonl"
+    argv = ["run", "--discover", "--service", "cbr", "--config", str(config)]
+    capsys.readouterr()
+    code = main([*argv, "--ledger", str(ledger), "--endpoint", sim.base_url, "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE
+    assert f"vault {UNKNOWN_VAULT}" in err
+    assert "[discover.cbr] destination_vaults" in err
+    assert "Traceback" not in err
+    assert sim.counters.replications.total() == 0
+    assert not ledger.exists()

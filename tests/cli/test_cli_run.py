@@ -476,6 +476,7 @@ def test_exit_7_when_credentials_are_refused(
     assert code == ExitCode.AUTH
     assert sim.counters.requests_for(CAPABILITIES, 401) == 2
     assert "locked" not in capfd.readouterr().err
-    assert not results(tmp_path / "ledger.jsonl")
+    # Nothing recorded, and no empty ledger file left behind (docs/running.md).
+    assert not (tmp_path / "ledger.jsonl").exists()
     assert_nowhere([WRONG_SK, sim.config.sk], {"stdout": captured.out.encode()})
     assert_nowhere([WRONG_SK, sim.config.sk], {"stderr": captured.err.encode()})

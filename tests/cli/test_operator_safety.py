@@ -360,7 +360,8 @@ def test_an_endpoint_that_answers_like_another_service_is_refused(
     err = capfd.readouterr().err
     assert "does not answer like CSBS" in err
     assert "check --endpoint" in err
-    assert not records(tmp_path / "ledger.jsonl", "attempt")
+    # Refused before run_started: no attempt, and no ledger file at all (docs/running.md).
+    assert not (tmp_path / "ledger.jsonl").exists()
 
 
 # -- 4. every command that talks to the service: exit 4 / 7 / 2, never 1 -------------------------
@@ -799,3 +800,38 @@ def test_reconcile_labels_a_record_older_than_the_first_attempt_already_replicat
         ours["checkpoint_item_id"]: "replicated",
     }
     assert not any(n for (route, _), n in sim.counters.requests.items() if route == REPLICATE)
+
+
+# -- a manifest moved away from the path its ledger recorded ---------------------------------
+
+
+def test_resume_of_a_moved_manifest_names_the_ledger_the_path_and_the_way_on(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    use_sim_credentials(monkeypatch, sim)
+    rows = fresh_rows(sim, 3)
+    manifest = write_rows(tmp_path / "m.csv", rows)
+    assert main(run_argv(sim, tmp_path, manifest)) == ExitCode.OK
+    moved = manifest.rename(tmp_path / "moved.csv")
+    ledger = tmp_path / "ledger.jsonl"
+    before = ledger.read_bytes()
+    capfd.readouterr()
+    assert main(resume_argv(sim, tmp_path)) == ExitCode.USAGE
+    err = capfd.readouterr().err
+    assert f"manifest: {manifest.resolve()}: no such file" in err
+    assert f"the ledger {ledger} recorded this manifest" in err
+    assert "Restore it at that path" in err
+    assert f"`resume --ledger {ledger} --manifest NEW_PATH`" in err
+    assert "checked against the sha256" in err
+    assert "Traceback" not in err
+    assert ledger.read_bytes() == before  # nothing recorded
+    # Its new path resumes it (the same bytes as pinned) ...
+    assert main(resume_argv(sim, tmp_path, "--manifest", str(moved))) == ExitCode.OK
+    # ... another file at that path is refused, as a changed manifest is.
+    write_rows(moved, fresh_rows(sim, 4))
+    capfd.readouterr()
+    assert main(resume_argv(sim, tmp_path, "--manifest", str(moved))) == ExitCode.USAGE
+    assert "--replan" in capfd.readouterr().err

@@ -20,8 +20,8 @@ import pytest
 
 from orchestrator.ledger.file import iter_records
 from orchestrator.ledger.history import History
+from orchestrator.ledger.opening import open_locked
 from orchestrator.ledger.snapshot import snapshot_path
-from orchestrator.ledger.writer import open_locked
 from tests.helpers.ledgerlines import RID, attempt, result
 from tests.ledger.test_props_ledger import complete_lines, fold_of_lines, observe
 
@@ -53,7 +53,7 @@ while True:
 # (which cuts the torn line), again and again.
 _REPAIRER = """
 import os, sys, orjson
-from orchestrator.ledger.writer import open_locked
+from orchestrator.ledger.opening import open_locked
 from tests.helpers.ledgerlines import attempt
 path = sys.argv[1]
 n = 0

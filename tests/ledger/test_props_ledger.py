@@ -22,8 +22,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from orchestrator.errors import LedgerError
 from orchestrator.ledger.history import History
+from orchestrator.ledger.opening import open_locked
 from orchestrator.ledger.snapshot import snapshot_path
-from orchestrator.ledger.writer import open_locked
 from tests.helpers.ledgerlines import RID, RID2, attempt, copy_status, key, line, result
 
 REGIONS = ("cn-east-2", "cn-south-1")

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.errors import LedgerError
 from orchestrator.ledger.file import LedgerReader, iter_records
-from orchestrator.ledger.writer import open_locked
+from orchestrator.ledger.opening import open_locked
 from tests.helpers.ledger_records import read_all, rec, record_line
 
 pytestmark = pytest.mark.anyio
