@@ -12,6 +12,8 @@ page at every 503 and never finishing.
 
 An id seen once is never yielded again (a service that ignored a marker, or items that moved
 between pages while the listing ran: see ``docs/discovery.md``, "Listing a large estate").
+A marker the service refuses (its backup deleted meanwhile) sends the listing back a page, or
+to the first page if that one's is gone too: a few pages again, never the night's listing lost.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import structlog
 
 from orchestrator.discovery.rules import DiscoverConfig, Source
 from orchestrator.engine.retry import RetryPolicy, hinted_delay
-from orchestrator.errors import TransientApiError
+from orchestrator.errors import PermanentApiError, TransientApiError
 
 __all__ = ["Clock", "ItemLister", "Sleep", "list_source"]
 
@@ -49,6 +51,10 @@ class ItemLister(Protocol):
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
+
+# How a service refuses a marker it does not know (the simulator: 400, as OpenStack's
+# "marker not found"; a 404 is read the same): the page after it is asked from further back.
+_MARKER_GONE = frozenset({400, 404})
 
 
 class _PageRetry:
@@ -89,8 +95,12 @@ async def _list(
     """Every listed item once; a transient failure asks for the failed page again."""
     seen: set[str] = set()
     marker: str | None = None  # the last id the service gave: where the next page starts
+    ends: list[str] = []  # the last id of every full page taken: where to go back to
+    gone = 0  # markers refused in a row (see _MARKER_GONE)
+    refused: set[str] = set()  # a backup deleted is never a marker again
     pages_retried = 0
     while True:
+        pulled = 0
         try:
             async for item in client.iter_items(
                 source.project_id,
@@ -99,15 +109,38 @@ async def _list(
                 marker=marker,
                 **config.filters.query(),
             ):
-                retry.failures = 0  # the page came back
+                retry.failures = gone = 0  # the page came back
+                pulled += 1
                 item_id = item.get("id") if isinstance(item, dict) else None
                 if not isinstance(item_id, str):
                     continue
                 marker = item_id
+                if pulled % config.page_size == 0:
+                    ends.append(item_id)
                 if item_id in seen:
                     continue
                 seen.add(item_id)
                 yield item
+        except PermanentApiError as exc:
+            if marker is None or exc.http_status not in _MARKER_GONE or marker in refused:
+                raise  # not about the marker: the first page, or the same marker again
+            # The marker's backup is gone (deleted between two pages: retention reaching
+            # the oldest backups, which a listing newest-first reaches last). Go back a
+            # page; if that one's is gone too, to the first page (what was listed is not
+            # listed again).
+            gone += 1
+            refused.add(marker)
+            ends = [end for end in ends if end != marker]
+            was, marker = marker, (ends[-1] if gone == 1 and ends else None)
+            log.warning(
+                "discover.marker_gone",
+                source=str(source),
+                marker=was,
+                restart_from=marker or "the first page",
+                listed=len(seen),
+                error=str(exc),
+            )
+            continue
         except TransientApiError as exc:
             wait = retry.delay(exc)
             if wait is None:
