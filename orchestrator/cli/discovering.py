@@ -147,10 +147,15 @@ def launch_discovered_run(ctx: Context) -> int:
                 )
                 ledger = Path(args.ledger)
                 if args.dry_run:
-                    pacing.save()
-                    return await plan_tasks(
-                        conn, discovery.tasks, ledger=ledger, retry_failed=args.retry_failed
+                    report = await plan_tasks(
+                        conn,
+                        discovery.tasks,
+                        ledger=ledger,
+                        retry_failed=args.retry_failed,
+                        pacing=pacing,
                     )
+                    pacing.save()  # what the listing and the plan's checks learned
+                    return report
                 # Saved as a manifest next to the ledger, so that `resume` can replay it.
                 saved = discovered_manifest(ledger)
                 write_manifest(discovery.tasks, saved, service=conn.settings.service)

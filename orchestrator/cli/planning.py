@@ -18,7 +18,9 @@ look at the service can tell:
   the configured limits: ``max(pairs / rate, pairs * latency / parallelism, busiest region's
   pairs * latency / per_region)``. It assumes no retries.
 
-Nothing is sent and the ledger is only read.
+Nothing is sent and the ledger is only read. The plan's GETs (capabilities, CBR's destination
+vaults) go at the pace the ``--state-file`` knows for their endpoint and project, and what they
+learned is saved back to it, as ``discover`` does (see ``docs/pace.md``).
 """
 
 from __future__ import annotations
@@ -279,15 +281,18 @@ async def plan_tasks(
     *,
     ledger: Path | None,
     retry_failed: bool,
+    pacing: Pacing | None = None,
 ) -> PlanReport:
-    """The plan of discovered pairs, checked against the service like a manifest's."""
+    """The plan of discovered pairs, checked against the service like a manifest's (at
+    ``pacing``'s pace: the discovery's, else the state file's)."""
 
     def build() -> Plan:
         return Plan.from_tasks(tasks, history=_history(ledger), retry_failed=retry_failed)
 
     plan = await anyio.to_thread.run_sync(build)
     routes = await anyio.to_thread.run_sync(plan.routes)
-    unsupported, latency = await _check_routes(conn, routes) if routes else ({}, None)
+    pacing = pacing or Pacing.from_settings(conn.settings)
+    unsupported, latency = await _check_routes(conn, routes, pacing) if routes else ({}, None)
     return plan_report(
         plan,
         manifest=None,
@@ -333,11 +338,18 @@ async def _plan(ctx: Context, manifest: Path) -> PlanReport:
     else:
         async with connect(ctx) as conn:
             settings = conn.settings  # --simulate fills in the endpoint and a project
+            # Its GETs at the pace the state file knows, and what they learned saved back
+            # for the run (a plan sends nothing, but it does draw on the gateway's budget).
+            pacing = Pacing.from_settings(settings)
             plan = await anyio.to_thread.run_sync(build, settings.project_id)
             routes = await anyio.to_thread.run_sync(plan.routes)
-            unsupported, latency = await _check_routes(conn, routes) if routes else ({}, None)
+            unsupported, latency = (
+                await _check_routes(conn, routes, pacing) if routes else ({}, None)
+            )
             if settings.service == "cbr" and routes:
-                vaults = await check_vaults(conn, await anyio.to_thread.run_sync(plan.destinations))
+                destinations = await anyio.to_thread.run_sync(plan.destinations)
+                vaults = await check_vaults(conn, destinations, pacing=pacing)
+            pacing.save()
     report = plan_report(
         plan,
         manifest=str(manifest),
@@ -352,14 +364,12 @@ async def _plan(ctx: Context, manifest: Path) -> PlanReport:
 
 
 async def _check_routes(
-    conn: Connection, routes: Mapping[Route, tuple[int, str]]
+    conn: Connection, routes: Mapping[Route, tuple[int, str]], pacing: Pacing
 ) -> tuple[dict[Route, int], float]:
     """Pairs to send per route the service cannot replicate, and one call's latency."""
     default = conn.settings.region
     project_of = {source or default: project for (source, _), (_, project) in routes.items()}
     first: str | None = default if default in project_of else next(iter(project_of))
-    # At the pace the state file knows (not saved: a plan changes nothing).
-    pacing = Pacing.from_settings(conn.settings)
     async with conn.client() as opened:
         client = pacing.wrap(opened)
         started = time.monotonic()

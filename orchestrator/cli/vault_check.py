@@ -38,6 +38,7 @@ from typing import Any
 import structlog
 
 from orchestrator.cli.connection import Connection
+from orchestrator.engine.paced_service import Pacing, get_key
 from orchestrator.engine.plan import Plan
 from orchestrator.errors import ConfigError, ManifestError, OrchestratorError
 from orchestrator.models import ReplicationTask
@@ -72,10 +73,14 @@ def _regional(conn: Connection, region: str) -> bool:
 
 
 async def check_vaults(
-    conn: Connection, destinations: Mapping[tuple[str, str], tuple[int, str]]
+    conn: Connection,
+    destinations: Mapping[tuple[str, str], tuple[int, str]],
+    *,
+    pacing: Pacing | None = None,
 ) -> VaultCheck:
     """Ask every distinct destination vault of ``destinations`` (``(region, "project/vault")
-    -> (pairs, source project)``, see :meth:`~orchestrator.engine.plan.Plan.destinations`)."""
+    -> (pairs, source project)``, see :meth:`~orchestrator.engine.plan.Plan.destinations`);
+    with ``pacing``, each GET at its destination region and project's pace."""
     result = VaultCheck()
     async with conn.client() as client:
         if not isinstance(client, CbrClient):
@@ -93,7 +98,7 @@ async def check_vaults(
                 "pairs": pairs,
             }
             try:
-                found = await client.show_vault(project, vault, region=region)
+                found = await _show_vault(client, pacing, project, vault, region)
             except OrchestratorError as exc:  # ApiError, refused credentials, bad endpoint
                 result.unchecked.append({**where, "reason": str(exc)[:300]})
                 continue
@@ -117,6 +122,15 @@ async def check_vaults(
                     }
                 )
     return result
+
+
+async def _show_vault(
+    client: CbrClient, pacing: Pacing | None, project: str, vault: str, region: str
+) -> dict[str, Any] | None:
+    def show() -> Awaitable[dict[str, Any] | None]:
+        return client.show_vault(project, vault, region=region)
+
+    return await (show() if pacing is None else pacing.call(get_key(project, region), show))
 
 
 def vault_lines(check: VaultCheck | None) -> list[str]:

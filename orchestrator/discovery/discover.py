@@ -26,8 +26,8 @@ status other than ``available``                  not a source (only available it
                                                  replicated)
 ==============================================  ==========================================
 
-Listing is idempotent, so a transient error part way (503, 429, a cut connection) restarts
-the listing of that source with backoff; items already seen are not counted twice.
+A transient error part way (503, 429, a cut connection) asks that page again with backoff,
+from the same marker (:mod:`.listing`); an item is never counted twice.
 
 CBR (``service="cbr"``): the backups of every vault of the source project are listed with
 ``GET /v3/{project}/backups``; each pair also needs the *vault* that receives the copy in its

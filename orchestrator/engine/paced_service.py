@@ -257,10 +257,13 @@ class PacedService:
         *,
         region: str | None = None,
         page_size: int = 1000,
+        marker: str | None = None,
         **filters: str | int | bool,
     ) -> AsyncIterator[dict[str, Any]]:
         """The inner listing, the pull that asks for each page in its slot."""
-        listing = self._inner.iter_items(project_id, region=region, page_size=page_size, **filters)
+        listing = self._inner.iter_items(
+            project_id, region=region, page_size=page_size, marker=marker, **filters
+        )
         key = get_key(project_id, region)
         every = max(1, page_size)
         pulled = 0

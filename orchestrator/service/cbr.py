@@ -120,12 +120,20 @@ class CbrClient(CsbsClient):
         *,
         region: str | None = None,
         page_size: int = 1000,
+        marker: str | None = None,
         **filters: str | int | bool,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every backup matching ``filters`` (``vault_id``, ``status``, ...), by ``marker``;
-        a marker that loops is refused as for CSBS."""
+        """Every backup matching ``filters`` (``vault_id``, ``status``, ...), by ``marker``
+        (from after the backup ``marker``, when given); a marker that loops is refused as for
+        CSBS."""
         listing = self._paged(
-            project_id, region, "/backups", key="backups", page_size=page_size, filters=filters
+            project_id,
+            region,
+            "/backups",
+            key="backups",
+            page_size=page_size,
+            filters=filters,
+            marker=marker,
         )
         async for backup in listing:
             yield backup

@@ -81,9 +81,11 @@ class CsbsClient(HttpCore):
         *,
         region: str | None = None,
         page_size: int = 1000,
+        marker: str | None = None,
         **filters: str | int | bool,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every item matching ``filters``, following ``marker`` until a short page."""
+        """Every item matching ``filters``, following ``marker`` until a short page (from
+        after the item ``marker``, when given)."""
         listing = self._paged(
             project_id,
             region,
@@ -91,6 +93,7 @@ class CsbsClient(HttpCore):
             key="checkpoint_items",
             page_size=page_size,
             filters=filters,
+            marker=marker,
         )
         async for item in listing:
             yield item

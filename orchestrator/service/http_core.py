@@ -170,15 +170,18 @@ class HttpCore:
         key: str,
         page_size: int,
         filters: Mapping[str, str | int | bool],
+        marker: str | None = None,
     ) -> AsyncIterator[Any]:
         """The entries of ``key`` in every page of ``GET path``, following ``marker`` (the
-        last entry's id) until a short page; CSBS's checkpoint items and CBR's backups alike."""
+        last entry's id) until a short page; CSBS's checkpoint items and CBR's backups alike.
+        A ``marker`` given starts after that entry: the page a failed listing was asking for,
+        asked again exactly as it was."""
         if page_size < 1:
             raise ConfigError(f"page_size must be >= 1, not {page_size}")
         query = [(k, query_value(v)) for k, v in filters.items()]
         query.append(("limit", str(page_size)))
-        marker: str | None = None
-        seen: set[str] = set()  # one marker per page: bounded by the listing's length
+        # One marker per page: bounded by the listing's length.
+        seen: set[str] = set() if marker is None else {marker}
         while True:
             page_query = query if marker is None else [*query, ("marker", marker)]
             data = await self._get_json(project_id, region, path, page_query)

@@ -59,9 +59,11 @@ class ReplicationService(Protocol):
         *,
         region: str | None = None,
         page_size: int = 1000,
+        marker: str | None = None,
         **filters: str | int | bool,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every backup matching ``filters``, page after page."""
+        """Every backup matching ``filters``, page after page; from after the backup
+        ``marker`` when given (a listing that failed asks its page again from there)."""
 
     async def replication_records(
         self,

@@ -260,6 +260,7 @@ class FakeLister:
         self.fail_after = fail_after
         self.error = error  # raised by every call
         self.calls = 0
+        self.markers: list[str | None] = []  # each call's: where it started
 
     async def iter_items(
         self,
@@ -267,12 +268,16 @@ class FakeLister:
         *,
         region: str | None = None,
         page_size: int = 1000,
+        marker: str | None = None,
         **filters: str | int | bool,
     ) -> AsyncIterator[dict[str, Any]]:
         self.calls += 1
+        self.markers.append(marker)
         if self.error is not None:
             raise self.error
-        for index, item in enumerate(self.items):
+        ids = [item.get("id") for item in self.items]
+        start = 0 if marker is None else ids.index(marker) + 1
+        for index, item in enumerate(self.items[start:], start):
             if self.fail_after is not None and index == self.fail_after:
                 self.fail_after = None
                 raise TransientApiError("HTTP 503", http_status=503)
@@ -325,11 +330,13 @@ async def test_first_rule_wins_per_region_own_region_and_replicas_are_skipped() 
 
 
 @pytest.mark.anyio
-async def test_a_transient_error_mid_listing_restarts_without_double_counting() -> None:
+async def test_a_transient_error_mid_listing_goes_on_without_double_counting() -> None:
     lister = FakeLister([fake_item(n) for n in range(10)], fail_after=6)
     config = DiscoverConfig((SRC,), (Rule((Dest(EAST2, DEST_B),)),))
     found = await discover(lister, config, sleep=no_sleep)
     assert lister.calls == 2
+    # Asked again from after the last item it had, not from the first.
+    assert lister.markers == [None, fake_item(5)["id"]]
     assert found.summaries[0].listed == 10
     assert len(found.tasks) == 10
 
@@ -565,6 +572,7 @@ async def test_a_throttled_listing_waits_for_the_next_window() -> None:
             *,
             region: str | None = None,
             page_size: int = 1000,
+            marker: str | None = None,
             **filters: str | int | bool,
         ) -> AsyncIterator[dict[str, Any]]:
             self.calls += 1

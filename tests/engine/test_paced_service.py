@@ -110,9 +110,10 @@ class Gateway:
         *,
         region: str | None = None,
         page_size: int = 1000,
+        marker: str | None = None,
         **filters: str | int | bool,
     ) -> AsyncIterator[dict[str, Any]]:
-        start = 0
+        start = 0 if marker is None else [i["id"] for i in self.items].index(marker) + 1
         while True:  # as the client pages: the next page only after a full one
             self._take()
             self.pages += 1
