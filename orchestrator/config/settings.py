@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
 
 from orchestrator.config.config_file import known_config_keys, load_config
 from orchestrator.config.options import OPTIONS, RUN_OPTIONS, Option
@@ -30,8 +30,15 @@ from orchestrator.errors import ConfigError
 __all__ = [
     "OPTIONS",
     "RUN_OPTIONS",
+    "AuthSection",
+    "ConnectionSection",
+    "ErrorsSection",
+    "LimitsSection",
     "Option",
+    "RetrySection",
+    "RunSection",
     "RunSettings",
+    "ThresholdSection",
     "explain",
     "known_config_keys",
     "load_config",
@@ -39,6 +46,90 @@ __all__ = [
     "resolve",
     "resolve_record",
 ]
+
+_S = TypeVar("_S")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSection:
+    """``[connection]``: which service, where it answers and how to reach it."""
+
+    service: str = "csbs"
+    endpoint: str | None = None
+    region: str | None = None
+    project_id: str | None = None
+    verify_tls: bool = True
+    ca_file: str | None = None
+    request_timeout: float = 60.0
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+    """``[connection.endpoints]``: source region -> base URL (one endpoint per region)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSection:
+    """``[auth]``: an IAM user for token auth (the credential chain's second link)."""
+
+    iam_endpoint: str | None = None
+    iam_user: str | None = None
+    iam_domain: str | None = None
+    iam_password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSection:
+    """``[limits]``: how much is in flight, and how fast it is sent."""
+
+    concurrency: int = 64
+    per_region: int = 32
+    per_region_floor: int = 2
+    adaptive: bool = True
+    rate: float = 0.0
+    pace: bool = True
+    state_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySection:
+    """``[retry]``: how long and how often one pair is tried again."""
+
+    max_attempts: int = 8
+    retry_time: float = 600.0
+    unreachable_after: float = 60.0
+    reconcile_skew: float = 300.0
+    retry_base: float = 0.5
+    retry_cap: float = 30.0
+    retry_budget: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdSection:
+    """``[threshold]``: when too many permanent failures stop the run."""
+
+    failure_min_results: int = 1000
+    failure_percent: float = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunSection:
+    """``[run]``: the run's time limits and its metrics file."""
+
+    max_duration: float = 0.0
+    grace_period: float = 30.0
+    metrics_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorsSection:
+    """``[errors]``: how an answer's error code is treated."""
+
+    error_codes: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Each run setting's section of the config file, as its row says: the row
+#: ``limits.concurrency`` is ``settings.limits.concurrency``.
+_SECTION_OF: dict[str, str] = {
+    o.name: o.config.split(".", 1)[0] for o in OPTIONS if o.record == "run" and o.config
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +170,56 @@ class RunSettings:
     endpoints: Mapping[str, str] = field(default_factory=dict)
     """``[connection.endpoints]``: source region -> base URL (one endpoint per region)."""
 
+    # The sections, read from the flat fields until the readers have moved to them.
+    def _section(self, section: type[_S]) -> _S:
+        return section(**{f.name: getattr(self, f.name) for f in fields(section)})  # type: ignore[arg-type]
+
+    @property
+    def connection(self) -> ConnectionSection:
+        return self._section(ConnectionSection)
+
+    @property
+    def auth(self) -> AuthSection:
+        return self._section(AuthSection)
+
+    @property
+    def limits(self) -> LimitsSection:
+        return self._section(LimitsSection)
+
+    @property
+    def retry(self) -> RetrySection:
+        return self._section(RetrySection)
+
+    @property
+    def threshold(self) -> ThresholdSection:
+        return self._section(ThresholdSection)
+
+    @property
+    def run(self) -> RunSection:
+        return self._section(RunSection)
+
+    @property
+    def errors(self) -> ErrorsSection:
+        return self._section(ErrorsSection)
+
+    @classmethod
+    def of(cls, **values: Any) -> RunSettings:
+        """The defaults with some settings given by their rows' names (``concurrency=8``)."""
+        return cls().with_values(**values)
+
+    def with_values(self, **values: Any) -> RunSettings:
+        """These settings with some changed, by their rows' names."""
+        return replace(self, **values)
+
+    def value(self, name: str) -> Any:
+        """One setting by its row's name (``config explain``, the ledger's record)."""
+        return getattr(self, name)
+
     def public(self) -> dict[str, Any]:
         """Settings as recorded in the ledger's ``run_started`` line: secrets left out."""
-        out = {o.name: getattr(self, o.name) for o in RUN_OPTIONS if not o.secret}
-        out["error_codes"] = dict(self.error_codes)
-        out["endpoints"] = dict(self.endpoints)
+        out = {o.name: self.value(o.name) for o in RUN_OPTIONS if not o.secret}
+        out["error_codes"] = dict(self.errors.error_codes)
+        out["endpoints"] = dict(self.connection.endpoints)
         return out
 
 
@@ -164,7 +300,7 @@ def explain(
     rows = []
     for opt in RUN_OPTIONS:
         _, source = pick(opt, flags, env, config, config_path)
-        value = getattr(settings, opt.name)
+        value = settings.value(opt.name)
         rows.append((opt.name, "***" if opt.secret and value else value, source))
     for record in ("schedule", "discover", "simulator"):
         resolved = resolve_record(record, flags, env, config, config_path=config_path)
@@ -221,4 +357,4 @@ def resolve(
         # --per-region 1 alone means one at a time, not an error about a floor of 2 that
         # nobody asked for.
         values["per_region_floor"] = ceiling
-    return RunSettings(**values)
+    return RunSettings.of(**values)
