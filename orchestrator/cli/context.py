@@ -79,7 +79,7 @@ def context_of(
 def secrets_of(settings: RunSettings, env: Mapping[str, str], extra: list[str]) -> list[str]:
     """Every secret value this process knows, for the log redactor."""
     values = [env.get(name, "") for name in _SECRET_ENV]
-    values += [settings.iam_password or "", *extra]
+    values += [settings.auth.iam_password or "", *extra]
     return [v for v in values if v]
 
 

@@ -118,7 +118,9 @@ def launch_discover(ctx: Context) -> int:
                 return found
 
         discovery = anyio.run(main)
-        count = write_manifest(discovery.tasks, args.output, service=ctx.settings.service)
+        count = write_manifest(
+            discovery.tasks, args.output, service=ctx.settings.connection.service
+        )
         print_discovery(discovery, sys.stdout)
         print(f"wrote {count} pairs to {args.output}")
         return ExitCode.OK
@@ -153,7 +155,7 @@ def launch_discovered_run(ctx: Context) -> int:
                     )
                 # Saved as a manifest next to the ledger, so that `resume` can replay it.
                 saved = discovered_manifest(ledger)
-                write_manifest(discovery.tasks, saved, service=conn.settings.service)
+                write_manifest(discovery.tasks, saved, service=conn.settings.connection.service)
                 spec = JobSpec(
                     ledger=ledger,
                     settings=conn.settings,

@@ -114,7 +114,7 @@ async def _job(ctx: Context, spec: JobSpec, progress: Progress) -> JobResult:
 
 def live_watcher(settings: RunSettings) -> Watcher | None:
     """Rewrites ``--metrics-file`` every 30 s while the run goes on; None without one."""
-    path = settings.metrics_file
+    path = settings.run.metrics_file
     if path is None:
         return None
 
@@ -127,7 +127,7 @@ def live_watcher(settings: RunSettings) -> Watcher | None:
 def write_run_metrics(result: JobResult, spec: JobSpec, *, extra: Sequence[Family] = ()) -> None:
     """The Prometheus textfile of the run, when ``metrics_file`` is set; ``extra``: more
     gauges in the same file (``schedule --coverage``)."""
-    path = spec.settings.metrics_file
+    path = spec.settings.run.metrics_file
     if path is None:
         return
     report = build_report(iter_records(spec.ledger), run=result.run_id)

@@ -153,7 +153,9 @@ def test_a_config_file_with_a_connection_endpoints_table_passes_the_key_check(
     )
     loaded = load_config(str(config))
     settings = resolve(None, {}, loaded, config_path=str(config))
-    assert settings.endpoints == {"cn-north-4": "https://cbr.cn-north-4.example.internal"}
+    assert settings.connection.endpoints == {
+        "cn-north-4": "https://cbr.cn-north-4.example.internal"
+    }
 
 
 def _keep_rows(manifest: Path, vaults: set[str]) -> Path:

@@ -51,7 +51,7 @@ def utc(text: str) -> datetime:
 
 
 def connection(sim: Simulator) -> Connection:
-    settings = RunSettings(endpoint=sim.base_url, max_attempts=20, retry_base=0.0, retry_cap=0.0)
+    settings = RunSettings.of(endpoint=sim.base_url, max_attempts=20, retry_base=0.0, retry_cap=0.0)
     return Connection(settings, AkSkSigner(sim.config.ak, Secret(sim.config.sk)))
 
 

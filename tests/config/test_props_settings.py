@@ -114,4 +114,4 @@ def test_flags_beat_environment_beat_file_beat_defaults(
             return
         expected["per_region_floor"] = expected["per_region"]
     settings = resolve(args, env, config)
-    assert {opt.name: getattr(settings, opt.name) for opt in RUN_OPTIONS} == expected
+    assert {opt.name: settings.value(opt.name) for opt in RUN_OPTIONS} == expected

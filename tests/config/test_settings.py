@@ -24,18 +24,18 @@ def flags(*argv: str) -> dict[str, Any]:
 def test_flags_over_environment_over_config_over_defaults() -> None:
     config = {"limits": {"concurrency": 16, "rate": 5}}
     env = {"CSBS_CONCURRENCY": "24", "CSBS_RATE": "7"}
-    assert resolve(flags(), {}, {}).concurrency == 64
-    assert resolve(flags(), {}, config).concurrency == 16
-    assert resolve(flags(), env, config).concurrency == 24
+    assert resolve(flags(), {}, {}).limits.concurrency == 64
+    assert resolve(flags(), {}, config).limits.concurrency == 16
+    assert resolve(flags(), env, config).limits.concurrency == 24
     settings = resolve(flags("--concurrency", "8"), env, config)
-    assert (settings.concurrency, settings.rate) == (8, 7.0)
+    assert (settings.limits.concurrency, settings.limits.rate) == (8, 7.0)
 
 
 def test_per_region_alone_below_the_default_floor_lowers_the_floor() -> None:
     settings = resolve(flags("--per-region", "1"), {}, {})
-    assert (settings.per_region, settings.per_region_floor) == (1, 1)
+    assert (settings.limits.per_region, settings.limits.per_region_floor) == (1, 1)
     settings = resolve(flags(), {}, {"limits": {"per_region": 1}})
-    assert (settings.per_region, settings.per_region_floor) == (1, 1)
+    assert (settings.limits.per_region, settings.limits.per_region_floor) == (1, 1)
 
 
 @pytest.mark.parametrize(
@@ -60,13 +60,13 @@ def test_a_bad_value_names_where_it_came_from() -> None:
 
 
 def test_rate_auto_learns_without_a_ceiling_and_pace_can_be_turned_off() -> None:
-    assert resolve(flags(), {}, {}).rate == 0.0  # auto, the default
-    assert resolve(flags("--rate", "auto"), {}, {}).rate == 0.0
-    assert resolve(flags(), {"CSBS_RATE": "AUTO"}, {}).rate == 0.0
-    assert resolve(flags("--rate", "40"), {}, {}).rate == 40.0
-    assert resolve(flags(), {}, {}).pace is True
-    assert resolve(flags("--pace", "false"), {}, {}).pace is False
-    assert resolve(flags(), {}, {"limits": {"pace": False}}).pace is False
+    assert resolve(flags(), {}, {}).limits.rate == 0.0  # auto, the default
+    assert resolve(flags("--rate", "auto"), {}, {}).limits.rate == 0.0
+    assert resolve(flags(), {"CSBS_RATE": "AUTO"}, {}).limits.rate == 0.0
+    assert resolve(flags("--rate", "40"), {}, {}).limits.rate == 40.0
+    assert resolve(flags(), {}, {}).limits.pace is True
+    assert resolve(flags("--pace", "false"), {}, {}).limits.pace is False
+    assert resolve(flags(), {}, {"limits": {"pace": False}}).limits.pace is False
     with pytest.raises(ConfigError, match=r"c\.toml: \[limits\.rate\]"):
         resolve(flags(), {}, {"limits": {"rate": "fast"}}, config_path="c.toml")
 
@@ -82,7 +82,7 @@ def test_the_config_file_takes_every_documented_table_and_key(tmp_path: Path) ->
     )
     config = load_config(str(path))
     settings = resolve(None, {}, config, config_path=str(path))
-    assert settings.endpoints == {"cn-north-4": "https://csbs.example.internal"}
+    assert settings.connection.endpoints == {"cn-north-4": "https://csbs.example.internal"}
     path.write_text('[connection]\nendpoins = "x"\n')
     with pytest.raises(ConfigError, match="unknown key 'endpoins'; did you mean 'endpoint"):
         load_config(str(path))

@@ -141,7 +141,7 @@ def _factory(sim: Simulator) -> Callable[[], AbstractAsyncContextManager[Replica
 
 
 async def _run(sim: Simulator, manifest: Path, ledger: Path) -> JobResult:
-    settings = RunSettings(
+    settings = RunSettings.of(
         endpoint=sim.base_url,
         service="cbr",
         **{**FAST, "max_attempts": 30, "retry_budget": 100.0, "concurrency": 16},
@@ -560,7 +560,7 @@ async def test_schedule_runs_cbr_discovery_night_after_night(
             service="cbr",
             vaults={region: vault_id(dest, region)},
         )
-        settings = RunSettings(endpoint=sim.base_url, service="cbr", **FAST)
+        settings = RunSettings.of(endpoint=sim.base_url, service="cbr", **FAST)
         conn = Connection(settings, AkSkSigner(sim.config.ak, Secret(sim.config.sk)))
         nightly = Nightly(conn, lambda _now: config, state_dir=tmp_path, keep=5, out=io.StringIO())
 

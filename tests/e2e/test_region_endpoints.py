@@ -48,7 +48,7 @@ def test_a_region_in_the_table_wins_then_the_single_endpoint_then_the_template()
 def test_the_endpoints_table_of_the_config_file() -> None:
     config = {"connection": {"endpoints": {"cn-north-4": "https://csbs.example.internal"}}}
     settings = resolve(None, {}, config, config_path="c.toml")
-    assert settings.endpoints == {"cn-north-4": "https://csbs.example.internal"}
+    assert settings.connection.endpoints == {"cn-north-4": "https://csbs.example.internal"}
     assert settings.public()["endpoints"] == {"cn-north-4": "https://csbs.example.internal"}
     for bad, message in (
         ({"North": "https://h"}, "not a region name"),
@@ -99,7 +99,7 @@ async def test_a_multi_region_manifest_end_to_end(
 
         spec = JobSpec(
             ledger=tmp_path / "l.jsonl",
-            settings=RunSettings(endpoints=sim.region_urls, **FAST),
+            settings=RunSettings.of(endpoints=sim.region_urls, **FAST),
             manifest=manifest,
             handle_signals=False,
         )
@@ -119,7 +119,7 @@ async def test_the_simulate_flag_gives_every_region_its_endpoint() -> None:
     async with connect(ctx) as conn:
         endpoints = conn.client_settings().endpoints
         assert set(endpoints) == set(SimulatorConfig().regions)
-        project = conn.settings.project_id
+        project = conn.settings.connection.project_id
         assert project is not None
         async with conn.client() as client:
             # projects[0] is the first region's: its own endpoint knows it.

@@ -125,7 +125,7 @@ class RequestClock:
 
 
 def run_settings(*, pace: bool = True) -> RunSettings:
-    return RunSettings(
+    return RunSettings.of(
         pace=pace,
         concurrency=32,
         per_region=16,
@@ -253,7 +253,7 @@ async def test_bulk_run_under_faults(
         for pair in set(existing) - already:
             found = sim.state.record(existing[pair])
             assert found is not None
-            assert found.created_at > sim_start - RunSettings().reconcile_skew - 2
+            assert found.created_at > sim_start - RunSettings().retry.reconcile_skew - 2
         young = len(set(existing) - already)
         assert statuses["replicated"] == len(counters.replications) + young
         assert finished["rejected"] == len(manifest.rejected_lines)

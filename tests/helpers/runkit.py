@@ -123,7 +123,7 @@ async def run_in_process(
     """One ``run`` through :func:`run_job` (no signal handling), with :data:`FAST` settings."""
     spec = JobSpec(
         ledger=ledger,
-        settings=RunSettings(endpoint=sim.base_url, **{**FAST, **settings}),
+        settings=RunSettings.of(endpoint=sim.base_url, **{**FAST, **settings}),
         manifest=manifest,
         retry_failed=retry_failed,
         handle_signals=False,

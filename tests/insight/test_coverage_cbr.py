@@ -182,7 +182,7 @@ async def test_schedule_coverage_of_a_cbr_discovery(
     )
     async with make_simulator(items=140, age_days=7) as sim:
         conn = connection(sim)
-        settings = replace(conn.settings, metrics_file=str(metrics), service="cbr")
+        settings = conn.settings.with_values(metrics_file=str(metrics), service="cbr")
         conn = replace(conn, settings=settings)
         base = estate_config(sim)
         vaults = {

@@ -171,7 +171,7 @@ def test_ca_file_comes_from_flag_env_or_config(tmp_path: Path) -> None:
     pem = str(tmp_path / "ca.pem")
     settings = resolve(None, {}, {"connection": {"ca_file": pem}})
     assert Connection(settings, None).client_settings().ca_file == pem
-    assert resolve(None, {"CSBS_CA_FILE": "x.pem"}, {}).ca_file == "x.pem"
+    assert resolve(None, {"CSBS_CA_FILE": "x.pem"}, {}).connection.ca_file == "x.pem"
 
 
 @pytest.mark.anyio
