@@ -8,6 +8,11 @@ place the four sources are folded, for one row; :func:`resolve` folds the run's 
 frozen :class:`RunSettings` and :func:`resolve_record` the rows of ``[schedule]``,
 ``[discover]`` or ``[simulator]``. Nothing else reads the environment or the config file.
 
+:class:`RunSettings` holds one record per section of the file, each row in the section its
+config key names (``[retry] max_attempts`` is ``settings.retry.max_attempts``); a new run
+setting is one row in the table and one field in its section's record (a test holds the two
+together). The ledger keeps them flat, by row name (:meth:`RunSettings.public`).
+
 The engine and the service project these settings into their own records with classmethods
 on those records (``RetryPolicy.from_settings``, ``PoolSettings.from_settings``,
 ``DiscoverConfig.from_settings``; the client's is ``Connection.client_settings``): config
@@ -18,8 +23,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from orchestrator.config.config_file import known_config_keys, load_config
 from orchestrator.config.options import OPTIONS, RUN_OPTIONS, Option
@@ -46,8 +51,6 @@ __all__ = [
     "resolve",
     "resolve_record",
 ]
-
-_S = TypeVar("_S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,86 +137,38 @@ _SECTION_OF: dict[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
-    """The resolved settings of one invocation. Secrets never appear in :meth:`public`."""
+    """The resolved settings of one invocation, one record per section of the config file
+    (``settings.retry.max_attempts`` is ``[retry] max_attempts``). Secrets never appear in
+    :meth:`public`."""
 
-    endpoint: str | None = None
-    region: str | None = None
-    project_id: str | None = None
-    service: str = "csbs"
-    iam_endpoint: str | None = None
-    iam_user: str | None = None
-    iam_domain: str | None = None
-    iam_password: str | None = field(default=None, repr=False)
-    verify_tls: bool = True
-    ca_file: str | None = None
-    request_timeout: float = 60.0
-    concurrency: int = 64
-    per_region: int = 32
-    per_region_floor: int = 2
-    adaptive: bool = True
-    rate: float = 0.0
-    pace: bool = True
-    max_attempts: int = 8
-    retry_time: float = 600.0
-    unreachable_after: float = 60.0
-    reconcile_skew: float = 300.0
-    retry_base: float = 0.5
-    retry_cap: float = 30.0
-    retry_budget: float = 20.0
-    failure_min_results: int = 1000
-    failure_percent: float = 50.0
-    max_duration: float = 0.0
-    grace_period: float = 30.0
-    metrics_file: str | None = None
-    state_file: str | None = None
-    error_codes: Mapping[str, str] = field(default_factory=dict)
-    endpoints: Mapping[str, str] = field(default_factory=dict)
-    """``[connection.endpoints]``: source region -> base URL (one endpoint per region)."""
-
-    # The sections, read from the flat fields until the readers have moved to them.
-    def _section(self, section: type[_S]) -> _S:
-        return section(**{f.name: getattr(self, f.name) for f in fields(section)})  # type: ignore[arg-type]
-
-    @property
-    def connection(self) -> ConnectionSection:
-        return self._section(ConnectionSection)
-
-    @property
-    def auth(self) -> AuthSection:
-        return self._section(AuthSection)
-
-    @property
-    def limits(self) -> LimitsSection:
-        return self._section(LimitsSection)
-
-    @property
-    def retry(self) -> RetrySection:
-        return self._section(RetrySection)
-
-    @property
-    def threshold(self) -> ThresholdSection:
-        return self._section(ThresholdSection)
-
-    @property
-    def run(self) -> RunSection:
-        return self._section(RunSection)
-
-    @property
-    def errors(self) -> ErrorsSection:
-        return self._section(ErrorsSection)
+    connection: ConnectionSection = field(default_factory=ConnectionSection)
+    auth: AuthSection = field(default_factory=AuthSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    retry: RetrySection = field(default_factory=RetrySection)
+    threshold: ThresholdSection = field(default_factory=ThresholdSection)
+    run: RunSection = field(default_factory=RunSection)
+    errors: ErrorsSection = field(default_factory=ErrorsSection)
 
     @classmethod
     def of(cls, **values: Any) -> RunSettings:
-        """The defaults with some settings given by their rows' names (``concurrency=8``)."""
+        """The defaults with some settings given by their rows' names (``concurrency=8``):
+        how :func:`resolve` builds the record from the table."""
         return cls().with_values(**values)
 
     def with_values(self, **values: Any) -> RunSettings:
-        """These settings with some changed, by their rows' names."""
-        return replace(self, **values)
+        """These settings with some changed, by their rows' names, each in the section its
+        row names (``metrics_file=`` is ``run.metrics_file``). An unknown name is a
+        ``TypeError``."""
+        grouped: dict[str, dict[str, Any]] = {}
+        for name, value in values.items():
+            if name not in _SECTION_OF:
+                raise TypeError(f"RunSettings has no setting {name!r}")
+            grouped.setdefault(_SECTION_OF[name], {})[name] = value
+        return replace(self, **{s: replace(getattr(self, s), **v) for s, v in grouped.items()})
 
     def value(self, name: str) -> Any:
         """One setting by its row's name (``config explain``, the ledger's record)."""
-        return getattr(self, name)
+        return getattr(getattr(self, _SECTION_OF[name]), name)
 
     def public(self) -> dict[str, Any]:
         """Settings as recorded in the ledger's ``run_started`` line: secrets left out."""
