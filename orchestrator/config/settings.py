@@ -15,7 +15,7 @@ together). The ledger keeps them flat, by row name (:meth:`RunSettings.public`).
 
 The engine and the service project these settings into their own records with classmethods
 on those records (``RetryPolicy.from_settings``, ``PoolSettings.from_settings``,
-``DiscoverConfig.from_settings``; the client's is ``Connection.client_settings``): config
+``DiscoverConfig.from_settings``, ``ClientSettings.from_settings``): config
 sits below them and imports none of their types.
 """
 
@@ -102,6 +102,14 @@ class RetrySection:
     retry_base: float = 0.5
     retry_cap: float = 30.0
     retry_budget: float = 20.0
+
+    @property
+    def unreachable_s(self) -> float | None:
+        """How long a service never reached is tried: ``unreachable_after``, at most the
+        retry time (a pair gives up then anyway); None when it is 0 (off)."""
+        if self.unreachable_after > 0:
+            return min(self.unreachable_after, self.retry_time)
+        return None
 
 
 @dataclass(frozen=True, slots=True)

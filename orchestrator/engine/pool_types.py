@@ -102,11 +102,7 @@ class PoolSettings:
             pace=PaceSettings(ceiling=settings.limits.rate) if settings.limits.pace else None,
             initial_rates=initial_rates or {},
             # A pair gives up after the retry time anyway; a service never reached, sooner.
-            unreachable_after_s=(
-                min(settings.retry.unreachable_after, settings.retry.retry_time)
-                if settings.retry.unreachable_after > 0
-                else None
-            ),
+            unreachable_after_s=settings.retry.unreachable_s,
         )
 
 

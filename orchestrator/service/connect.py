@@ -13,12 +13,13 @@ import structlog
 import yarl
 
 from orchestrator.config.settings import RunSettings
-from orchestrator.errors import ConfigError, ErrorTable
+from orchestrator.errors import ConfigError
 from orchestrator.secret_set import SecretSet
 from orchestrator.service.auth import Authenticator, Secret
 from orchestrator.service.cbr import CbrClient
-from orchestrator.service.client import ClientSettings, CsbsClient, Timeouts
+from orchestrator.service.client import CsbsClient
 from orchestrator.service.credentials import resolve_credentials
+from orchestrator.service.settings import ClientSettings
 from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.service.transport_policy import (
     check_endpoint,
@@ -40,25 +41,12 @@ class Connection:
     """The log redactor's secrets: the client adds the tokens it learns, and scrubs them
     (and everything else in it) out of the error messages the ledger keeps."""
 
-    def client_settings(self) -> ClientSettings:
-        s = self.settings
-        return ClientSettings(
-            endpoint=s.connection.endpoint,
-            region=s.connection.region,
-            endpoints=dict(s.connection.endpoints),
-            timeouts=Timeouts(total_s=s.connection.request_timeout),
-            limit=max(256, s.limits.concurrency * 2),
-            verify_tls=s.connection.verify_tls,
-            ca_file=s.connection.ca_file,
-            allow_plain_http=not s.connection.verify_tls,
-            error_table=ErrorTable.with_overrides(s.errors.error_codes),
-        )
-
     def client(self) -> CsbsClient:
         """The client of the run's service (``--service``): CSBS v1, or CBR v3."""
+        settings = ClientSettings.from_settings(self.settings)
         if self.settings.connection.service == "cbr":
-            return CbrClient(self.client_settings(), self.auth, secrets=self.secrets)
-        return CsbsClient(self.client_settings(), self.auth, secrets=self.secrets)
+            return CbrClient(settings, self.auth, secrets=self.secrets)
+        return CsbsClient(settings, self.auth, secrets=self.secrets)
 
 
 async def authenticator(settings: RunSettings, env: Mapping[str, str]) -> Authenticator:

@@ -117,7 +117,7 @@ async def test_the_simulate_flag_gives_every_region_its_endpoint() -> None:
     ctx = context_of(args, env={})
     assert ctx.settings == RunSettings()
     async with connect(ctx) as conn:
-        endpoints = conn.client_settings().endpoints
+        endpoints = ClientSettings.from_settings(conn.settings).endpoints
         assert set(endpoints) == set(SimulatorConfig().regions)
         project = conn.settings.connection.project_id
         assert project is not None

@@ -8,6 +8,7 @@ from orchestrator.discovery.rules import DiscoverConfig, Source
 from orchestrator.engine.pace import PaceSettings
 from orchestrator.engine.pool_types import PoolSettings
 from orchestrator.engine.retry import RetryPolicy
+from orchestrator.service.preflight import patience
 
 
 def test_every_pool_setting_comes_from_its_run_setting() -> None:
@@ -47,6 +48,12 @@ def test_no_pace_no_unreachable_stop_and_the_retry_time_bounds_the_wait() -> Non
     assert dict(pool.initial_rates) == {}
     longer = RunSettings.of(unreachable_after=900.0, retry_time=120.0)
     assert PoolSettings.from_settings(longer, {}).unreachable_after_s == 120.0
+
+
+def test_the_preflight_waits_as_long_as_the_pool_for_a_service_never_reached() -> None:
+    assert patience(RunSettings.of(unreachable_after=30.0)) == 30.0
+    assert patience(RunSettings.of(unreachable_after=900.0, retry_time=120.0)) == 120.0
+    assert patience(RunSettings.of(unreachable_after=0.0, retry_time=120.0)) == 120.0  # off
 
 
 def test_discovery_lists_the_connections_project_when_the_file_names_no_source() -> None:

@@ -24,7 +24,7 @@ from orchestrator.exitcodes import ExitCode
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
 from orchestrator.service.client import ClientSettings, CsbsClient
-from orchestrator.service.connect import Connection, check_transport
+from orchestrator.service.connect import check_transport
 from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.service.transport_policy import check_endpoint, is_loopback_host
 from orchestrator.simulator import Simulator, SimulatorConfig
@@ -170,7 +170,7 @@ async def test_a_private_ca_is_trusted_with_ca_file(ca: trustme.CA, tmp_path: Pa
 def test_ca_file_comes_from_flag_env_or_config(tmp_path: Path) -> None:
     pem = str(tmp_path / "ca.pem")
     settings = resolve(None, {}, {"connection": {"ca_file": pem}})
-    assert Connection(settings, None).client_settings().ca_file == pem
+    assert ClientSettings.from_settings(settings).ca_file == pem
     assert resolve(None, {"CSBS_CA_FILE": "x.pem"}, {}).connection.ca_file == "x.pem"
 
 
