@@ -16,7 +16,8 @@ from orchestrator.errors import AuthError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import CAPABILITIES, REPLICATE, TOKENS

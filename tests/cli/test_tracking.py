@@ -25,8 +25,9 @@ from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
 from orchestrator.service.records import RecordReader
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import GET_ITEM, UNKNOWN
 from tests.conftest import MakeSimulator

@@ -24,7 +24,8 @@ from orchestrator.errors import ConfigError, PermanentApiError, TransientApiErro
 from orchestrator.models import ReplicationTask
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import LIST_ITEMS
 from orchestrator.simulator.records import Item

@@ -24,8 +24,9 @@ from orchestrator.models import FINAL_SUCCESS, ReplicationTask
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
 from orchestrator.service.cbr import CbrClient
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
 from orchestrator.service.protocol import ReplicationService
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.cbr import OP_LOGS, vault_id
 from orchestrator.simulator.cbr import REPLICATE as CBR_REPLICATE

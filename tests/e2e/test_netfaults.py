@@ -34,7 +34,8 @@ from orchestrator.exitcodes import ExitCode
 from orchestrator.models import FINAL_SUCCESS, ReplicationTask
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient, FoundRecord, Timeouts
+from orchestrator.service.client import CsbsClient, FoundRecord
+from orchestrator.service.settings import ClientSettings, Timeouts
 from orchestrator.simulator import ManualClock, Simulator, SimulatorConfig
 from orchestrator.simulator.app import GET_ITEM, REPLICATE
 from tests.conftest import MakeSimulator

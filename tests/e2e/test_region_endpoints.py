@@ -17,7 +17,8 @@ from orchestrator.engine.pool import Replicator
 from orchestrator.errors import ConfigError, PermanentApiError
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator, SimulatorConfig
 from tests.conftest import MakeSimulator
 from tests.helpers.runkit import FAST, estate_manifest, final_results

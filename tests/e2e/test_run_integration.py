@@ -26,7 +26,8 @@ from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import iter_records
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import REPLICATE
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows

@@ -45,7 +45,8 @@ from orchestrator.models import Durable, Outcome, PairKey, ReplicationTask, Resu
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
 from orchestrator.service.classify import error_for_response
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import GET_ITEM, REPLICATE
 from tests.helpers.runkit import fresh_items, task_for

@@ -36,7 +36,8 @@ from orchestrator.ledger.file import iter_records
 from orchestrator.models import PairKey, ReplicationTask
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Authenticator, Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.records import Item
 from orchestrator.simulator.sample import write_estate_manifest

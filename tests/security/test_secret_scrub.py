@@ -239,7 +239,8 @@ def test_an_echoed_signature_never_reaches_the_ledger(
 async def test_a_2xx_answer_echoing_the_token_is_scrubbed_too() -> None:
     from orchestrator.errors import TransientApiError
     from orchestrator.service.auth import Secret
-    from orchestrator.service.client import ClientSettings, CsbsClient
+    from orchestrator.service.client import CsbsClient
+    from orchestrator.service.settings import ClientSettings
     from orchestrator.service.tokens import StaticToken
 
     async def echo_ok(request: web.Request) -> web.Response:

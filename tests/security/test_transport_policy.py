@@ -23,8 +23,9 @@ from orchestrator.errors import ConfigError, PermanentApiError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
 from orchestrator.service.connect import check_transport
+from orchestrator.service.settings import ClientSettings
 from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.service.transport_policy import check_endpoint, is_loopback_host
 from orchestrator.simulator import Simulator, SimulatorConfig

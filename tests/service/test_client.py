@@ -21,7 +21,8 @@ from orchestrator.errors import (
     TransportError,
 )
 from orchestrator.models import ReplicationTask
-from orchestrator.service.client import ClientSettings, CsbsClient, Timeouts
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings, Timeouts
 from orchestrator.simulator.app import LIST_ITEMS, REPLICATE
 from tests.conftest import MakeSimulator
 from tests.helpers.clientkit import (
