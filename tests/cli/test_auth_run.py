@@ -20,7 +20,8 @@ from orchestrator.service.client import CsbsClient
 from orchestrator.service.settings import ClientSettings
 from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import CAPABILITIES, REPLICATE, TOKENS
+from orchestrator.simulator.app import TOKENS
+from orchestrator.simulator.csbs import CAPABILITIES, REPLICATE
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
 from tests.conftest import MakeSimulator
 from tests.helpers.runkit import final_results, run_in_process, until

@@ -16,7 +16,8 @@ import pytest
 from orchestrator.cli.main import main
 from orchestrator.exitcodes import ExitCode
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.cbr import SHOW_VAULT, vault_id
+from orchestrator.simulator.cbr import SHOW_VAULT
+from orchestrator.simulator.cbr_views import vault_id
 from orchestrator.simulator.sample import CBR_MANIFEST_COLUMNS
 from tests.cli.test_operator_safety import _clean_env  # noqa: F401 - autouse here too
 from tests.helpers.env import use_sim_credentials

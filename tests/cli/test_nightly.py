@@ -38,7 +38,7 @@ from orchestrator.scheduling.state import LOCK_FILE_NAME, STATE_FILE_NAME, Sched
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import REPLICATE
+from orchestrator.simulator.csbs import REPLICATE
 from tests.conftest import MakeSimulator
 
 ROOT = Path(__file__).resolve().parents[2]

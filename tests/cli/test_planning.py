@@ -14,7 +14,7 @@ from orchestrator.cli.main import main
 from orchestrator.cli.planning import estimate_seconds
 from orchestrator.config.settings import RunSettings
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import CAPABILITIES, REPLICATE
+from orchestrator.simulator.csbs import CAPABILITIES, REPLICATE
 from tests.helpers.env import use_sim_credentials
 from tests.helpers.manifests import write_manifest
 from tests.helpers.simthread import simulator_thread

@@ -27,7 +27,7 @@ from orchestrator.service.auth import Secret
 from orchestrator.service.client import CsbsClient
 from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import LIST_ITEMS
+from orchestrator.simulator.csbs import LIST_ITEMS
 from orchestrator.simulator.records import Item
 from tests.conftest import MakeSimulator
 

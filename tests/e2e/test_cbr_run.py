@@ -28,8 +28,9 @@ from orchestrator.service.client import CsbsClient
 from orchestrator.service.protocol import ReplicationService
 from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.cbr import OP_LOGS, vault_id
+from orchestrator.simulator.cbr import OP_LOGS
 from orchestrator.simulator.cbr import REPLICATE as CBR_REPLICATE
+from orchestrator.simulator.cbr_views import vault_id
 from orchestrator.simulator.sample import CBR_MANIFEST_COLUMNS, cbr_rows, write_estate_manifest
 from tests.helpers.runkit import FAST
 

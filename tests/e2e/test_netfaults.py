@@ -37,7 +37,7 @@ from orchestrator.service.auth import Secret
 from orchestrator.service.client import CsbsClient, FoundRecord
 from orchestrator.service.settings import ClientSettings, Timeouts
 from orchestrator.simulator import ManualClock, Simulator, SimulatorConfig
-from orchestrator.simulator.app import GET_ITEM, REPLICATE
+from orchestrator.simulator.csbs import GET_ITEM, REPLICATE
 from tests.conftest import MakeSimulator
 from tests.helpers.netproxy import Mode, NetProxy
 from tests.helpers.runkit import (

@@ -22,7 +22,7 @@ from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.ledger.snapshot import snapshot_path
 from orchestrator.models import ReplicationTask
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import GET_ITEM, REPLICATE
+from orchestrator.simulator.csbs import GET_ITEM, REPLICATE
 from tests.conftest import MakeSimulator
 from tests.helpers.env import subprocess_env
 from tests.helpers.runkit import (

@@ -29,7 +29,7 @@ from orchestrator.service.auth import Secret
 from orchestrator.service.client import CsbsClient
 from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import REPLICATE
+from orchestrator.simulator.csbs import REPLICATE
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
 from tests.helpers.manifests import write_manifest
 

@@ -48,7 +48,7 @@ from orchestrator.service.classify import error_for_response
 from orchestrator.service.client import CsbsClient
 from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import GET_ITEM, REPLICATE
+from orchestrator.simulator.csbs import GET_ITEM, REPLICATE
 from tests.helpers.runkit import fresh_items, task_for
 
 MakeSimulator = Callable[..., Simulator]

@@ -20,8 +20,9 @@ from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.exitcodes import ExitCode
 from orchestrator.insight.coverage_input import ledger_facts, observe
 from orchestrator.scheduling.missed import MissedRunPolicy
-from orchestrator.simulator.cbr import LIST_BACKUPS, vault_id
+from orchestrator.simulator.cbr import LIST_BACKUPS
 from orchestrator.simulator.cbr import REPLICATE as CBR_REPLICATE
+from orchestrator.simulator.cbr_views import vault_id
 from tests.cli.test_nightly import JumpingClock, connection, estate_config, utc
 from tests.conftest import MakeSimulator
 from tests.helpers.env import use_sim_credentials

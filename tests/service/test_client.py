@@ -23,7 +23,7 @@ from orchestrator.errors import (
 from orchestrator.models import ReplicationTask
 from orchestrator.service.client import CsbsClient
 from orchestrator.service.settings import ClientSettings, Timeouts
-from orchestrator.simulator.app import LIST_ITEMS, REPLICATE
+from orchestrator.simulator.csbs import LIST_ITEMS, REPLICATE
 from tests.conftest import MakeSimulator
 from tests.helpers.clientkit import (
     aksk,
