@@ -14,7 +14,7 @@ Two streaming passes, so that nothing is sent before every conflict is known and
 million-row manifest is never held in memory: :meth:`Plan.from_manifest` validates and
 indexes (pass 1), :meth:`Plan.work` streams the rows to send (pass 2), reading and
 validating only the lines pass 1 marked. The index holds, per pair, a compact key (see
-:class:`~orchestrator.ledger.history.PairKeys`) and one int; the decision per manifest line is one
+:class:`~orchestrator.ledger.format.PairKeys`) and one int; the decision per manifest line is one
 byte. When pass 1 finds conflicts, one more pass collects their rows for the report.
 """
 
@@ -45,8 +45,9 @@ from orchestrator.engine.plan_decision import (
     tally,
 )
 from orchestrator.errors import ManifestError
+from orchestrator.ledger.format import PairKeys
 from orchestrator.ledger.history import ABSENT as _ABSENT
-from orchestrator.ledger.history import History, PairKeys
+from orchestrator.ledger.history import History
 from orchestrator.models import PairKey, ReplicationTask, WorkItem
 
 __all__ = ["Conflict", "Plan", "RegionCounts", "require_rows"]

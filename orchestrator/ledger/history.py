@@ -27,7 +27,7 @@ from orchestrator.ledger.snapshot import SavedFold, load_snapshot, save_snapshot
 from orchestrator.models import CopyWord, PairKey, ResultStatus
 
 # PairKeys: re-exported, the plan borrows the history's own.
-__all__ = ["ABSENT", "CopyStatus", "History", "PairKeys", "PairView"]
+__all__ = ["ABSENT", "CopyStatus", "History", "PairView"]
 
 
 #: ``copy_status`` values written by ``track``: the service's own word, from a replication
