@@ -29,7 +29,8 @@ from orchestrator.config.settings import RunSettings
 from orchestrator.discovery.discover import Discovery, discover
 from orchestrator.discovery.manifest_out import write_manifest
 from orchestrator.discovery.rules import DiscoverConfig
-from orchestrator.engine.job import JobResult, JobSpec, run_job
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import JobResult, JobSpec
 from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.exitcodes import ExitCode

@@ -25,7 +25,8 @@ from orchestrator.cli.logs import close_logging, configure_logging
 from orchestrator.cli.planning import launch_plan
 from orchestrator.cli.vault_check import vault_vetter
 from orchestrator.config.settings import RunSettings
-from orchestrator.engine.job import JobResult, JobSpec, run_job
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import JobResult, JobSpec
 from orchestrator.engine.live import RunSnapshot, Watcher
 from orchestrator.engine.plan import Plan
 from orchestrator.engine.progress import NullProgress, Progress, make_progress

@@ -33,7 +33,8 @@ from orchestrator.cli.logs import close_logging
 from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.discovery.discover import Discovery
 from orchestrator.discovery.rules import DiscoverConfig
-from orchestrator.engine.job import JobSpec, run_job
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import JobSpec
 from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.pool import Pool
 from orchestrator.engine.progress import NullProgress, Progress

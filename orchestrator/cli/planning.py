@@ -39,7 +39,8 @@ from orchestrator.cli.vault_check import VaultCheck, check_vaults, vault_lines
 from orchestrator.config.settings import RunSettings
 from orchestrator.engine.job import refuse_same_file
 from orchestrator.engine.paced_service import Pacing
-from orchestrator.engine.plan import Plan, RegionCounts, require_rows
+from orchestrator.engine.plan import Plan, require_rows
+from orchestrator.engine.plan_decision import RegionCounts
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.history import History
 from orchestrator.models import ReplicationTask

@@ -40,8 +40,6 @@ from orchestrator.engine.job_ledger import (
     snapshots_meanwhile,
 )
 from orchestrator.engine.job_spec import (
-    SNAPSHOT_AFTER_BYTES,
-    SNAPSHOT_CHECK_S,
     JobResult,
     JobSpec,
     exit_code_for,
@@ -51,7 +49,8 @@ from orchestrator.engine.overload import load_learned_limits, save_learned_limit
 from orchestrator.engine.pace_state import save_learned_rates
 from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.plan import Plan, require_rows
-from orchestrator.engine.pool import Pool, PoolSettings, PoolStats, Replicator
+from orchestrator.engine.pool import Pool
+from orchestrator.engine.pool_types import PoolSettings, PoolStats, Replicator
 from orchestrator.engine.progress import NullProgress, Progress, run_ticks
 from orchestrator.errors import ConfigError, ManifestChangedError, ManifestError
 from orchestrator.ledger.file import LedgerWriter
@@ -61,18 +60,7 @@ from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.models import WorkItem
 from orchestrator.service.preflight import HasCapabilities, patience, preflight
 
-# JobSpec, JobResult, the snapshot defaults and exit_code_for live in
-# engine/job_spec.py; they are exported here too, beside the run that uses them.
-__all__ = [
-    "SNAPSHOT_AFTER_BYTES",
-    "SNAPSHOT_CHECK_S",
-    "JobResult",
-    "JobSpec",
-    "exit_code_for",
-    "first_attempts_of",
-    "refuse_same_file",
-    "run_job",
-]
+__all__ = ["refuse_same_file", "run_job"]
 
 log = structlog.get_logger("orchestrator.engine.job")
 

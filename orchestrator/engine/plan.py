@@ -50,7 +50,7 @@ from orchestrator.ledger.history import ABSENT as _ABSENT
 from orchestrator.ledger.history import History
 from orchestrator.models import PairKey, ReplicationTask, WorkItem
 
-__all__ = ["Conflict", "Plan", "RegionCounts", "require_rows"]
+__all__ = ["Conflict", "Plan", "require_rows"]
 
 #: Row errors kept for the ledger and the report; past this only their number is kept.
 MAX_REJECTED: Final = 10_000

@@ -14,9 +14,10 @@ import pytest
 
 from orchestrator.cli import main as cli
 from orchestrator.config.settings import RunSettings
-from orchestrator.engine.job import JobResult, JobSpec, run_job
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import JobResult, JobSpec
 from orchestrator.engine.plan import Plan
-from orchestrator.engine.pool import Replicator
+from orchestrator.engine.pool_types import Replicator
 from orchestrator.errors import AlreadyReplicatedError, ManifestError, PermanentApiError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import iter_records

@@ -27,8 +27,8 @@ import trustme
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from orchestrator.engine.job import JobResult
-from orchestrator.engine.pool import Replicator
+from orchestrator.engine.job_spec import JobResult
+from orchestrator.engine.pool_types import Replicator
 from orchestrator.errors import ServiceUnreachableError, TransportError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.models import FINAL_SUCCESS, ReplicationTask

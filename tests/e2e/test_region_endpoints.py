@@ -12,8 +12,9 @@ import pytest
 from orchestrator.cli.connection import connect
 from orchestrator.cli.context import context_of
 from orchestrator.config.settings import RunSettings, resolve
-from orchestrator.engine.job import JobSpec, run_job
-from orchestrator.engine.pool import Replicator
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import JobSpec
+from orchestrator.engine.pool_types import Replicator
 from orchestrator.errors import ConfigError, PermanentApiError
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret

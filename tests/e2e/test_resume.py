@@ -14,7 +14,7 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from orchestrator.engine.pool import Replicator
+from orchestrator.engine.pool_types import Replicator
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import LedgerWriter
 from orchestrator.ledger.history import History

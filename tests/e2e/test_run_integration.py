@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from orchestrator.config.settings import RunSettings
-from orchestrator.engine.job import JobResult, JobSpec, run_job
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import JobResult, JobSpec
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import iter_records
 from orchestrator.service.aksk import AkSkSigner

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.engine.pool import Replicator
+from orchestrator.engine.pool_types import Replicator
 from orchestrator.errors import TransientApiError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.models import ReplicationTask

@@ -22,10 +22,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator.engine import pool as pool_module
-from orchestrator.engine.job import exit_code_for
+from orchestrator.engine.job_spec import exit_code_for
 from orchestrator.engine.limiters import RateLimiter
 from orchestrator.engine.pace import PaceSettings
-from orchestrator.engine.pool import Pool, PoolSettings, PoolStats
+from orchestrator.engine.pool import Pool
+from orchestrator.engine.pool_types import PoolSettings, PoolStats, Replicator
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import (
     AlreadyReplicatedError,
@@ -213,7 +214,7 @@ def settings(**changes: object) -> PoolSettings:
 
 
 async def run_pool(
-    client: pool_module.Replicator,
+    client: Replicator,
     tasks: Sequence[ReplicationTask],
     *,
     pool_settings: PoolSettings | None = None,

@@ -24,14 +24,9 @@ from typing import Any
 import anyio
 
 from orchestrator.config.settings import RunSettings
-from orchestrator.engine.job import (
-    SNAPSHOT_AFTER_BYTES,
-    SNAPSHOT_CHECK_S,
-    JobResult,
-    JobSpec,
-    run_job,
-)
-from orchestrator.engine.pool import Replicator
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import SNAPSHOT_AFTER_BYTES, SNAPSHOT_CHECK_S, JobResult, JobSpec
+from orchestrator.engine.pool_types import Replicator
 from orchestrator.ledger.file import iter_records
 from orchestrator.models import PairKey, ReplicationTask
 from orchestrator.service.aksk import AkSkSigner
