@@ -26,27 +26,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from orchestrator.config.config_file import known_config_keys, load_config
-from orchestrator.config.options import OPTIONS, RUN_OPTIONS, Option
+from orchestrator.config.option import Option
+from orchestrator.config.options import OPTIONS, RUN_OPTIONS
 from orchestrator.errors import ConfigError
 
-# The option table (config/options.py), its parsers (config/parsers.py) and the config
-# file's reading (config/config_file.py) are exported here too, beside what they resolve to.
 __all__ = [
-    "OPTIONS",
-    "RUN_OPTIONS",
     "AuthSection",
     "ConnectionSection",
     "ErrorsSection",
     "LimitsSection",
-    "Option",
     "RetrySection",
     "RunSection",
     "RunSettings",
     "ThresholdSection",
     "explain",
-    "known_config_keys",
-    "load_config",
     "pick",
     "resolve",
     "resolve_record",

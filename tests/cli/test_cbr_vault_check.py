@@ -144,7 +144,8 @@ def test_a_plan_of_right_vaults_is_clean(
 def test_a_config_file_with_a_connection_endpoints_table_passes_the_key_check(
     tmp_path: Path,
 ) -> None:
-    from orchestrator.config.settings import load_config, resolve
+    from orchestrator.config.config_file import load_config
+    from orchestrator.config.settings import resolve
 
     config = tmp_path / "c.toml"
     config.write_text(

@@ -13,9 +13,10 @@ import pytest
 from orchestrator.cli.main import build_parser, main
 from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.cli.simulated import simulator_knobs
+from orchestrator.config.config_file import known_config_keys, load_config
 from orchestrator.config.options import OPTIONS, section_keys
 from orchestrator.config.schedule_settings import ScheduleSettings
-from orchestrator.config.settings import RunSettings, known_config_keys, load_config
+from orchestrator.config.settings import RunSettings
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.simulator.config import FaultConfig, SimulatorConfig

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from orchestrator.cli.options import add_options
 from orchestrator.config import parsers
-from orchestrator.config.settings import RUN_OPTIONS, Option, resolve
+from orchestrator.config.option import Option
+from orchestrator.config.options import RUN_OPTIONS
+from orchestrator.config.settings import resolve
 from orchestrator.errors import ConfigError
 
 _TEXT = st.text(

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from orchestrator.cli.options import add_options
-from orchestrator.config.settings import load_config, resolve
+from orchestrator.config.config_file import load_config
+from orchestrator.config.settings import resolve
 from orchestrator.errors import ConfigError
 
 
