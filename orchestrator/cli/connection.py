@@ -15,7 +15,7 @@ from orchestrator.service.connect import Connection, connection
 if TYPE_CHECKING:
     from orchestrator.cli.context import Context
 
-__all__ = ["Connection", "connect"]
+__all__ = ["connect"]
 
 
 @asynccontextmanager

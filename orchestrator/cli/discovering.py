@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import anyio
 
-from orchestrator.cli.connection import Connection, connect
+from orchestrator.cli.connection import connect
 from orchestrator.cli.context import Context
 from orchestrator.cli.launch import live_watcher, open_output, print_summary, write_run_metrics
 from orchestrator.cli.logs import close_logging
@@ -36,6 +36,7 @@ from orchestrator.engine.retry import RetryPolicy
 from orchestrator.exitcodes import ExitCode
 from orchestrator.safe_text import for_terminal
 from orchestrator.scheduling.clock import utc_now
+from orchestrator.service.connect import Connection
 from orchestrator.service.preflight import patience, preflight
 
 __all__ = [

@@ -33,7 +33,7 @@ from typing import Any, TextIO
 import anyio
 import orjson
 
-from orchestrator.cli.connection import Connection, connect
+from orchestrator.cli.connection import connect
 from orchestrator.cli.context import Context
 from orchestrator.cli.vault_check import VaultCheck, check_vaults, vault_lines
 from orchestrator.config.settings import RunSettings
@@ -45,6 +45,7 @@ from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.history import History
 from orchestrator.models import ReplicationTask
 from orchestrator.safe_text import for_terminal
+from orchestrator.service.connect import Connection
 from orchestrator.service.preflight import patience, preflight
 
 __all__ = [

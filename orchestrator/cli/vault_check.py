@@ -37,11 +37,11 @@ from typing import Any
 
 import structlog
 
-from orchestrator.cli.connection import Connection
 from orchestrator.engine.plan import Plan
 from orchestrator.errors import ConfigError, ManifestError, OrchestratorError
 from orchestrator.models import ReplicationTask
 from orchestrator.service.cbr import CbrClient
+from orchestrator.service.connect import Connection
 
 __all__ = [
     "VaultCheck",

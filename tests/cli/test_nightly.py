@@ -22,7 +22,6 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.cli.connection import Connection
 from orchestrator.cli.main import build_parser, main
 from orchestrator.cli.nightly import Nightly, run_schedule
 from orchestrator.cli.schedule_options import ScheduleOptions
@@ -37,6 +36,7 @@ from orchestrator.scheduling.missed import MissedRunPolicy
 from orchestrator.scheduling.state import LOCK_FILE_NAME, STATE_FILE_NAME, ScheduleState
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
+from orchestrator.service.connect import Connection
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.csbs import REPLICATE
 from tests.conftest import MakeSimulator

@@ -15,7 +15,8 @@ import pytest
 import structlog
 from aiohttp import web
 
-from orchestrator.cli.logs import Redactor, close_logging, configure_logging
+from orchestrator.cli.log_redaction import Redactor
+from orchestrator.cli.logs import close_logging, configure_logging
 from orchestrator.cli.main import main
 from orchestrator.exitcodes import ExitCode
 from orchestrator.secret_set import SecretSet
