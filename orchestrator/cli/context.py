@@ -20,7 +20,7 @@ from orchestrator.secret_set import SecretSet
 
 if TYPE_CHECKING:
     from orchestrator.config.settings import RunSettings
-    from orchestrator.simulator.config import SimulatorConfig
+    from orchestrator.simulator import SimulatorConfig
 
 __all__ = ["Context", "context_of", "secrets_of"]
 

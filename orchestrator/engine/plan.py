@@ -26,14 +26,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from orchestrator.engine.cbr_manifest import iter_cbr_fields, iter_cbr_manifest
-from orchestrator.engine.manifest import (
-    ManifestPin,
-    RowError,
-    RowFields,
-    is_region_name,
-    iter_manifest,
-    iter_manifest_fields,
-)
+from orchestrator.engine.manifest import iter_manifest, iter_manifest_fields
+from orchestrator.engine.manifest_pin import ManifestPin
+from orchestrator.engine.manifest_rows import RowError, RowFields, is_region_name
 from orchestrator.engine.plan_decision import (
     MARK_RECONCILE,
     MARK_SEND,

@@ -21,8 +21,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
-from orchestrator.ledger.file import LedgerReader
 from orchestrator.ledger.format import PairKeys
+from orchestrator.ledger.reader import LedgerReader
 from orchestrator.ledger.snapshot import SavedFold, load_snapshot, save_snapshot
 from orchestrator.models import CopyWord, PairKey, ResultStatus
 

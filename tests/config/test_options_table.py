@@ -19,7 +19,7 @@ from orchestrator.config.schedule_settings import ScheduleSettings
 from orchestrator.config.settings import RunSettings
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
-from orchestrator.simulator.config import FaultConfig, SimulatorConfig
+from orchestrator.simulator import FaultConfig, SimulatorConfig
 
 
 def test_names_flags_and_keys_are_each_declared_once() -> None:
