@@ -4,6 +4,7 @@ the errors that say which of them is wrong."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,32 @@ def test_the_config_file_takes_every_documented_table_and_key(tmp_path: Path) ->
     path.write_text('[connection]\nendpoins = "x"\n')
     with pytest.raises(ConfigError, match="unknown key 'endpoins'; did you mean 'endpoint"):
         load_config(str(path))
+
+
+#: The ``settings`` record of a ``run_started`` line as the flat RunSettings wrote it (before
+#: its sections): ledgers in the field hold these keys in this order, and resume reads them.
+_RECORDED = (
+    '{"service": "cbr", "endpoint": null, "region": null, "project_id": null, '
+    '"iam_endpoint": null, "iam_user": "u", "iam_domain": null, "verify_tls": true, '
+    '"ca_file": null, "request_timeout": 60.0, "concurrency": 9, "per_region": 32, '
+    '"per_region_floor": 2, "adaptive": true, "rate": 0.0, "pace": true, "max_attempts": 8, '
+    '"retry_time": 5.0, "unreachable_after": 60.0, "reconcile_skew": 300.0, '
+    '"retry_base": 0.5, "retry_cap": 30.0, "retry_budget": 20.0, "failure_min_results": 1000, '
+    '"failure_percent": 50.0, "max_duration": 0.0, "grace_period": 30.0, "metrics_file": "m", '
+    '"state_file": null, "error_codes": {"X.1": "transient"}, '
+    '"endpoints": {"cn-north-4": "https://x.example"}}'
+)
+
+
+def test_the_ledgers_settings_record_stays_flat_in_the_tables_order_without_secrets() -> None:
+    config = {
+        "limits": {"concurrency": 9},
+        "retry": {"max_elapsed": 5},
+        "run": {"metrics_file": "m"},
+        "errors": {"codes": {"X.1": "transient"}},
+        "connection": {"endpoints": {"cn-north-4": "https://x.example"}, "service": "cbr"},
+    }
+    env = {"CSBS_IAM_PASSWORD": "hunter2", "CSBS_IAM_USER": "u"}
+    settings = resolve(None, env, config, config_path="c.toml")
+    assert settings.auth.iam_password == "hunter2"
+    assert json.dumps(settings.public()) == _RECORDED
