@@ -27,7 +27,8 @@ from orchestrator.insight.coverage_input import observe
 from orchestrator.models import ReplicationTask
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import ManualClock, Simulator, SimulatorConfig
 
 H = 3600.0

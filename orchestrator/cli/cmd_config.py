@@ -53,7 +53,7 @@ def _explain(as_json: bool) -> int:
     import json
 
     from orchestrator.cli.options import shown_default
-    from orchestrator.config.settings import OPTIONS
+    from orchestrator.config.options import OPTIONS
 
     rows = [
         {
@@ -82,7 +82,8 @@ def _explain(as_json: bool) -> int:
 def _check(args: argparse.Namespace) -> int:
     import json
 
-    from orchestrator.config.settings import explain, load_config
+    from orchestrator.config.config_file import load_config
+    from orchestrator.config.settings import explain
 
     config = load_config(args.config)  # the one reading of the file for this command
     rows = explain(vars(args), os.environ, config, config_path=args.config)

@@ -67,7 +67,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         )
     recorded = started.get("settings") or {}
     ctx = context_of(args, recorded if isinstance(recorded, dict) else None)
-    _refuse_other_service(ledger, recorded, ctx.settings.service)
+    _refuse_other_service(ledger, recorded, ctx.settings.connection.service)
     if started.get("source") == "discover":
         args.allow_empty = True  # a discovery that found nothing new is not a mistake
     digest = started.get("manifest_sha256")

@@ -15,7 +15,7 @@ from orchestrator.service.connect import Connection, connection
 if TYPE_CHECKING:
     from orchestrator.cli.context import Context
 
-__all__ = ["Connection", "connect"]
+__all__ = ["connect"]
 
 
 @asynccontextmanager
@@ -32,8 +32,11 @@ async def connect(ctx: Context, settings: RunSettings | None = None) -> AsyncIte
     async with Simulator(config) as sim:
         simulated = replace(
             settings,
-            endpoint=sim.base_url,
-            endpoints=sim.region_urls,
-            project_id=settings.project_id or sim.state.projects[0].id,
+            connection=replace(
+                settings.connection,
+                endpoint=sim.base_url,
+                endpoints=sim.region_urls,
+                project_id=settings.connection.project_id or sim.state.projects[0].id,
+            ),
         )
         yield Connection(simulated, AkSkSigner(config.ak, Secret(config.sk)), ctx.secrets)

@@ -20,7 +20,7 @@ from orchestrator.secret_set import SecretSet
 
 if TYPE_CHECKING:
     from orchestrator.config.settings import RunSettings
-    from orchestrator.simulator.config import SimulatorConfig
+    from orchestrator.simulator import SimulatorConfig
 
 __all__ = ["Context", "context_of", "secrets_of"]
 
@@ -63,7 +63,8 @@ def context_of(
 ) -> Context:
     """Read --config once and resolve everything a command needs from it. ``recorded``: the
     settings a ledger's ``run_started`` line kept, below the config file and everything else."""
-    from orchestrator.config.settings import load_config, resolve
+    from orchestrator.config.config_file import load_config
+    from orchestrator.config.settings import resolve
 
     environ: Mapping[str, str] = os.environ if env is None else env
     path = getattr(args, "config", None)
@@ -79,12 +80,12 @@ def context_of(
 def secrets_of(settings: RunSettings, env: Mapping[str, str], extra: list[str]) -> list[str]:
     """Every secret value this process knows, for the log redactor."""
     values = [env.get(name, "") for name in _SECRET_ENV]
-    values += [settings.iam_password or "", *extra]
+    values += [settings.auth.iam_password or "", *extra]
     return [v for v in values if v]
 
 
 def _merge_recorded(recorded: dict[str, object], config: Mapping[str, Any]) -> dict[str, Any]:
-    from orchestrator.config.settings import RUN_OPTIONS
+    from orchestrator.config.options import RUN_OPTIONS
 
     merged: dict[str, Any] = {}
     # The scalar settings only: the endpoints table and the error codes come from the file

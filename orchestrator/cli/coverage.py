@@ -24,7 +24,7 @@ import structlog
 from rich.console import Console
 
 from orchestrator.atomic_file import replace_file
-from orchestrator.cli.connection import Connection, connect
+from orchestrator.cli.connection import connect
 from orchestrator.cli.context import Context
 from orchestrator.cli.launch import open_output
 from orchestrator.cli.logs import close_logging
@@ -46,6 +46,7 @@ from orchestrator.insight.coverage_render import (
 )
 from orchestrator.insight.ledgers import several
 from orchestrator.insight.metrics import write_families
+from orchestrator.service.connect import Connection
 from orchestrator.service.records import RecordReader
 
 __all__ = [

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import anyio
 
-from orchestrator.cli.connection import Connection, connect
+from orchestrator.cli.connection import connect
 from orchestrator.cli.context import Context
 from orchestrator.cli.launch import live_watcher, open_output, print_summary, write_run_metrics
 from orchestrator.cli.logs import close_logging
@@ -29,12 +29,14 @@ from orchestrator.config.settings import RunSettings
 from orchestrator.discovery.discover import Discovery, discover
 from orchestrator.discovery.manifest_out import write_manifest
 from orchestrator.discovery.rules import DiscoverConfig
-from orchestrator.engine.job import JobResult, JobSpec, run_job
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import JobResult, JobSpec
 from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.exitcodes import ExitCode
 from orchestrator.safe_text import for_terminal
 from orchestrator.scheduling.clock import utc_now
+from orchestrator.service.connect import Connection
 from orchestrator.service.preflight import patience, preflight
 
 __all__ = [
@@ -118,7 +120,9 @@ def launch_discover(ctx: Context) -> int:
                 return found
 
         discovery = anyio.run(main)
-        count = write_manifest(discovery.tasks, args.output, service=ctx.settings.service)
+        count = write_manifest(
+            discovery.tasks, args.output, service=ctx.settings.connection.service
+        )
         print_discovery(discovery, sys.stdout)
         print(f"wrote {count} pairs to {args.output}")
         return ExitCode.OK
@@ -158,7 +162,7 @@ def launch_discovered_run(ctx: Context) -> int:
                     return report
                 # Saved as a manifest next to the ledger, so that `resume` can replay it.
                 saved = discovered_manifest(ledger)
-                write_manifest(discovery.tasks, saved, service=conn.settings.service)
+                write_manifest(discovery.tasks, saved, service=conn.settings.connection.service)
                 spec = JobSpec(
                     ledger=ledger,
                     settings=conn.settings,

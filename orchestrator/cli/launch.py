@@ -25,7 +25,8 @@ from orchestrator.cli.logs import close_logging, configure_logging
 from orchestrator.cli.planning import launch_plan
 from orchestrator.cli.vault_check import vault_vetter
 from orchestrator.config.settings import RunSettings
-from orchestrator.engine.job import JobResult, JobSpec, run_job
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import JobResult, JobSpec
 from orchestrator.engine.live import RunSnapshot, Watcher
 from orchestrator.engine.plan import Plan
 from orchestrator.engine.progress import NullProgress, Progress, make_progress
@@ -114,7 +115,7 @@ async def _job(ctx: Context, spec: JobSpec, progress: Progress) -> JobResult:
 
 def live_watcher(settings: RunSettings) -> Watcher | None:
     """Rewrites ``--metrics-file`` every 30 s while the run goes on; None without one."""
-    path = settings.metrics_file
+    path = settings.run.metrics_file
     if path is None:
         return None
 
@@ -127,7 +128,7 @@ def live_watcher(settings: RunSettings) -> Watcher | None:
 def write_run_metrics(result: JobResult, spec: JobSpec, *, extra: Sequence[Family] = ()) -> None:
     """The Prometheus textfile of the run, when ``metrics_file`` is set; ``extra``: more
     gauges in the same file (``schedule --coverage``)."""
-    path = spec.settings.metrics_file
+    path = spec.settings.run.metrics_file
     if path is None:
         return
     report = build_report(iter_records(spec.ledger), run=result.run_id)

@@ -49,7 +49,7 @@ from orchestrator.cli.log_sinks import (
 from orchestrator.errors import ConfigError
 from orchestrator.secret_set import SecretSet
 
-__all__ = ["LogFormat", "Redactor", "close_logging", "configure_logging", "resolve_format"]
+__all__ = ["close_logging", "configure_logging"]
 
 _LEVELS = frozenset({"debug", "info", "warning", "error", "critical"})
 

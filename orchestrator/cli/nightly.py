@@ -25,7 +25,7 @@ from typing import TextIO
 import anyio
 import structlog
 
-from orchestrator.cli.connection import Connection, connect
+from orchestrator.cli.connection import connect
 from orchestrator.cli.context import Context
 from orchestrator.cli.discovering import discover_config, discover_with, print_discovery
 from orchestrator.cli.launch import live_watcher, open_output, print_summary, write_run_metrics
@@ -33,7 +33,8 @@ from orchestrator.cli.logs import close_logging
 from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.discovery.discover import Discovery
 from orchestrator.discovery.rules import DiscoverConfig
-from orchestrator.engine.job import JobSpec, run_job
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import JobSpec
 from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.pool import Pool
 from orchestrator.engine.progress import NullProgress, Progress
@@ -45,6 +46,7 @@ from orchestrator.scheduling.clock import Clock, SleepUntil, utc_now
 from orchestrator.scheduling.firing import Firing, FiringSkipped
 from orchestrator.scheduling.retention import ledger_path_for, prune_ledgers
 from orchestrator.scheduling.scheduler import Scheduler, fire_now
+from orchestrator.service.connect import Connection
 
 __all__ = ["Nightly", "launch_schedule", "run_schedule"]
 

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.config.settings import OPTIONS
+from orchestrator.config.options import OPTIONS
 
 __all__ = ["add_options", "shown_default"]
 

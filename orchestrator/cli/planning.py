@@ -35,17 +35,19 @@ from typing import Any, TextIO
 import anyio
 import orjson
 
-from orchestrator.cli.connection import Connection, connect
+from orchestrator.cli.connection import connect
 from orchestrator.cli.context import Context
 from orchestrator.cli.vault_check import VaultCheck, check_vaults, vault_lines
 from orchestrator.config.settings import RunSettings
 from orchestrator.engine.job import refuse_same_file
 from orchestrator.engine.paced_service import Pacing
-from orchestrator.engine.plan import Plan, RegionCounts, require_rows
+from orchestrator.engine.plan import Plan, require_rows
+from orchestrator.engine.plan_decision import RegionCounts
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.history import History
 from orchestrator.models import ReplicationTask
 from orchestrator.safe_text import for_terminal
+from orchestrator.service.connect import Connection
 from orchestrator.service.preflight import patience, preflight
 
 __all__ = [
@@ -101,11 +103,11 @@ def estimate_seconds(
     pairs = sum(by_region.values())
     if not pairs:
         return 0.0
-    bounds = [pairs / settings.rate] if settings.rate > 0 else []
+    bounds = [pairs / settings.limits.rate] if settings.limits.rate > 0 else []
     if latency_s is not None:
-        parallel = min(settings.concurrency, settings.per_region * len(by_region))
+        parallel = min(settings.limits.concurrency, settings.limits.per_region * len(by_region))
         bounds.append(pairs * latency_s / parallel)
-        bounds.append(max(by_region.values()) * latency_s / settings.per_region)
+        bounds.append(max(by_region.values()) * latency_s / settings.limits.per_region)
     return max(bounds) if bounds else None
 
 
@@ -165,7 +167,7 @@ def plan_report(
             "requests": sum(sending.values()),
             "seconds": None if seconds is None else round(seconds, 1),
             "latency_sample_s": None if latency_s is None else round(latency_s, 4),
-            "rate": settings.rate,
+            "rate": settings.limits.rate,
         },
     )
 
@@ -324,7 +326,7 @@ async def _plan(ctx: Context, manifest: Path) -> PlanReport:
             default_project_id=project_id,
             history=history,
             retry_failed=retry_failed,
-            service=settings.service,
+            service=settings.connection.service,
         )
         if not getattr(args, "allow_empty", False):
             require_rows(plan, str(manifest))
@@ -334,19 +336,19 @@ async def _plan(ctx: Context, manifest: Path) -> PlanReport:
     latency: float | None = None
     vaults: VaultCheck | None = None
     if getattr(args, "offline", False):
-        plan = await anyio.to_thread.run_sync(build, settings.project_id)
+        plan = await anyio.to_thread.run_sync(build, settings.connection.project_id)
     else:
         async with connect(ctx) as conn:
             settings = conn.settings  # --simulate fills in the endpoint and a project
             # Its GETs at the pace the state file knows, and what they learned saved back
             # for the run (a plan sends nothing, but it does draw on the gateway's budget).
             pacing = Pacing.from_settings(settings)
-            plan = await anyio.to_thread.run_sync(build, settings.project_id)
+            plan = await anyio.to_thread.run_sync(build, settings.connection.project_id)
             routes = await anyio.to_thread.run_sync(plan.routes)
             unsupported, latency = (
                 await _check_routes(conn, routes, pacing) if routes else ({}, None)
             )
-            if settings.service == "cbr" and routes:
+            if settings.connection.service == "cbr" and routes:
                 destinations = await anyio.to_thread.run_sync(plan.destinations)
                 vaults = await check_vaults(conn, destinations, pacing=pacing)
             pacing.save()
@@ -367,7 +369,7 @@ async def _check_routes(
     conn: Connection, routes: Mapping[Route, tuple[int, str]], pacing: Pacing
 ) -> tuple[dict[Route, int], float]:
     """Pairs to send per route the service cannot replicate, and one call's latency."""
-    default = conn.settings.region
+    default = conn.settings.connection.region
     project_of = {source or default: project for (source, _), (_, project) in routes.items()}
     first: str | None = default if default in project_of else next(iter(project_of))
     async with conn.client() as opened:

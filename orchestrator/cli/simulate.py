@@ -11,7 +11,7 @@ from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
-from orchestrator.simulator.config import FaultConfig, SimulatorConfig
+from orchestrator.simulator import FaultConfig, SimulatorConfig
 
 __all__ = ["add_arguments", "config_from_args", "run_from_args"]
 
@@ -172,7 +172,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def _write_manifest(args: argparse.Namespace, config: SimulatorConfig) -> int:
-    from orchestrator.simulator.clock import ManualClock  # noqa: PLC0415 - lazy on purpose
+    from orchestrator.simulator import ManualClock  # noqa: PLC0415 - lazy on purpose
     from orchestrator.simulator.sample import write_estate_manifest  # noqa: PLC0415
     from orchestrator.simulator.state import Estate  # noqa: PLC0415
 

@@ -56,7 +56,7 @@ def ledger_service(ledger: Path, asked: str | None) -> str:
 async def _track(ctx: Context, options: TrackSettings) -> TrackResult:
     args = ctx.args
     service = ledger_service(Path(args.ledger), getattr(args, "service", None))
-    settings = replace(ctx.settings, service=service)
+    settings = replace(ctx.settings, connection=replace(ctx.settings.connection, service=service))
     async with connect(ctx, settings) as conn:
         # The polls go at the pace the service allows each source endpoint and project (the
         # state file's rates to start at, what they teach saved back).

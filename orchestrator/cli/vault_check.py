@@ -37,12 +37,12 @@ from typing import Any
 
 import structlog
 
-from orchestrator.cli.connection import Connection
 from orchestrator.engine.paced_service import Pacing, get_key
 from orchestrator.engine.plan import Plan
 from orchestrator.errors import ConfigError, ManifestError, OrchestratorError
 from orchestrator.models import ReplicationTask
 from orchestrator.service.cbr import CbrClient
+from orchestrator.service.connect import Connection
 
 __all__ = [
     "VaultCheck",
@@ -69,7 +69,7 @@ class VaultCheck:
 
 def _regional(conn: Connection, region: str) -> bool:
     settings = conn.settings
-    return region in settings.endpoints or settings.endpoint is None
+    return region in settings.connection.endpoints or settings.connection.endpoint is None
 
 
 async def check_vaults(
@@ -157,7 +157,7 @@ def vault_vetter(
     conn: Connection, manifest: Path | None, *, discovered: bool = False
 ) -> Callable[[Plan], Awaitable[None]] | None:
     """For ``JobSpec.vet_plan``: a CBR run's destination-vault check (None for CSBS)."""
-    if conn.settings.service != "cbr":
+    if conn.settings.connection.service != "cbr":
         return None
 
     async def vet(plan: Plan) -> None:
@@ -189,7 +189,7 @@ async def refuse_wrong_vaults(
 async def refuse_wrong_task_vaults(conn: Connection, tasks: Sequence[ReplicationTask]) -> None:
     """``discover --service cbr``: the same check of the pairs found, before the manifest is
     written; a wrong vault is the config's (:class:`ConfigError`, exit 2)."""
-    if conn.settings.service != "cbr":
+    if conn.settings.connection.service != "cbr":
         return
     found: dict[tuple[str, str], tuple[int, str]] = {}
     for task in tasks:

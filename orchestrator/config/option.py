@@ -18,7 +18,10 @@ RECORDS = ("run", "schedule", "discover", "simulator")
 class Option:
     """One setting: where it may come from and how to parse it."""
 
-    name: str  # attribute of its record (RunSettings for "run"), and the flag's argparse dest
+    name: str
+    """The attribute of its record, and the flag's argparse dest. A "run" row's record is
+    the section of :class:`~orchestrator.config.settings.RunSettings` its config key names
+    (``limits.concurrency``: ``settings.limits.concurrency``)."""
     flag: str | None
     parse: Callable[[str], Any]
     """Text (a flag, an environment variable, a scalar of the file) to a value, or a

@@ -24,7 +24,7 @@ from orchestrator.config.parsers import (
 )
 from orchestrator.config.section_options import SECTION_OPTIONS
 
-__all__ = ["OPTIONS", "RUN_OPTIONS", "Option", "section_keys"]
+__all__ = ["OPTIONS", "RUN_OPTIONS", "section_keys"]
 
 
 _CONN = "connection"

@@ -8,9 +8,14 @@ place the four sources are folded, for one row; :func:`resolve` folds the run's 
 frozen :class:`RunSettings` and :func:`resolve_record` the rows of ``[schedule]``,
 ``[discover]`` or ``[simulator]``. Nothing else reads the environment or the config file.
 
+:class:`RunSettings` holds one record per section of the file, each row in the section its
+config key names (``[retry] max_attempts`` is ``settings.retry.max_attempts``); a new run
+setting is one row in the table and one field in its section's record (a test holds the two
+together). The ledger keeps them flat, by row name (:meth:`RunSettings.public`).
+
 The engine and the service project these settings into their own records with classmethods
 on those records (``RetryPolicy.from_settings``, ``PoolSettings.from_settings``,
-``DiscoverConfig.from_settings``; the client's is ``Connection.client_settings``): config
+``DiscoverConfig.from_settings``, ``ClientSettings.from_settings``): config
 sits below them and imports none of their types.
 """
 
@@ -18,23 +23,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from orchestrator.config.config_file import known_config_keys, load_config
-from orchestrator.config.options import OPTIONS, RUN_OPTIONS, Option
+from orchestrator.config.option import Option
+from orchestrator.config.options import OPTIONS, RUN_OPTIONS
 from orchestrator.errors import ConfigError
 
-# The option table (config/options.py), its parsers (config/parsers.py) and the config
-# file's reading (config/config_file.py) are exported here too, beside what they resolve to.
 __all__ = [
-    "OPTIONS",
-    "RUN_OPTIONS",
-    "Option",
+    "AuthSection",
+    "ConnectionSection",
+    "ErrorsSection",
+    "LimitsSection",
+    "RetrySection",
+    "RunSection",
     "RunSettings",
+    "ThresholdSection",
     "explain",
-    "known_config_keys",
-    "load_config",
     "pick",
     "resolve",
     "resolve_record",
@@ -42,26 +47,47 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class RunSettings:
-    """The resolved settings of one invocation. Secrets never appear in :meth:`public`."""
+class ConnectionSection:
+    """``[connection]``: which service, where it answers and how to reach it."""
 
+    service: str = "csbs"
     endpoint: str | None = None
     region: str | None = None
     project_id: str | None = None
-    service: str = "csbs"
+    verify_tls: bool = True
+    ca_file: str | None = None
+    request_timeout: float = 60.0
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+    """``[connection.endpoints]``: source region -> base URL (one endpoint per region)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSection:
+    """``[auth]``: an IAM user for token auth (the credential chain's second link)."""
+
     iam_endpoint: str | None = None
     iam_user: str | None = None
     iam_domain: str | None = None
     iam_password: str | None = field(default=None, repr=False)
-    verify_tls: bool = True
-    ca_file: str | None = None
-    request_timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSection:
+    """``[limits]``: how much is in flight, and how fast it is sent."""
+
     concurrency: int = 64
     per_region: int = 32
     per_region_floor: int = 2
     adaptive: bool = True
     rate: float = 0.0
     pace: bool = True
+    state_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySection:
+    """``[retry]``: how long and how often one pair is tried again."""
+
     max_attempts: int = 8
     retry_time: float = 600.0
     unreachable_after: float = 60.0
@@ -69,21 +95,87 @@ class RunSettings:
     retry_base: float = 0.5
     retry_cap: float = 30.0
     retry_budget: float = 20.0
+
+    @property
+    def unreachable_s(self) -> float | None:
+        """How long a service never reached is tried: ``unreachable_after``, at most the
+        retry time (a pair gives up then anyway); None when it is 0 (off)."""
+        if self.unreachable_after > 0:
+            return min(self.unreachable_after, self.retry_time)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdSection:
+    """``[threshold]``: when too many permanent failures stop the run."""
+
     failure_min_results: int = 1000
     failure_percent: float = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunSection:
+    """``[run]``: the run's time limits and its metrics file."""
+
     max_duration: float = 0.0
     grace_period: float = 30.0
     metrics_file: str | None = None
-    state_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorsSection:
+    """``[errors]``: how an answer's error code is treated."""
+
     error_codes: Mapping[str, str] = field(default_factory=dict)
-    endpoints: Mapping[str, str] = field(default_factory=dict)
-    """``[connection.endpoints]``: source region -> base URL (one endpoint per region)."""
+
+
+#: Each run setting's section of the config file, as its row says: the row
+#: ``limits.concurrency`` is ``settings.limits.concurrency``.
+_SECTION_OF: dict[str, str] = {
+    o.name: o.config.split(".", 1)[0] for o in OPTIONS if o.record == "run" and o.config
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """The resolved settings of one invocation, one record per section of the config file
+    (``settings.retry.max_attempts`` is ``[retry] max_attempts``). Secrets never appear in
+    :meth:`public`."""
+
+    connection: ConnectionSection = field(default_factory=ConnectionSection)
+    auth: AuthSection = field(default_factory=AuthSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    retry: RetrySection = field(default_factory=RetrySection)
+    threshold: ThresholdSection = field(default_factory=ThresholdSection)
+    run: RunSection = field(default_factory=RunSection)
+    errors: ErrorsSection = field(default_factory=ErrorsSection)
+
+    @classmethod
+    def of(cls, **values: Any) -> RunSettings:
+        """The defaults with some settings given by their rows' names (``concurrency=8``):
+        how :func:`resolve` builds the record from the table."""
+        return cls().with_values(**values)
+
+    def with_values(self, **values: Any) -> RunSettings:
+        """These settings with some changed, by their rows' names, each in the section its
+        row names (``metrics_file=`` is ``run.metrics_file``). An unknown name is a
+        ``TypeError``."""
+        grouped: dict[str, dict[str, Any]] = {}
+        for name, value in values.items():
+            if name not in _SECTION_OF:
+                raise TypeError(f"RunSettings has no setting {name!r}")
+            grouped.setdefault(_SECTION_OF[name], {})[name] = value
+        return replace(self, **{s: replace(getattr(self, s), **v) for s, v in grouped.items()})
+
+    def value(self, name: str) -> Any:
+        """One setting by its row's name (``config explain``, the ledger's record)."""
+        return getattr(getattr(self, _SECTION_OF[name]), name)
 
     def public(self) -> dict[str, Any]:
         """Settings as recorded in the ledger's ``run_started`` line: secrets left out."""
-        out = {o.name: getattr(self, o.name) for o in RUN_OPTIONS if not o.secret}
-        out["error_codes"] = dict(self.error_codes)
-        out["endpoints"] = dict(self.endpoints)
+        out = {o.name: self.value(o.name) for o in RUN_OPTIONS if not o.secret}
+        out["error_codes"] = dict(self.errors.error_codes)
+        out["endpoints"] = dict(self.connection.endpoints)
         return out
 
 
@@ -164,7 +256,7 @@ def explain(
     rows = []
     for opt in RUN_OPTIONS:
         _, source = pick(opt, flags, env, config, config_path)
-        value = getattr(settings, opt.name)
+        value = settings.value(opt.name)
         rows.append((opt.name, "***" if opt.secret and value else value, source))
     for record in ("schedule", "discover", "simulator"):
         resolved = resolve_record(record, flags, env, config, config_path=config_path)
@@ -221,4 +313,4 @@ def resolve(
         # --per-region 1 alone means one at a time, not an error about a floor of 2 that
         # nobody asked for.
         values["per_region_floor"] = ceiling
-    return RunSettings(**values)
+    return RunSettings.of(**values)

@@ -143,10 +143,10 @@ class DiscoverConfig:
         """``[discover]`` of the (already read) config file for the run's settings: their
         service, and their project and region as the source when the file names none."""
         default = None
-        if settings.project_id and settings.region:
-            default = Source(settings.project_id.lower(), settings.region)
+        if settings.connection.project_id and settings.connection.region:
+            default = Source(settings.connection.project_id.lower(), settings.connection.region)
         return cls.from_config(
-            config, default_source=default, now=now, path=path, service=settings.service
+            config, default_source=default, now=now, path=path, service=settings.connection.service
         )
 
     @classmethod

@@ -32,7 +32,9 @@ from typing import Final
 
 import orjson
 
-from orchestrator.engine.manifest import ManifestPin, RowError, RowFields, check_row, detect_format
+from orchestrator.engine.manifest import detect_format
+from orchestrator.engine.manifest_pin import ManifestPin
+from orchestrator.engine.manifest_rows import RowError, RowFields, check_row
 from orchestrator.errors import ConfigError, ManifestError
 from orchestrator.models import ReplicationTask
 

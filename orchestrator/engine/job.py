@@ -40,8 +40,6 @@ from orchestrator.engine.job_ledger import (
     snapshots_meanwhile,
 )
 from orchestrator.engine.job_spec import (
-    SNAPSHOT_AFTER_BYTES,
-    SNAPSHOT_CHECK_S,
     JobResult,
     JobSpec,
     exit_code_for,
@@ -51,7 +49,8 @@ from orchestrator.engine.overload import load_learned_limits, save_learned_limit
 from orchestrator.engine.pace_state import save_learned_rates
 from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.plan import Plan, require_rows
-from orchestrator.engine.pool import Pool, PoolSettings, PoolStats, Replicator
+from orchestrator.engine.pool import Pool
+from orchestrator.engine.pool_types import PoolSettings, PoolStats, Replicator
 from orchestrator.engine.progress import NullProgress, Progress, run_ticks
 from orchestrator.errors import ConfigError, ManifestChangedError, ManifestError
 from orchestrator.ledger.file import LedgerWriter
@@ -61,18 +60,7 @@ from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.models import WorkItem
 from orchestrator.service.preflight import HasCapabilities, patience, preflight
 
-# JobSpec, JobResult, the snapshot defaults and exit_code_for live in
-# engine/job_spec.py; they are exported here too, beside the run that uses them.
-__all__ = [
-    "SNAPSHOT_AFTER_BYTES",
-    "SNAPSHOT_CHECK_S",
-    "JobResult",
-    "JobSpec",
-    "exit_code_for",
-    "first_attempts_of",
-    "refuse_same_file",
-    "run_job",
-]
+__all__ = ["refuse_same_file", "run_job"]
 
 log = structlog.get_logger("orchestrator.engine.job")
 
@@ -98,10 +86,10 @@ def build_plan(spec: JobSpec, history: History) -> Plan:
     assert spec.manifest is not None  # noqa: S101 - the CLI guarantees one source
     return Plan.from_manifest(
         spec.manifest,
-        default_project_id=spec.settings.project_id,
+        default_project_id=spec.settings.connection.project_id,
         history=history,
         retry_failed=spec.retry_failed,
-        service=spec.settings.service,
+        service=spec.settings.connection.service,
     )
 
 
@@ -141,7 +129,7 @@ async def run_job(
             client_factory = await _preflighted(spec, plan, client_factory, clients, pacing)
         if spec.vet_plan is not None and plan.totals.to_send:
             await spec.vet_plan(plan)
-        recorder = LedgerRecorder(ledger, run_id, cbr=spec.settings.service == "cbr")
+        recorder = LedgerRecorder(ledger, run_id, cbr=spec.settings.connection.service == "cbr")
         await recorder.run_started(
             manifest=str(spec.manifest.resolve()) if spec.manifest else None,
             **manifest_pin_fields(plan),
@@ -159,7 +147,7 @@ async def run_job(
                 hint="the valid rows are sent; `report` lists every rejected row",
             )
         shown.start({region: c.to_send for region, c in plan.by_region.items() if c.to_send})
-        limits = load_learned_limits(spec.settings.state_file)
+        limits = load_learned_limits(spec.settings.limits.state_file)
         rates = pacing.known()
         async with client_factory() as client:
             first_attempts = (
@@ -200,9 +188,9 @@ async def run_job(
             )
         # Still under the ledger's lock: no other run appends while its lines are folded.
         await keep_snapshot(spec, history)
-    save_learned_limits(spec.settings.state_file, stats.limits)
+    save_learned_limits(spec.settings.limits.state_file, stats.limits)
     measured = {key: p["limit"] for key, p in stats.pace.items()}
-    save_learned_rates(spec.settings.state_file, measured)
+    save_learned_rates(spec.settings.limits.state_file, measured)
     pacing.adopt(measured)  # the command's next step (track, coverage) starts there
     return JobResult(run_id, code, stats, plan, duration, rejected, len(plan.conflicts))
 

@@ -12,7 +12,8 @@ from orchestrator.config.settings import RunSettings
 from orchestrator.engine.live import Watcher
 from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.plan import Plan
-from orchestrator.engine.pool import Pool, PoolStats
+from orchestrator.engine.pool import Pool
+from orchestrator.engine.pool_types import PoolStats
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.format import StopReason
 from orchestrator.models import ReplicationTask, ResultStatus

@@ -33,10 +33,13 @@ or a few checks over a decoded JSON object) that only accepts rows which are cer
 valid; anything else takes the careful path that produces the precise :class:`RowError`.
 Both paths build identical tasks.
 
-The modules: this one opens the file, tells its format and hands its lines to
-:mod:`~orchestrator.engine.manifest_csv` or :mod:`~orchestrator.engine.manifest_jsonl`;
-:mod:`~orchestrator.engine.manifest_rows` holds the fields, :class:`RowError` and the careful
-path both formats share; :mod:`~orchestrator.engine.manifest_pin` the pin of a run's manifest.
+This module is the manifest's public face: the rest of the tool and the tests import the
+reader's entry points, its fields, :class:`RowError` and the pin from here; the engine's
+own modules import them from where they are defined. The modules: this one opens the
+file, tells its format and hands its lines to :mod:`~orchestrator.engine.manifest_csv` or
+:mod:`~orchestrator.engine.manifest_jsonl`; :mod:`~orchestrator.engine.manifest_rows` holds
+the fields, :class:`RowError` and the careful path both formats share;
+:mod:`~orchestrator.engine.manifest_pin` the pin of a run's manifest.
 """
 
 from __future__ import annotations

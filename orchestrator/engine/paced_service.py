@@ -87,11 +87,11 @@ class Pacing:
     ) -> Pacing:
         """``--rate`` the ceiling, ``--pace false`` off, the ``--state-file``'s rates to start."""
         return cls(
-            PaceSettings(ceiling=settings.rate) if settings.pace else None,
-            initial=load_learned_rates(settings.state_file),
+            PaceSettings(ceiling=settings.limits.rate) if settings.limits.pace else None,
+            initial=load_learned_rates(settings.limits.state_file),
             clock=clock,
             sleep=sleep,
-            state_file=settings.state_file,
+            state_file=settings.limits.state_file,
         )
 
     @property

@@ -14,7 +14,7 @@ Two streaming passes, so that nothing is sent before every conflict is known and
 million-row manifest is never held in memory: :meth:`Plan.from_manifest` validates and
 indexes (pass 1), :meth:`Plan.work` streams the rows to send (pass 2), reading and
 validating only the lines pass 1 marked. The index holds, per pair, a compact key (see
-:class:`~orchestrator.ledger.history.PairKeys`) and one int; the decision per manifest line is one
+:class:`~orchestrator.ledger.format.PairKeys`) and one int; the decision per manifest line is one
 byte. When pass 1 finds conflicts, one more pass collects their rows for the report.
 """
 
@@ -26,14 +26,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from orchestrator.engine.cbr_manifest import iter_cbr_fields, iter_cbr_manifest
-from orchestrator.engine.manifest import (
-    ManifestPin,
-    RowError,
-    RowFields,
-    is_region_name,
-    iter_manifest,
-    iter_manifest_fields,
-)
+from orchestrator.engine.manifest import iter_manifest, iter_manifest_fields
+from orchestrator.engine.manifest_pin import ManifestPin
+from orchestrator.engine.manifest_rows import RowError, RowFields, is_region_name
 from orchestrator.engine.plan_decision import (
     MARK_RECONCILE,
     MARK_SEND,
@@ -45,11 +40,12 @@ from orchestrator.engine.plan_decision import (
     tally,
 )
 from orchestrator.errors import ManifestError
+from orchestrator.ledger.format import PairKeys
 from orchestrator.ledger.history import ABSENT as _ABSENT
-from orchestrator.ledger.history import History, PairKeys
+from orchestrator.ledger.history import History
 from orchestrator.models import PairKey, ReplicationTask, WorkItem
 
-__all__ = ["Conflict", "Plan", "RegionCounts", "require_rows"]
+__all__ = ["Conflict", "Plan", "require_rows"]
 
 #: Row errors kept for the ledger and the report; past this only their number is kept.
 MAX_REJECTED: Final = 10_000

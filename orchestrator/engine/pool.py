@@ -24,8 +24,9 @@ way, a pair whose attempt line a worker wrote ahead (see
 :class:`~orchestrator.engine.attempt.Lane`) but never sent gets a ``gave_up`` result marked
 as not sent, and a pair waiting to retry gets ``gave_up`` with its last answer.
 
-The pool knows neither HTTP nor the ledger: it talks to a :class:`Replicator` and a
-:class:`Recorder`.
+The pool knows neither HTTP nor the ledger: it talks to a
+:class:`~orchestrator.engine.pool_types.Replicator` and a
+:class:`~orchestrator.engine.pool_types.Recorder`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from orchestrator.engine.limiters import Stopped
 from orchestrator.engine.overload import RegionGate
 from orchestrator.engine.pair_retry import PairRetries
 from orchestrator.engine.pool_types import (
-    FindsRecords,
     PoolSettings,
     PoolStats,
     Recorder,
@@ -68,7 +68,7 @@ from orchestrator.errors import (
 from orchestrator.ledger.format import StopReason
 from orchestrator.models import Outcome, PairKey, ResultStatus, WorkItem
 
-__all__ = ["FindsRecords", "Pool", "PoolSettings", "PoolStats", "Recorder", "Replicator"]
+__all__ = ["Pool"]
 
 log = structlog.get_logger("orchestrator.engine.pool")
 

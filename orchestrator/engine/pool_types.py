@@ -85,28 +85,24 @@ class PoolSettings:
         :class:`RunSettings`: config sits below the engine and knows none of its records),
         with what a previous run learned (``--state-file``)."""
         return cls(
-            concurrency=settings.concurrency,
-            per_region=settings.per_region,
-            per_region_floor=settings.per_region_floor,
-            adaptive=settings.adaptive,
-            rate=settings.rate,
+            concurrency=settings.limits.concurrency,
+            per_region=settings.limits.per_region,
+            per_region_floor=settings.limits.per_region_floor,
+            adaptive=settings.limits.adaptive,
+            rate=settings.limits.rate,
             retry=RetryPolicy.from_settings(settings),
-            retry_budget_percent=settings.retry_budget,
-            failure_min_results=settings.failure_min_results,
-            failure_percent=settings.failure_percent,
-            grace_period=settings.grace_period,
-            max_duration=settings.max_duration,
+            retry_budget_percent=settings.retry.retry_budget,
+            failure_min_results=settings.threshold.failure_min_results,
+            failure_percent=settings.threshold.failure_percent,
+            grace_period=settings.run.grace_period,
+            max_duration=settings.run.max_duration,
             initial_limits=initial_limits,
-            reconcile_skew_s=settings.reconcile_skew,
+            reconcile_skew_s=settings.retry.reconcile_skew,
             # --rate is the ceiling; under it the pace is learned from the service's answers.
-            pace=PaceSettings(ceiling=settings.rate) if settings.pace else None,
+            pace=PaceSettings(ceiling=settings.limits.rate) if settings.limits.pace else None,
             initial_rates=initial_rates or {},
             # A pair gives up after the retry time anyway; a service never reached, sooner.
-            unreachable_after_s=(
-                min(settings.unreachable_after, settings.retry_time)
-                if settings.unreachable_after > 0
-                else None
-            ),
+            unreachable_after_s=settings.retry.unreachable_s,
         )
 
 

@@ -5,11 +5,12 @@ The pool calls :meth:`Progress.advance`, :meth:`~Progress.retry` and
 under a microsecond). Output happens in :meth:`~Progress.tick`, which the job calls a few times a
 second from a task of its task group (:func:`run_ticks`); there is no thread.
 
-* On a terminal (:class:`RichProgress`): one rich row per destination region and a total row,
-  with done/total, rate, retries, failures, the adaptive limit and an ETA, redrawn at most
-  4 times a second.
-* Elsewhere (:class:`LogProgress`): one ``run.progress`` event every ``interval_s`` seconds
-  (and a last one on close), with totals and a ``regions`` map::
+* On a terminal (:class:`~orchestrator.engine.progress_rich.RichProgress`): one rich row
+  per destination region and a total row, with done/total, rate, retries, failures, the
+  adaptive limit and an ETA, redrawn at most 4 times a second.
+* Elsewhere (:class:`~orchestrator.engine.progress_log.LogProgress`): one ``run.progress``
+  event every ``interval_s`` seconds (and a last one on close), with totals and a
+  ``regions`` map::
 
       {"event": "run.progress", "done": 120, "total": 400, "rate": 3.9, "eta_s": 72, ...,
        "regions": {"cn-east-2": {"done": 60, "total": 200, "rate": 1.9, "eta_s": 73, ...}}}
@@ -40,14 +41,7 @@ from orchestrator.engine.progress_log import LogProgress
 from orchestrator.engine.progress_rich import RichProgress
 from orchestrator.engine.progress_tally import Clock
 
-__all__ = [
-    "LogProgress",
-    "NullProgress",
-    "Progress",
-    "RichProgress",
-    "make_progress",
-    "run_ticks",
-]
+__all__ = ["NullProgress", "Progress", "make_progress", "run_ticks"]
 
 
 class Progress(Protocol):

@@ -55,10 +55,10 @@ class RetryPolicy:
         """The policy ``--max-attempts``, ``--retry-time``, ``--retry-base`` and
         ``--retry-cap`` describe (the pool's and every listing's)."""
         return cls(
-            max_attempts=settings.max_attempts,
-            max_elapsed_s=settings.retry_time,
-            base_delay_s=settings.retry_base,
-            max_delay_s=settings.retry_cap,
+            max_attempts=settings.retry.max_attempts,
+            max_elapsed_s=settings.retry.retry_time,
+            base_delay_s=settings.retry.retry_base,
+            max_delay_s=settings.retry.retry_cap,
         )
 
     def __post_init__(self) -> None:

@@ -61,11 +61,14 @@ writes its ``attempt`` and ``result`` lines *compact* (no ``run_id``, ``t`` for 
 repeated fields and defaults left out): :class:`LedgerReader` gives them back verbose, see
 :mod:`orchestrator.ledger.compact`.
 
-The modules: :mod:`~orchestrator.ledger.writer` (:class:`LedgerWriter`: append, lock,
-group-committed fsync), :mod:`~orchestrator.ledger.torn_tail` (a line a crash tore, cut
-when the ledger is next opened for writing), :mod:`~orchestrator.ledger.reader`
-(:func:`iter_records`, :class:`LedgerReader`) and :mod:`~orchestrator.ledger.last_record`
-(the last line of one event, read backwards).
+This module is the ledger's public face: the rest of the tool and the tests import the
+reader, the writer and :func:`last_record` from here; the modules of this folder import
+them from where they are defined. The modules: :mod:`~orchestrator.ledger.writer`
+(:class:`LedgerWriter`: append, lock, group-committed fsync),
+:mod:`~orchestrator.ledger.torn_tail` (a line a crash tore, cut when the ledger is next
+opened for writing), :mod:`~orchestrator.ledger.reader` (:func:`iter_records`,
+:class:`LedgerReader`) and :mod:`~orchestrator.ledger.last_record` (the last line of one
+event, read backwards).
 """
 
 from __future__ import annotations

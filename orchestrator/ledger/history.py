@@ -21,13 +21,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
-from orchestrator.ledger.file import LedgerReader
 from orchestrator.ledger.format import PairKeys
+from orchestrator.ledger.reader import LedgerReader
 from orchestrator.ledger.snapshot import SavedFold, load_snapshot, save_snapshot
 from orchestrator.models import CopyWord, PairKey, ResultStatus
 
 # PairKeys: re-exported, the plan borrows the history's own.
-__all__ = ["ABSENT", "CopyStatus", "History", "PairKeys", "PairView"]
+__all__ = ["ABSENT", "CopyStatus", "History", "PairView"]
 
 
 #: ``copy_status`` values written by ``track``: the service's own word, from a replication

@@ -24,7 +24,7 @@ from orchestrator.ledger.compact import Compactor, micros
 from orchestrator.ledger.format import SCHEMA_VERSION, LedgerEvent
 from orchestrator.models import Durable, Outcome, ReplicationTask, ResultStatus
 
-__all__ = ["SCHEMA_VERSION", "LedgerRecorder", "LineSink", "timestamp"]
+__all__ = ["LedgerRecorder", "LineSink", "timestamp"]
 
 _UNKNOWN: Mapping[str, bool] = {"outcome_unknown": True}
 

@@ -37,9 +37,10 @@ from orchestrator.models import CopyWord, ReplicationTask
 from orchestrator.secret_set import SecretSet
 from orchestrator.service.answer import accepted_record_id, destinations_by_region
 from orchestrator.service.auth import Authenticator
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
 from orchestrator.service.http_core import query_value, segment
 from orchestrator.service.records import cbr_word
+from orchestrator.service.settings import ClientSettings
 
 __all__ = ["CBR_ENDPOINT_TEMPLATE", "CbrClient", "cbr_settings"]
 

@@ -1,11 +1,12 @@
 """The CSBS v1 calls: replicate, read and list checkpoint items, replication records and
 capabilities, and find the record a replicate call made.
 
-:class:`CsbsClient` is used as ``async with CsbsClient(settings, auth) as c:``; how it reaches
-the service (:class:`ClientSettings`) and its request path, error mapping and bounds are
-:class:`~orchestrator.service.http_core.HttpCore`'s. A ``TransportError`` with
-``maybe_applied`` from :meth:`CsbsClient.replicate` means the outcome is unknown: reconcile
-with :meth:`CsbsClient.find_replication` before sending it again.
+:class:`CsbsClient` is used as ``async with CsbsClient(settings, auth) as c:``; how it
+reaches the service is :class:`~orchestrator.service.settings.ClientSettings`, its request
+path, error mapping and bounds are :class:`~orchestrator.service.http_core.HttpCore`'s. A
+``TransportError`` with ``maybe_applied`` from :meth:`CsbsClient.replicate` means the
+outcome is unknown: reconcile with :meth:`CsbsClient.find_replication` before sending it
+again.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from orchestrator.models import PROVIDER_ID, ReplicationTask
 from orchestrator.service.answer import accepted_record_id, destinations_by_region
 from orchestrator.service.http_core import HttpCore, query_value, segment
 from orchestrator.service.records import live_record
-from orchestrator.service.settings import ClientSettings, Timeouts
 
-__all__ = ["ClientSettings", "CsbsClient", "FoundRecord", "Timeouts"]
+__all__ = ["CsbsClient", "FoundRecord"]
 
 
 class FoundRecord(NamedTuple):

@@ -13,12 +13,13 @@ import structlog
 import yarl
 
 from orchestrator.config.settings import RunSettings
-from orchestrator.errors import ConfigError, ErrorTable
+from orchestrator.errors import ConfigError
 from orchestrator.secret_set import SecretSet
 from orchestrator.service.auth import Authenticator, Secret
 from orchestrator.service.cbr import CbrClient
-from orchestrator.service.client import ClientSettings, CsbsClient, Timeouts
+from orchestrator.service.client import CsbsClient
 from orchestrator.service.credentials import resolve_credentials
+from orchestrator.service.settings import ClientSettings
 from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.service.transport_policy import (
     check_endpoint,
@@ -40,25 +41,12 @@ class Connection:
     """The log redactor's secrets: the client adds the tokens it learns, and scrubs them
     (and everything else in it) out of the error messages the ledger keeps."""
 
-    def client_settings(self) -> ClientSettings:
-        s = self.settings
-        return ClientSettings(
-            endpoint=s.endpoint,
-            region=s.region,
-            endpoints=dict(s.endpoints),
-            timeouts=Timeouts(total_s=s.request_timeout),
-            limit=max(256, s.concurrency * 2),
-            verify_tls=s.verify_tls,
-            ca_file=s.ca_file,
-            allow_plain_http=not s.verify_tls,
-            error_table=ErrorTable.with_overrides(s.error_codes),
-        )
-
     def client(self) -> CsbsClient:
         """The client of the run's service (``--service``): CSBS v1, or CBR v3."""
-        if self.settings.service == "cbr":
-            return CbrClient(self.client_settings(), self.auth, secrets=self.secrets)
-        return CsbsClient(self.client_settings(), self.auth, secrets=self.secrets)
+        settings = ClientSettings.from_settings(self.settings)
+        if self.settings.connection.service == "cbr":
+            return CbrClient(settings, self.auth, secrets=self.secrets)
+        return CsbsClient(settings, self.auth, secrets=self.secrets)
 
 
 async def authenticator(settings: RunSettings, env: Mapping[str, str]) -> Authenticator:
@@ -68,13 +56,13 @@ async def authenticator(settings: RunSettings, env: Mapping[str, str]) -> Authen
 
 
 def _iam_user(settings: RunSettings) -> Authenticator | None:
-    if not (settings.iam_user and settings.iam_password):
+    if not (settings.auth.iam_user and settings.auth.iam_password):
         return None
-    if not settings.iam_domain:
+    if not settings.auth.iam_domain:
         raise ConfigError("IAM token auth needs the account's domain: set [auth] domain")
-    iam = settings.iam_endpoint or _iam_endpoint(settings.region)
+    iam = settings.auth.iam_endpoint or _iam_endpoint(settings.connection.region)
     return IamPasswordToken(
-        iam, settings.iam_user, Secret(settings.iam_password), settings.iam_domain
+        iam, settings.auth.iam_user, Secret(settings.auth.iam_password), settings.auth.iam_domain
     )
 
 
@@ -87,9 +75,14 @@ def _iam_endpoint(region: str | None) -> str:
 def check_transport(settings: RunSettings) -> None:
     """Refuse plain HTTP off loopback before anything is sent (unless ``--insecure``), and
     say once per run, loudly, that ``--insecure`` is on."""
-    insecure = not settings.verify_tls
-    urls = [(settings.endpoint, "endpoint"), (settings.iam_endpoint, "IAM endpoint")]
-    urls += [(url, f"endpoint of {region}") for region, url in settings.endpoints.items()]
+    insecure = not settings.connection.verify_tls
+    urls = [
+        (settings.connection.endpoint, "endpoint"),
+        (settings.auth.iam_endpoint, "IAM endpoint"),
+    ]
+    urls += [
+        (url, f"endpoint of {region}") for region, url in settings.connection.endpoints.items()
+    ]
     for url, what in urls:
         if url:
             check_endpoint(url, insecure=insecure, what=what)

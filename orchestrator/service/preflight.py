@@ -65,9 +65,8 @@ class HasCapabilities(Protocol):
 def patience(settings: RunSettings) -> float:
     """How long a service never reached is tried: ``--unreachable-after`` (at most the retry
     time, as for a pair); with 0 (off), the retry time."""
-    if settings.unreachable_after > 0:
-        return min(settings.unreachable_after, settings.retry_time)
-    return settings.retry_time
+    unreachable = settings.retry.unreachable_s
+    return settings.retry.retry_time if unreachable is None else unreachable
 
 
 async def preflight(

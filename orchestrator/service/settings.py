@@ -1,5 +1,6 @@
-"""How to reach the service: :class:`ClientSettings` (endpoints, timeouts, limits, TLS, caps)
-and the check of an endpoint URL before anything is sent to it."""
+"""How to reach the service: :class:`ClientSettings` (endpoints, timeouts, limits, TLS, caps),
+projected from the run's settings by :meth:`ClientSettings.from_settings`, and the check of an
+endpoint URL before anything is sent to it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import aiohttp
 import yarl
 
 from orchestrator import __version__
+from orchestrator.config.settings import RunSettings
 from orchestrator.errors import ConfigError, ErrorTable
 from orchestrator.service.transport_policy import check_endpoint
 
@@ -63,6 +65,25 @@ class ClientSettings:
     resolver: aiohttp.abc.AbstractResolver | None = field(default=None, compare=False)
     """Name resolution (None: aiohttp's default, cached 300 s); tests inject failing ones."""
     user_agent: str = f"csbs-orchestrator/{__version__}"
+
+    @classmethod
+    def from_settings(cls, settings: RunSettings) -> ClientSettings:
+        """The client's share of the run's settings: ``[connection]`` (endpoints, timeout,
+        TLS; ``--insecure`` also lets plain http:// through to hosts that get no credential),
+        ``[errors] codes``, and a connection pool twice ``[limits] concurrency`` (256 at
+        least) so that a request never waits for a socket the pool's limiters already gave."""
+        conn = settings.connection
+        return cls(
+            endpoint=conn.endpoint,
+            region=conn.region,
+            endpoints=dict(conn.endpoints),
+            timeouts=Timeouts(total_s=conn.request_timeout),
+            limit=max(256, settings.limits.concurrency * 2),
+            verify_tls=conn.verify_tls,
+            ca_file=conn.ca_file,
+            allow_plain_http=not conn.verify_tls,
+            error_table=ErrorTable.with_overrides(settings.errors.error_codes),
+        )
 
     def endpoint_for(self, region: str | None) -> str:
         """The base URL (no trailing ``/``) for calls whose source region is ``region``."""

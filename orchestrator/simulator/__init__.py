@@ -1,6 +1,10 @@
 """An embedded imitation of Huawei Cloud CSBS v1 (replication, listing, IAM tokens, AK/SK),
 with seeded state, simulated time and fault injection, for tests, demos and benchmarks.
 
+This package is the simulator's public face: the rest of the tool and the tests import
+:class:`Simulator`, its config and clocks from here (the modules of this folder import
+each other directly).
+
 It imports only :mod:`orchestrator.models`, :mod:`orchestrator.errors` and
 :mod:`orchestrator.signing` from the rest of the package, never the client side.
 

@@ -20,36 +20,14 @@ from orchestrator.simulator.auth import Authenticator
 from orchestrator.simulator.cbr import CBR_ROUTES, CbrFace
 from orchestrator.simulator.clock import AdvancingClock
 from orchestrator.simulator.counters import Counters
-from orchestrator.simulator.csbs import (
-    CAPABILITIES,
-    COUNT_ITEMS,
-    CSBS_ROUTES,
-    GET_ITEM,
-    LIST_ITEMS,
-    LIST_RECORDS,
-    REPLICATE,
-    CsbsFace,
-)
+from orchestrator.simulator.csbs import CSBS_ROUTES, CsbsFace
 from orchestrator.simulator.faults import Fault, FaultInjector
 from orchestrator.simulator.introspection import Introspection
 from orchestrator.simulator.refusal import Refusal, invalid
 from orchestrator.simulator.responses import drop, json_response, refusal_response
 from orchestrator.simulator.state import Estate
 
-__all__ = [
-    "CAPABILITIES",
-    "COUNT_ITEMS",
-    "GET_ITEM",
-    "LIST_ITEMS",
-    "LIST_RECORDS",
-    "METADATA",
-    "METADATA_TOKEN",
-    "REPLICATE",
-    "ROUTES",
-    "TOKENS",
-    "UNKNOWN",
-    "SimulatorApp",
-]
+__all__ = ["METADATA", "METADATA_TOKEN", "ROUTES", "TOKENS", "UNKNOWN", "SimulatorApp"]
 
 TOKENS = "POST /v3/auth/tokens"
 #: The ECS metadata service's temporary credentials (served here so tests never leave loopback).

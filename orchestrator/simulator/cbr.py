@@ -39,7 +39,7 @@ from orchestrator.simulator.records import Item, Record
 from orchestrator.simulator.refusal import Refusal, invalid
 from orchestrator.simulator.state import Estate
 
-__all__ = ["CBR_PROVIDER_ID", "CBR_ROUTES", "CbrFace", "vault_id"]
+__all__ = ["CBR_ROUTES", "CbrFace"]
 
 _V3: Final = "/v3/{project_id}"
 REPLICATE: Final = f"POST {_V3}/backups/{{backup_id}}/replicate"

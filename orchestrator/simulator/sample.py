@@ -10,7 +10,7 @@ import csv
 import os
 from collections.abc import Iterator
 
-from orchestrator.simulator.cbr import vault_id
+from orchestrator.simulator.cbr_views import vault_id
 from orchestrator.simulator.state import Estate
 
 __all__ = [

@@ -16,10 +16,12 @@ from orchestrator.errors import AuthError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import CAPABILITIES, REPLICATE, TOKENS
+from orchestrator.simulator.app import TOKENS
+from orchestrator.simulator.csbs import CAPABILITIES, REPLICATE
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
 from tests.conftest import MakeSimulator
 from tests.helpers.runkit import final_results, run_in_process, until

@@ -16,7 +16,8 @@ import pytest
 from orchestrator.cli.main import main
 from orchestrator.exitcodes import ExitCode
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.cbr import SHOW_VAULT, vault_id
+from orchestrator.simulator.cbr import SHOW_VAULT
+from orchestrator.simulator.cbr_views import vault_id
 from orchestrator.simulator.sample import CBR_MANIFEST_COLUMNS
 from tests.cli.test_operator_safety import _clean_env  # noqa: F401 - autouse here too
 from tests.helpers.env import use_sim_credentials
@@ -143,7 +144,8 @@ def test_a_plan_of_right_vaults_is_clean(
 def test_a_config_file_with_a_connection_endpoints_table_passes_the_key_check(
     tmp_path: Path,
 ) -> None:
-    from orchestrator.config.settings import load_config, resolve
+    from orchestrator.config.config_file import load_config
+    from orchestrator.config.settings import resolve
 
     config = tmp_path / "c.toml"
     config.write_text(
@@ -153,7 +155,9 @@ def test_a_config_file_with_a_connection_endpoints_table_passes_the_key_check(
     )
     loaded = load_config(str(config))
     settings = resolve(None, {}, loaded, config_path=str(config))
-    assert settings.endpoints == {"cn-north-4": "https://cbr.cn-north-4.example.internal"}
+    assert settings.connection.endpoints == {
+        "cn-north-4": "https://cbr.cn-north-4.example.internal"
+    }
 
 
 def _keep_rows(manifest: Path, vaults: set[str]) -> Path:

@@ -17,7 +17,7 @@ from orchestrator.cli.main import main
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import iter_records
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import REPLICATE
+from orchestrator.simulator.csbs import REPLICATE
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
 from tests.helpers.env import use_sim_credentials
 from tests.helpers.simthread import simulator_thread

@@ -16,7 +16,7 @@ import pytest
 from orchestrator.cli.main import main
 from orchestrator.ledger.file import iter_records
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import REPLICATE
+from orchestrator.simulator.csbs import REPLICATE
 from tests.helpers.env import use_sim_credentials
 from tests.helpers.manifests import write_manifest
 from tests.helpers.runkit import final_results

@@ -93,7 +93,7 @@ def test_the_context_holds_the_secrets_and_the_simulator_not_the_namespace(
     assert "pw-in-the-env" not in scrubbed
     assert not hasattr(args, "secret_set")
     assert ctx.config["limits"] == {"concurrency": 8}
-    assert ctx.settings.concurrency == 8
+    assert ctx.settings.limits.concurrency == 8
     assert reads == [args.config]
 
 
@@ -119,8 +119,8 @@ def test_recorded_settings_sit_below_the_file_and_bring_no_tables(
         "error_codes": {"X.1": "transient"},
     }
     ctx = context_of(args, recorded, env={})
-    assert ctx.settings.concurrency == 8  # the file's, over the recorded 3
-    assert ctx.settings.per_region == 5  # the recorded, over the default
-    assert dict(ctx.settings.endpoints) == {}
-    assert dict(ctx.settings.error_codes) == {}
+    assert ctx.settings.limits.concurrency == 8  # the file's, over the recorded 3
+    assert ctx.settings.limits.per_region == 5  # the recorded, over the default
+    assert dict(ctx.settings.connection.endpoints) == {}
+    assert dict(ctx.settings.errors.error_codes) == {}
     assert ctx.simulator is None

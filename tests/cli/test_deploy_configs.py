@@ -68,7 +68,7 @@ def test_systemd_service_runs_a_real_command() -> None:
     assert not any(name in value for name in SECRET_ENV for value in svc.values())
     # Time to stop gracefully: more than the run's grace period after SIGTERM.
     assert svc["KillSignal"] == "SIGTERM"
-    assert float(svc["TimeoutStopSec"]) > RunSettings().grace_period
+    assert float(svc["TimeoutStopSec"]) > RunSettings().run.grace_period
 
 
 def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ def test_k8s_cronjob_forbids_overlap_and_runs_a_real_command() -> None:
     CronSchedule(spec["schedule"], spec["timeZone"])
     pod = spec["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
-    assert pod["terminationGracePeriodSeconds"] > RunSettings().grace_period
+    assert pod["terminationGracePeriodSeconds"] > RunSettings().run.grace_period
     (container,) = pod["containers"]
     assert container["command"] == ["csbs-orchestrator"]
     assert all(isinstance(a, str) for a in container["args"])  # "14", not 14
@@ -226,10 +226,10 @@ def test_k8s_config_map_is_a_working_config() -> None:
     settings = resolve(
         None, {"HUAWEICLOUD_SDK_PROJECT_ID": "7d457b1297f4c725144e92e6f36ca20a"}, config
     )
-    assert settings.region == "cn-north-1"
-    assert settings.project_id is not None
+    assert settings.connection.region == "cn-north-1"
+    assert settings.connection.project_id is not None
     discover = DiscoverConfig.from_config(
-        config, default_source=Source(settings.project_id, settings.region)
+        config, default_source=Source(settings.connection.project_id, settings.connection.region)
     )
     discover.check()
     assert discover.filters.created_since is not None

@@ -101,17 +101,18 @@ def test_one_index_per_account_each_with_its_own_config_secret_and_ledgers() -> 
 def _check_account(args: Any, text: str, mounts: dict[str, Any]) -> None:
     config = tomllib.loads(text)
     settings = resolve(None, {"HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}, config)
-    assert settings.project_id is not None
-    assert settings.region is not None
+    assert settings.connection.project_id is not None
+    assert settings.connection.region is not None
     state = mounts["state"]["mountPath"]
     if args.command == "schedule":
         options = ScheduleOptions.resolve(args, config)
         assert options.once
         assert str(options.state_dir) == state
-        assert settings.metrics_file is not None
-        assert settings.metrics_file.startswith(state)
+        assert settings.run.metrics_file is not None
+        assert settings.run.metrics_file.startswith(state)
         discover = DiscoverConfig.from_config(
-            config, default_source=Source(settings.project_id, settings.region)
+            config,
+            default_source=Source(settings.connection.project_id, settings.connection.region),
         )
         discover.check()
         assert discover.select == "newest"

@@ -17,7 +17,7 @@ import pytest
 from orchestrator.cli.main import main
 from orchestrator.exitcodes import ExitCode
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import LIST_ITEMS
+from orchestrator.simulator.csbs import LIST_ITEMS
 from tests.helpers.env import use_sim_credentials
 from tests.helpers.simthread import simulator_thread
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from orchestrator.cli.logs import Redactor, close_logging, configure_logging
+from orchestrator.cli.log_redaction import Redactor
+from orchestrator.cli.logs import close_logging, configure_logging
 from tests.helpers.log_lines import SK, TOKEN, json_lines
 
 

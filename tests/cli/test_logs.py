@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from orchestrator.cli.logs import close_logging, configure_logging, resolve_format
+from orchestrator.cli.log_sinks import resolve_format
+from orchestrator.cli.logs import close_logging, configure_logging
 from orchestrator.errors import ConfigError
 from tests.helpers.log_lines import json_lines
 

@@ -22,7 +22,6 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.cli.connection import Connection
 from orchestrator.cli.main import build_parser, main
 from orchestrator.cli.nightly import Nightly, run_schedule
 from orchestrator.cli.schedule_options import ScheduleOptions
@@ -37,8 +36,9 @@ from orchestrator.scheduling.missed import MissedRunPolicy
 from orchestrator.scheduling.state import LOCK_FILE_NAME, STATE_FILE_NAME, ScheduleState
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
+from orchestrator.service.connect import Connection
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import REPLICATE
+from orchestrator.simulator.csbs import REPLICATE
 from tests.conftest import MakeSimulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def utc(text: str) -> datetime:
 
 
 def connection(sim: Simulator) -> Connection:
-    settings = RunSettings(endpoint=sim.base_url, max_attempts=20, retry_base=0.0, retry_cap=0.0)
+    settings = RunSettings.of(endpoint=sim.base_url, max_attempts=20, retry_base=0.0, retry_cap=0.0)
     return Connection(settings, AkSkSigner(sim.config.ak, Secret(sim.config.sk)))
 
 

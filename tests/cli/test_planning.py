@@ -14,7 +14,7 @@ from orchestrator.cli.main import main
 from orchestrator.cli.planning import estimate_seconds
 from orchestrator.config.settings import RunSettings
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import CAPABILITIES, REPLICATE
+from orchestrator.simulator.csbs import CAPABILITIES, REPLICATE
 from tests.helpers.env import use_sim_credentials
 from tests.helpers.manifests import write_manifest
 from tests.helpers.simthread import simulator_thread
@@ -230,7 +230,7 @@ def test_clean_manifest_plans_with_exit_0(
 
 
 def test_estimate_takes_the_tightest_limit() -> None:
-    settings = RunSettings(rate=10.0, concurrency=4, per_region=2)
+    settings = RunSettings.of(rate=10.0, concurrency=4, per_region=2)
     assert estimate_seconds({}, settings, 0.1) == 0.0
     assert estimate_seconds({"a": 50, "b": 50}, settings, None) == 10.0  # the rate
     # 100 pairs * 1 s over min(4, 2 * 2) slots = 25 s; region a alone: 90 * 1 / 2 = 45 s.

@@ -31,7 +31,7 @@ async def test_a_firing_ends_with_coverage_in_the_same_metrics_file(
     )
     async with make_simulator(items=140, age_days=7) as sim:
         conn = connection(sim)
-        conn = replace(conn, settings=replace(conn.settings, metrics_file=str(metrics)))
+        conn = replace(conn, settings=conn.settings.with_values(metrics_file=str(metrics)))
         config = estate_config(sim)
         out = io.StringIO()
         code = await run_schedule(

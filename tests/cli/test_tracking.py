@@ -25,10 +25,12 @@ from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
 from orchestrator.service.records import RecordReader
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import GET_ITEM, UNKNOWN
+from orchestrator.simulator.app import UNKNOWN
+from orchestrator.simulator.csbs import GET_ITEM
 from tests.conftest import MakeSimulator
 from tests.helpers.env import use_sim_credentials
 from tests.helpers.runkit import estate_manifest, final_results, run_in_process

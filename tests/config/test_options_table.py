@@ -13,12 +13,13 @@ import pytest
 from orchestrator.cli.main import build_parser, main
 from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.cli.simulated import simulator_knobs
+from orchestrator.config.config_file import known_config_keys, load_config
 from orchestrator.config.options import OPTIONS, section_keys
 from orchestrator.config.schedule_settings import ScheduleSettings
-from orchestrator.config.settings import known_config_keys, load_config
+from orchestrator.config.settings import RunSettings
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
-from orchestrator.simulator.config import FaultConfig, SimulatorConfig
+from orchestrator.simulator import FaultConfig, SimulatorConfig
 
 
 def test_names_flags_and_keys_are_each_declared_once() -> None:
@@ -128,6 +129,40 @@ def test_config_explain_lists_every_key_with_its_flag_and_environment_variable(
     rows = json.loads(capsys.readouterr().out)
     assert {r["key"] for r in rows if r["key"]} >= {"[simulator] sk", "[errors] codes"}
     assert all(r["default"] is None for r in rows if r["key"] == "[auth] password")
+
+
+def test_the_run_settings_have_a_record_per_section_and_a_field_per_row() -> None:
+    """``[limits] concurrency`` is ``settings.limits.concurrency``: each row of the run lands
+    in the record of its config key's section, with the row's default."""
+    rows = [o for o in OPTIONS if o.record == "run"]
+    layout = {
+        f.name: {g.name for g in dataclasses.fields(getattr(RunSettings(), f.name))}
+        for f in dataclasses.fields(RunSettings)
+    }
+    expected: dict[str, set[str]] = {}
+    for opt in rows:
+        assert opt.config is not None
+        expected.setdefault(opt.config.split(".")[0], set()).add(opt.name)
+    assert layout == expected
+    defaults = RunSettings()
+    tables = {"endpoints", "error_codes"}  # read whole: {} when absent
+    assert {o.name: defaults.value(o.name) for o in rows if o.name not in tables} == {
+        o.name: o.default for o in rows if o.name not in tables
+    }
+    assert defaults.public()["error_codes"] == defaults.public()["endpoints"] == {}
+
+
+def test_run_settings_are_built_and_changed_by_the_rows_names() -> None:
+    settings = RunSettings.of(concurrency=8, max_attempts=2, service="cbr")
+    assert (settings.limits.concurrency, settings.retry.max_attempts) == (8, 2)
+    assert settings.connection.service == "cbr"
+    assert settings.limits.per_region == RunSettings().limits.per_region
+    changed = settings.with_values(metrics_file="m.prom", concurrency=4)
+    assert (changed.run.metrics_file, changed.limits.concurrency) == ("m.prom", 4)
+    assert changed.retry == settings.retry  # the sections not named are kept
+    with pytest.raises(TypeError, match="concurency"):
+        RunSettings.of(concurency=8)
+    assert "hunter2" not in repr(RunSettings.of(iam_password="hunter2"))
 
 
 def test_the_schedule_record_has_a_field_per_row_with_the_rows_default() -> None:

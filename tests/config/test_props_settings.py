@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from orchestrator.cli.options import add_options
 from orchestrator.config import parsers
-from orchestrator.config.settings import RUN_OPTIONS, Option, resolve
+from orchestrator.config.option import Option
+from orchestrator.config.options import RUN_OPTIONS
+from orchestrator.config.settings import resolve
 from orchestrator.errors import ConfigError
 
 _TEXT = st.text(
@@ -114,4 +116,4 @@ def test_flags_beat_environment_beat_file_beat_defaults(
             return
         expected["per_region_floor"] = expected["per_region"]
     settings = resolve(args, env, config)
-    assert {opt.name: getattr(settings, opt.name) for opt in RUN_OPTIONS} == expected
+    assert {opt.name: settings.value(opt.name) for opt in RUN_OPTIONS} == expected

@@ -24,9 +24,10 @@ from orchestrator.errors import ConfigError, PermanentApiError, TransientApiErro
 from orchestrator.models import ReplicationTask
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import LIST_ITEMS
+from orchestrator.simulator.csbs import LIST_ITEMS
 from orchestrator.simulator.records import Item
 from tests.conftest import MakeSimulator
 

@@ -17,9 +17,10 @@ from orchestrator.errors import PermanentApiError, TransientApiError
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
 from orchestrator.service.cbr import CbrClient
-from orchestrator.service.client import ClientSettings, CsbsClient
-from orchestrator.simulator.app import LIST_ITEMS
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator.cbr import LIST_BACKUPS
+from orchestrator.simulator.csbs import LIST_ITEMS
 from tests.conftest import MakeSimulator
 
 PAGE = 7

@@ -8,8 +8,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from orchestrator.engine.job import exit_code_for
-from orchestrator.engine.pool import PoolStats
+from orchestrator.engine.job_spec import exit_code_for
+from orchestrator.engine.pool_types import PoolStats
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.format import StopReason
 

@@ -14,9 +14,10 @@ import pytest
 
 from orchestrator.cli import main as cli
 from orchestrator.config.settings import RunSettings
-from orchestrator.engine.job import JobResult, JobSpec, run_job
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import JobResult, JobSpec
 from orchestrator.engine.plan import Plan
-from orchestrator.engine.pool import Replicator
+from orchestrator.engine.pool_types import Replicator
 from orchestrator.errors import AlreadyReplicatedError, ManifestError, PermanentApiError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import iter_records
@@ -24,11 +25,13 @@ from orchestrator.models import FINAL_SUCCESS, ReplicationTask
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
 from orchestrator.service.cbr import CbrClient
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
 from orchestrator.service.protocol import ReplicationService
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.cbr import OP_LOGS, vault_id
+from orchestrator.simulator.cbr import OP_LOGS
 from orchestrator.simulator.cbr import REPLICATE as CBR_REPLICATE
+from orchestrator.simulator.cbr_views import vault_id
 from orchestrator.simulator.sample import CBR_MANIFEST_COLUMNS, cbr_rows, write_estate_manifest
 from tests.helpers.runkit import FAST
 
@@ -141,7 +144,7 @@ def _factory(sim: Simulator) -> Callable[[], AbstractAsyncContextManager[Replica
 
 
 async def _run(sim: Simulator, manifest: Path, ledger: Path) -> JobResult:
-    settings = RunSettings(
+    settings = RunSettings.of(
         endpoint=sim.base_url,
         service="cbr",
         **{**FAST, "max_attempts": 30, "retry_budget": 100.0, "concurrency": 16},
@@ -560,7 +563,7 @@ async def test_schedule_runs_cbr_discovery_night_after_night(
             service="cbr",
             vaults={region: vault_id(dest, region)},
         )
-        settings = RunSettings(endpoint=sim.base_url, service="cbr", **FAST)
+        settings = RunSettings.of(endpoint=sim.base_url, service="cbr", **FAST)
         conn = Connection(settings, AkSkSigner(sim.config.ak, Secret(sim.config.sk)))
         nightly = Nightly(conn, lambda _now: config, state_dir=tmp_path, keep=5, out=io.StringIO())
 

@@ -27,16 +27,17 @@ import trustme
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from orchestrator.engine.job import JobResult
-from orchestrator.engine.pool import Replicator
+from orchestrator.engine.job_spec import JobResult
+from orchestrator.engine.pool_types import Replicator
 from orchestrator.errors import ServiceUnreachableError, TransportError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.models import FINAL_SUCCESS, ReplicationTask
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient, FoundRecord, Timeouts
+from orchestrator.service.client import CsbsClient, FoundRecord
+from orchestrator.service.settings import ClientSettings, Timeouts
 from orchestrator.simulator import ManualClock, Simulator, SimulatorConfig
-from orchestrator.simulator.app import GET_ITEM, REPLICATE
+from orchestrator.simulator.csbs import GET_ITEM, REPLICATE
 from tests.conftest import MakeSimulator
 from tests.helpers.netproxy import Mode, NetProxy
 from tests.helpers.runkit import (

@@ -12,12 +12,14 @@ import pytest
 from orchestrator.cli.connection import connect
 from orchestrator.cli.context import context_of
 from orchestrator.config.settings import RunSettings, resolve
-from orchestrator.engine.job import JobSpec, run_job
-from orchestrator.engine.pool import Replicator
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import JobSpec
+from orchestrator.engine.pool_types import Replicator
 from orchestrator.errors import ConfigError, PermanentApiError
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator, SimulatorConfig
 from tests.conftest import MakeSimulator
 from tests.helpers.runkit import FAST, estate_manifest, final_results
@@ -48,7 +50,7 @@ def test_a_region_in_the_table_wins_then_the_single_endpoint_then_the_template()
 def test_the_endpoints_table_of_the_config_file() -> None:
     config = {"connection": {"endpoints": {"cn-north-4": "https://csbs.example.internal"}}}
     settings = resolve(None, {}, config, config_path="c.toml")
-    assert settings.endpoints == {"cn-north-4": "https://csbs.example.internal"}
+    assert settings.connection.endpoints == {"cn-north-4": "https://csbs.example.internal"}
     assert settings.public()["endpoints"] == {"cn-north-4": "https://csbs.example.internal"}
     for bad, message in (
         ({"North": "https://h"}, "not a region name"),
@@ -99,7 +101,7 @@ async def test_a_multi_region_manifest_end_to_end(
 
         spec = JobSpec(
             ledger=tmp_path / "l.jsonl",
-            settings=RunSettings(endpoints=sim.region_urls, **FAST),
+            settings=RunSettings.of(endpoints=sim.region_urls, **FAST),
             manifest=manifest,
             handle_signals=False,
         )
@@ -117,9 +119,9 @@ async def test_the_simulate_flag_gives_every_region_its_endpoint() -> None:
     ctx = context_of(args, env={})
     assert ctx.settings == RunSettings()
     async with connect(ctx) as conn:
-        endpoints = conn.client_settings().endpoints
+        endpoints = ClientSettings.from_settings(conn.settings).endpoints
         assert set(endpoints) == set(SimulatorConfig().regions)
-        project = conn.settings.project_id
+        project = conn.settings.connection.project_id
         assert project is not None
         async with conn.client() as client:
             # projects[0] is the first region's: its own endpoint knows it.

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from orchestrator.engine.pool import Replicator
+from orchestrator.engine.pool_types import Replicator
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import LedgerWriter
 from orchestrator.ledger.history import History
@@ -22,7 +22,7 @@ from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.ledger.snapshot import snapshot_path
 from orchestrator.models import ReplicationTask
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import GET_ITEM, REPLICATE
+from orchestrator.simulator.csbs import GET_ITEM, REPLICATE
 from tests.conftest import MakeSimulator
 from tests.helpers.env import subprocess_env
 from tests.helpers.runkit import (

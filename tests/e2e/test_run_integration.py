@@ -21,14 +21,16 @@ from typing import Any
 import pytest
 
 from orchestrator.config.settings import RunSettings
-from orchestrator.engine.job import JobResult, JobSpec, run_job
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import JobResult, JobSpec
 from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import iter_records
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import REPLICATE
+from orchestrator.simulator.csbs import REPLICATE
 from orchestrator.simulator.sample import MANIFEST_COLUMNS, estate_rows
 from tests.helpers.manifests import write_manifest
 
@@ -125,7 +127,7 @@ class RequestClock:
 
 
 def run_settings(*, pace: bool = True) -> RunSettings:
-    return RunSettings(
+    return RunSettings.of(
         pace=pace,
         concurrency=32,
         per_region=16,
@@ -253,7 +255,7 @@ async def test_bulk_run_under_faults(
         for pair in set(existing) - already:
             found = sim.state.record(existing[pair])
             assert found is not None
-            assert found.created_at > sim_start - RunSettings().reconcile_skew - 2
+            assert found.created_at > sim_start - RunSettings().retry.reconcile_skew - 2
         young = len(set(existing) - already)
         assert statuses["replicated"] == len(counters.replications) + young
         assert finished["rejected"] == len(manifest.rejected_lines)

@@ -14,12 +14,12 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.engine.pool import Replicator
+from orchestrator.engine.pool_types import Replicator
 from orchestrator.errors import TransientApiError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.models import ReplicationTask
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import REPLICATE
+from orchestrator.simulator.csbs import REPLICATE
 from tests.conftest import MakeSimulator
 from tests.helpers.runkit import (
     client_factory,

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from orchestrator.engine.job import JobResult
+from orchestrator.engine.job_spec import JobResult
 from orchestrator.engine.overload import load_learned_limits, save_learned_limits
 from orchestrator.exitcodes import ExitCode
 from orchestrator.simulator import Simulator

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.engine.manifest_pin import ManifestPin
+from orchestrator.engine.manifest import ManifestPin
 from orchestrator.errors import ManifestChangedError
 
 LINES = [f"line {n}\n".encode() for n in range(1, 11)]

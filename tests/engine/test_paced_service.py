@@ -213,7 +213,7 @@ async def test_the_ceiling_caps_and_a_cut_connection_teaches_nothing() -> None:
 
 
 async def test_pacing_off_wraps_nothing(tmp_path: Path) -> None:
-    settings = RunSettings(pace=False, state_file=str(tmp_path / "state.json"))
+    settings = RunSettings.of(pace=False, state_file=str(tmp_path / "state.json"))
     pacing = Pacing.from_settings(settings)
     gateway = Gateway(FakeTime(), rate=50.0)
     assert pacing.wrap(gateway) is gateway
@@ -227,7 +227,7 @@ async def test_what_one_step_learns_the_next_starts_at_and_the_state_file_keeps(
     state.write_bytes(orjson.dumps({"cn-east-2": 12, "pace": {"other/p": 7.0}}))
     time = FakeTime()
     pacing = Pacing.from_settings(
-        RunSettings(state_file=str(state)), clock=time.clock, sleep=time.sleep
+        RunSettings.of(state_file=str(state)), clock=time.clock, sleep=time.sleep
     )
     assert pacing.known() == {"other/p": 7.0}
 

@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from orchestrator.engine.plan import Conflict, Plan, RegionCounts
+from orchestrator.engine.plan import Conflict, Plan
+from orchestrator.engine.plan_decision import RegionCounts
 from orchestrator.errors import ManifestError
 from orchestrator.ledger.history import History
 from orchestrator.models import ReplicationTask, WorkItem

@@ -22,10 +22,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator.engine import pool as pool_module
-from orchestrator.engine.job import exit_code_for
+from orchestrator.engine.job_spec import exit_code_for
 from orchestrator.engine.limiters import RateLimiter
 from orchestrator.engine.pace import PaceSettings
-from orchestrator.engine.pool import Pool, PoolSettings, PoolStats
+from orchestrator.engine.pool import Pool
+from orchestrator.engine.pool_types import PoolSettings, PoolStats, Replicator
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.errors import (
     AlreadyReplicatedError,
@@ -45,9 +46,10 @@ from orchestrator.models import Durable, Outcome, PairKey, ReplicationTask, Resu
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
 from orchestrator.service.classify import error_for_response
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import GET_ITEM, REPLICATE
+from orchestrator.simulator.csbs import GET_ITEM, REPLICATE
 from tests.helpers.runkit import fresh_items, task_for
 
 MakeSimulator = Callable[..., Simulator]
@@ -212,7 +214,7 @@ def settings(**changes: object) -> PoolSettings:
 
 
 async def run_pool(
-    client: pool_module.Replicator,
+    client: Replicator,
     tasks: Sequence[ReplicationTask],
     *,
     pool_settings: PoolSettings | None = None,

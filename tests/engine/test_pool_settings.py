@@ -8,10 +8,11 @@ from orchestrator.discovery.rules import DiscoverConfig, Source
 from orchestrator.engine.pace import PaceSettings
 from orchestrator.engine.pool_types import PoolSettings
 from orchestrator.engine.retry import RetryPolicy
+from orchestrator.service.preflight import patience
 
 
 def test_every_pool_setting_comes_from_its_run_setting() -> None:
-    settings = RunSettings(
+    settings = RunSettings.of(
         concurrency=9,
         per_region=5,
         per_region_floor=3,
@@ -41,18 +42,24 @@ def test_every_pool_setting_comes_from_its_run_setting() -> None:
 
 
 def test_no_pace_no_unreachable_stop_and_the_retry_time_bounds_the_wait() -> None:
-    pool = PoolSettings.from_settings(RunSettings(pace=False, unreachable_after=0.0), {})
+    pool = PoolSettings.from_settings(RunSettings.of(pace=False, unreachable_after=0.0), {})
     assert pool.pace is None
     assert pool.unreachable_after_s is None
     assert dict(pool.initial_rates) == {}
-    longer = RunSettings(unreachable_after=900.0, retry_time=120.0)
+    longer = RunSettings.of(unreachable_after=900.0, retry_time=120.0)
     assert PoolSettings.from_settings(longer, {}).unreachable_after_s == 120.0
 
 
+def test_the_preflight_waits_as_long_as_the_pool_for_a_service_never_reached() -> None:
+    assert patience(RunSettings.of(unreachable_after=30.0)) == 30.0
+    assert patience(RunSettings.of(unreachable_after=900.0, retry_time=120.0)) == 120.0
+    assert patience(RunSettings.of(unreachable_after=0.0, retry_time=120.0)) == 120.0  # off
+
+
 def test_discovery_lists_the_connections_project_when_the_file_names_no_source() -> None:
-    settings = RunSettings(project_id="ABCDEF0123456789ABCDEF0123456789", region="cn-north-1")
+    settings = RunSettings.of(project_id="ABCDEF0123456789ABCDEF0123456789", region="cn-north-1")
     config = DiscoverConfig.from_settings(settings, {})
     assert config.sources == (Source("abcdef0123456789abcdef0123456789", "cn-north-1"),)
     assert config.service == "csbs"
-    assert DiscoverConfig.from_settings(RunSettings(service="cbr"), {}).sources == ()
-    assert DiscoverConfig.from_settings(RunSettings(service="cbr"), {}).service == "cbr"
+    assert DiscoverConfig.from_settings(RunSettings.of(service="cbr"), {}).sources == ()
+    assert DiscoverConfig.from_settings(RunSettings.of(service="cbr"), {}).service == "cbr"

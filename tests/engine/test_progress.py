@@ -11,14 +11,9 @@ from rich.console import Console
 from structlog.testing import capture_logs
 
 from orchestrator.cli.logs import close_logging, configure_logging
-from orchestrator.engine.progress import (
-    LogProgress,
-    NullProgress,
-    Progress,
-    RichProgress,
-    make_progress,
-    run_ticks,
-)
+from orchestrator.engine.progress import NullProgress, Progress, make_progress, run_ticks
+from orchestrator.engine.progress_log import LogProgress
+from orchestrator.engine.progress_rich import RichProgress
 from tests.helpers.progress_screens import FakeClock, fake_terminal, screen
 
 

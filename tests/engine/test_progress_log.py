@@ -7,7 +7,8 @@ import structlog
 from rich.console import Console
 from structlog.testing import capture_logs
 
-from orchestrator.engine.progress import LogProgress, make_progress
+from orchestrator.engine.progress import make_progress
+from orchestrator.engine.progress_log import LogProgress
 from tests.helpers.progress_screens import FakeClock, fake_terminal
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from orchestrator.engine.progress import RichProgress, make_progress
+from orchestrator.engine.progress import make_progress
+from orchestrator.engine.progress_rich import RichProgress
 from tests.helpers.progress_screens import FakeClock, fake_terminal, screen
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.models import ResultStatus
 from orchestrator.simulator import Simulator
-from orchestrator.simulator.app import GET_ITEM, LIST_RECORDS
+from orchestrator.simulator.csbs import GET_ITEM, LIST_RECORDS
 from orchestrator.simulator.sample import MANIFEST_COLUMNS
 from tests.conftest import MakeSimulator
 from tests.engine.test_pool import FakeReplicator, http_error, make_task, run_pool

@@ -14,7 +14,8 @@ from aiohttp import web
 from orchestrator.errors import ApiError
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.simulator import Simulator
 

@@ -24,19 +24,15 @@ from typing import Any
 import anyio
 
 from orchestrator.config.settings import RunSettings
-from orchestrator.engine.job import (
-    SNAPSHOT_AFTER_BYTES,
-    SNAPSHOT_CHECK_S,
-    JobResult,
-    JobSpec,
-    run_job,
-)
-from orchestrator.engine.pool import Replicator
+from orchestrator.engine.job import run_job
+from orchestrator.engine.job_spec import SNAPSHOT_AFTER_BYTES, SNAPSHOT_CHECK_S, JobResult, JobSpec
+from orchestrator.engine.pool_types import Replicator
 from orchestrator.ledger.file import iter_records
 from orchestrator.models import PairKey, ReplicationTask
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Authenticator, Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.records import Item
 from orchestrator.simulator.sample import write_estate_manifest
@@ -123,7 +119,7 @@ async def run_in_process(
     """One ``run`` through :func:`run_job` (no signal handling), with :data:`FAST` settings."""
     spec = JobSpec(
         ledger=ledger,
-        settings=RunSettings(endpoint=sim.base_url, **{**FAST, **settings}),
+        settings=RunSettings.of(endpoint=sim.base_url, **{**FAST, **settings}),
         manifest=manifest,
         retry_failed=retry_failed,
         handle_signals=False,

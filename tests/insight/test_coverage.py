@@ -386,7 +386,9 @@ async def test_measure_reports_listing_progress(make_simulator: MakeSimulator) -
 
     async with make_simulator(items=1400, age_days=7, regions=("cn-north-1",)) as sim:
         project = sim.state.projects[0]
-        settings = RunSettings(endpoint=sim.base_url, project_id=project.id, region=project.region)
+        settings = RunSettings.of(
+            endpoint=sim.base_url, project_id=project.id, region=project.region
+        )
         conn = Connection(settings, AkSkSigner(sim.config.ak, Secret(sim.config.sk)))
         config = coverage_config({}, settings, region_to=["cn-east-2"])
         seen: list[int] = []

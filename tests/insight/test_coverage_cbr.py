@@ -20,8 +20,9 @@ from orchestrator.cli.schedule_options import ScheduleOptions
 from orchestrator.exitcodes import ExitCode
 from orchestrator.insight.coverage_input import ledger_facts, observe
 from orchestrator.scheduling.missed import MissedRunPolicy
-from orchestrator.simulator.cbr import LIST_BACKUPS, vault_id
+from orchestrator.simulator.cbr import LIST_BACKUPS
 from orchestrator.simulator.cbr import REPLICATE as CBR_REPLICATE
+from orchestrator.simulator.cbr_views import vault_id
 from tests.cli.test_nightly import JumpingClock, connection, estate_config, utc
 from tests.conftest import MakeSimulator
 from tests.helpers.env import use_sim_credentials
@@ -182,7 +183,7 @@ async def test_schedule_coverage_of_a_cbr_discovery(
     )
     async with make_simulator(items=140, age_days=7) as sim:
         conn = connection(sim)
-        settings = replace(conn.settings, metrics_file=str(metrics), service="cbr")
+        settings = conn.settings.with_values(metrics_file=str(metrics), service="cbr")
         conn = replace(conn, settings=settings)
         base = estate_config(sim)
         vaults = {

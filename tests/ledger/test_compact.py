@@ -23,7 +23,7 @@ import anyio
 import orjson
 import pytest
 
-from orchestrator.engine.job import first_attempts_of
+from orchestrator.engine.job_ledger import first_attempts_of
 from orchestrator.errors import LedgerError
 from orchestrator.insight.report import build_report
 from orchestrator.insight.report_render import report_dict

@@ -123,7 +123,7 @@ def test_a_hostile_state_file_is_refused_at_once(tmp_path: Path, kind: str) -> N
 
 
 def _connection(sim: object) -> Connection:
-    settings = RunSettings(endpoint=sim.base_url, max_attempts=2)  # type: ignore[attr-defined]
+    settings = RunSettings.of(endpoint=sim.base_url, max_attempts=2)  # type: ignore[attr-defined]
     config = sim.config  # type: ignore[attr-defined]
     return Connection(settings, AkSkSigner(config.ak, Secret(config.sk)))
 

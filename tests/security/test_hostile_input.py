@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.main import main
-from orchestrator.config.settings import load_config
+from orchestrator.config.config_file import load_config
 from orchestrator.errors import ConfigError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.service.auth import Secret

@@ -15,7 +15,8 @@ import pytest
 import structlog
 from aiohttp import web
 
-from orchestrator.cli.logs import Redactor, close_logging, configure_logging
+from orchestrator.cli.log_redaction import Redactor
+from orchestrator.cli.logs import close_logging, configure_logging
 from orchestrator.cli.main import main
 from orchestrator.exitcodes import ExitCode
 from orchestrator.secret_set import SecretSet
@@ -239,7 +240,8 @@ def test_an_echoed_signature_never_reaches_the_ledger(
 async def test_a_2xx_answer_echoing_the_token_is_scrubbed_too() -> None:
     from orchestrator.errors import TransientApiError
     from orchestrator.service.auth import Secret
-    from orchestrator.service.client import ClientSettings, CsbsClient
+    from orchestrator.service.client import CsbsClient
+    from orchestrator.service.settings import ClientSettings
     from orchestrator.service.tokens import StaticToken
 
     async def echo_ok(request: web.Request) -> web.Response:

@@ -23,8 +23,9 @@ from orchestrator.errors import ConfigError, PermanentApiError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.service.aksk import AkSkSigner
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
-from orchestrator.service.connect import Connection, check_transport
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.connect import check_transport
+from orchestrator.service.settings import ClientSettings
 from orchestrator.service.tokens import IamPasswordToken
 from orchestrator.service.transport_policy import check_endpoint, is_loopback_host
 from orchestrator.simulator import Simulator, SimulatorConfig
@@ -170,8 +171,8 @@ async def test_a_private_ca_is_trusted_with_ca_file(ca: trustme.CA, tmp_path: Pa
 def test_ca_file_comes_from_flag_env_or_config(tmp_path: Path) -> None:
     pem = str(tmp_path / "ca.pem")
     settings = resolve(None, {}, {"connection": {"ca_file": pem}})
-    assert Connection(settings, None).client_settings().ca_file == pem
-    assert resolve(None, {"CSBS_CA_FILE": "x.pem"}, {}).ca_file == "x.pem"
+    assert ClientSettings.from_settings(settings).ca_file == pem
+    assert resolve(None, {"CSBS_CA_FILE": "x.pem"}, {}).connection.ca_file == "x.pem"
 
 
 @pytest.mark.anyio

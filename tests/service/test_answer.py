@@ -10,7 +10,8 @@ from aiohttp import web
 from orchestrator.errors import TransientApiError
 from orchestrator.secret_set import MASK, SecretSet
 from orchestrator.service.cbr import CbrClient
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from tests.helpers.clientkit import raises, stub_server
 
 SECRET = "echoed-secret-0123456789abcdef"

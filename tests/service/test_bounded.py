@@ -17,7 +17,8 @@ from orchestrator.engine.retry import RetryPolicy, retrying
 from orchestrator.errors import PermanentApiError, TransientApiError, TransportError
 from orchestrator.models import ReplicationTask
 from orchestrator.service.cbr import CbrClient
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 
 pytestmark = pytest.mark.anyio
 

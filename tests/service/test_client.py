@@ -21,8 +21,9 @@ from orchestrator.errors import (
     TransportError,
 )
 from orchestrator.models import ReplicationTask
-from orchestrator.service.client import ClientSettings, CsbsClient, Timeouts
-from orchestrator.simulator.app import LIST_ITEMS, REPLICATE
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings, Timeouts
+from orchestrator.simulator.csbs import LIST_ITEMS, REPLICATE
 from tests.conftest import MakeSimulator
 from tests.helpers.clientkit import (
     aksk,

@@ -19,12 +19,13 @@ from orchestrator.cli.main import main
 from orchestrator.errors import AuthError, ConfigError
 from orchestrator.exitcodes import ExitCode
 from orchestrator.service.aksk import AkSkSigner
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
 from orchestrator.service.credentials import (
     MetadataCredentials,
     credentials_from_env,
     resolve_credentials,
 )
+from orchestrator.service.settings import ClientSettings
 from orchestrator.service.tokens import StaticToken
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.app import METADATA, METADATA_TOKEN

@@ -15,9 +15,11 @@ from aiohttp import web
 
 from orchestrator.errors import AuthError, PermanentApiError
 from orchestrator.service.auth import Secret
-from orchestrator.service.client import ClientSettings, CsbsClient
+from orchestrator.service.client import CsbsClient
+from orchestrator.service.settings import ClientSettings
 from orchestrator.service.tokens import StaticToken
-from orchestrator.simulator.app import GET_ITEM, REPLICATE, TOKENS
+from orchestrator.simulator.app import TOKENS
+from orchestrator.simulator.csbs import GET_ITEM, REPLICATE
 from tests.conftest import MakeSimulator
 from tests.helpers.clientkit import (
     aksk,

@@ -25,7 +25,7 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.http.http_config import HttpConfig
 
-from orchestrator.simulator.cbr import vault_id
+from orchestrator.simulator.cbr_views import vault_id
 from tests.helpers.simthread import simulator_thread
 
 if TYPE_CHECKING:
