@@ -88,18 +88,6 @@ class Compactor:
         self.base_us = base_us
         self._context: dict[tuple[Any, Any, str], Any] = {}
 
-    def _remember(self, line: dict[str, Any], project: Any, region: Any, field: str) -> None:
-        """Write ``field`` into ``line`` unless it repeats the run's last value for the pair's
-        (project, destination region)."""
-        value = line.get(field, _MISSING)
-        if value is _MISSING:
-            return
-        key = (project, region, field)
-        if key in self._context and self._context[key] == value:
-            del line[field]
-        else:
-            self._context[key] = value
-
     def attempt(self, line: dict[str, Any], us: int) -> dict[str, Any]:
         """The compact form of a verbose ``attempt`` line written at ``us``."""
         out: dict[str, Any] = {"v": line["v"], "event": line["event"], "t": self._t(us)}
@@ -128,9 +116,19 @@ class Compactor:
         return out
 
     def _context_of(self, out: dict[str, Any]) -> None:
+        """Leave out each context field that repeats the run's last value for the pair's
+        (project, destination region); remember the others."""
         project, region = out.get("project_id"), out.get("destination_region")
+        context = self._context
         for field in _CONTEXT:
-            self._remember(out, project, region, field)
+            value = out.get(field, _MISSING)
+            if value is _MISSING:
+                continue
+            key = (project, region, field)
+            if key in context and context[key] == value:
+                del out[field]
+            else:
+                context[key] = value
 
     def _t(self, us: int) -> float:
         return (us - self.base_us) / 1e6
