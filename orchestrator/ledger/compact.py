@@ -92,7 +92,7 @@ class Compactor:
         """The compact form of a verbose ``attempt`` line written at ``us``."""
         out: dict[str, Any] = {"v": line["v"], "event": line["event"], "t": self._t(us)}
         for key, value in line.items():
-            if key not in ("v", "event", "ts", "run_id"):
+            if key not in _ATTEMPT_DROPS:
                 out[key] = value
         self._context_of(out)
         if out.get("attempt") == 1:
@@ -103,7 +103,7 @@ class Compactor:
         """The compact form of a verbose ``result`` line finished at ``us``."""
         out: dict[str, Any] = {"v": line["v"], "event": line["event"], "t": self._t(us)}
         for key, value in line.items():
-            if key in ("v", "event", "ts", "run_id", "started_at", "finished_at"):
+            if key in _RESULT_DROPS:
                 continue
             if value is None and key in _NULL_DEFAULT and key != "http_status":
                 continue
@@ -133,6 +133,11 @@ class Compactor:
     def _t(self, us: int) -> float:
         return (us - self.base_us) / 1e6
 
+
+#: Fields of a verbose line a compact one does not copy (v and event come first, then t). Sets:
+#: a tuple is searched key by key, for each of a result line's twenty fields.
+_ATTEMPT_DROPS: Final = frozenset({"v", "event", "ts", "run_id"})
+_RESULT_DROPS: Final = _ATTEMPT_DROPS | {"started_at", "finished_at"}
 
 #: Result fields a compact line leaves out when null (``http_status``: see :class:`Expander`).
 _NULL_DEFAULT: Final = frozenset(
