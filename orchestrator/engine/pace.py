@@ -66,6 +66,7 @@ _WINDOW = re.compile(r"time:\s*(\d+(?:\.\d+)?)\s*(second|minute|hour)", re.IGNOR
 _UNIT_S = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 #: A probe grown past this is as good as no pacing at all.
 _UNPACED = 1e5
+_LN2 = math.log(2)
 
 
 def is_throttle(http_status: int | None, error_code: str | None, error_msg: str | None) -> bool:
@@ -141,6 +142,7 @@ class RateController:
         self._accepted: list[float] = []  # send times of requests the gateway let through
         self._throttled: list[float] = []  # send times of throttled requests, this episode
         self._window = settings.window_s
+        self._keep_s = self._kept_s()
         #: The last measured limit (requests per second), or the tightest upper bound of it
         #: while a measurement is still short; None before any throttled answer.
         self.limit: float | None = initial
@@ -195,7 +197,10 @@ class RateController:
         """Take the next slot if it is due now (one clock read: this is on every request's
         path); False if it is not."""
         now = self._clock()
-        rate = self._rate_at(now)
+        if now < self._probe_at:  # _rate_at's first branch, inline: this runs every request
+            rate = math.inf if self._base >= _UNPACED else self._base
+        else:
+            rate = self._rate_at(now)
         if rate == math.inf:
             if self._first_send is None:
                 self._first_send = now
@@ -247,21 +252,24 @@ class RateController:
     def on_answer(self, sent_at: float, *, throttled: bool, window_s: float | None = None) -> None:
         """Feed one answer: ``sent_at`` is the monotonic time its request went out; a request
         that reached the gateway and was not throttled counts as accepted (it took a token)."""
-        self._trim(sent_at)
-        now = self._clock()
+        accepted = self._accepted
+        if accepted and accepted[0] < sent_at - self._keep_s:
+            self._trim(sent_at)
         if not throttled:
             self.accepted += 1
-            if self._slow:
-                trip = max(now - sent_at, self._s.start_double_s)
-                self._base = self._capped(self._base + math.log(2) / trip)
-            if not self._accepted or sent_at >= self._accepted[-1]:
-                self._accepted.append(sent_at)
+            if self._slow:  # (the clock is read only here: an accepted answer needs no now)
+                trip = max(self._clock() - sent_at, self._s.start_double_s)
+                self._base = self._capped(self._base + _LN2 / trip)
+            if not accepted or sent_at >= accepted[-1]:
+                accepted.append(sent_at)
             else:
-                bisect.insort(self._accepted, sent_at)
+                bisect.insort(accepted, sent_at)
             return
+        now = self._clock()
         self.refused += 1
         if window_s is not None:
             self._window = window_s
+            self._keep_s = self._kept_s()
         self._slow = False
         partner = self._partner(sent_at)
         bisect.insort(self._throttled, sent_at)
@@ -315,10 +323,16 @@ class RateController:
 
     def _trim(self, now: float) -> None:
         # In whole seconds at a time: at thousands of answers a second, deleting the head
-        # of the list on every answer would cost more than everything else here.
+        # of the list on every answer would cost more than everything else here. (on_answer
+        # calls this only once the head is older than ``_keep_s``: the same test.)
         horizon = now - max(self._s.max_span_s, self._window) - 1.0
         if self._accepted and self._accepted[0] < horizon - 1.0:
             del self._accepted[: bisect.bisect_left(self._accepted, horizon)]
+
+    def _kept_s(self) -> float:
+        """How far back from an answer's send the accepted sends are kept, plus the second
+        :meth:`_trim` waits for before it deletes."""
+        return max(self._s.max_span_s, self._window) + 2.0
 
     def _record(self, now: float) -> None:
         self.history.append((now, self._base))

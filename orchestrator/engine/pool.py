@@ -398,7 +398,7 @@ class Pool:
             attempt.lane = None
         self.stats.requests += 1
         pace = self._admission.paced(task)
-        sent_at = anyio.current_time() if pace is not None else 0.0
+        sent_at = self._admission.clock() if pace is not None else 0.0
         try:
             record_id = await self._client.replicate(task)
         except ApiError as exc:

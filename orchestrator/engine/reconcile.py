@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import anyio
 import structlog
 
 from orchestrator.engine.admission import Admission, RegionDown
@@ -100,7 +99,7 @@ class Reconciler:
         ends here must still close or reopen the breaker, or the region waits forever."""
         self._stats.requests += 1
         pace = self._admission.paced(task)
-        sent_at = anyio.current_time() if pace is not None else 0.0
+        sent_at = self._admission.clock() if pace is not None else 0.0
         try:
             record_id = await self._client.find_replication(task)
         except ApiError as exc:

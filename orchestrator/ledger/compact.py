@@ -88,23 +88,11 @@ class Compactor:
         self.base_us = base_us
         self._context: dict[tuple[Any, Any, str], Any] = {}
 
-    def _remember(self, line: dict[str, Any], project: Any, region: Any, field: str) -> None:
-        """Write ``field`` into ``line`` unless it repeats the run's last value for the pair's
-        (project, destination region)."""
-        value = line.get(field, _MISSING)
-        if value is _MISSING:
-            return
-        key = (project, region, field)
-        if key in self._context and self._context[key] == value:
-            del line[field]
-        else:
-            self._context[key] = value
-
     def attempt(self, line: dict[str, Any], us: int) -> dict[str, Any]:
         """The compact form of a verbose ``attempt`` line written at ``us``."""
         out: dict[str, Any] = {"v": line["v"], "event": line["event"], "t": self._t(us)}
         for key, value in line.items():
-            if key not in ("v", "event", "ts", "run_id"):
+            if key not in _ATTEMPT_DROPS:
                 out[key] = value
         self._context_of(out)
         if out.get("attempt") == 1:
@@ -115,7 +103,7 @@ class Compactor:
         """The compact form of a verbose ``result`` line finished at ``us``."""
         out: dict[str, Any] = {"v": line["v"], "event": line["event"], "t": self._t(us)}
         for key, value in line.items():
-            if key in ("v", "event", "ts", "run_id", "started_at", "finished_at"):
+            if key in _RESULT_DROPS:
                 continue
             if value is None and key in _NULL_DEFAULT and key != "http_status":
                 continue
@@ -128,13 +116,28 @@ class Compactor:
         return out
 
     def _context_of(self, out: dict[str, Any]) -> None:
+        """Leave out each context field that repeats the run's last value for the pair's
+        (project, destination region); remember the others."""
         project, region = out.get("project_id"), out.get("destination_region")
+        context = self._context
         for field in _CONTEXT:
-            self._remember(out, project, region, field)
+            value = out.get(field, _MISSING)
+            if value is _MISSING:
+                continue
+            key = (project, region, field)
+            if key in context and context[key] == value:
+                del out[field]
+            else:
+                context[key] = value
 
     def _t(self, us: int) -> float:
         return (us - self.base_us) / 1e6
 
+
+#: Fields of a verbose line a compact one does not copy (v and event come first, then t). Sets:
+#: a tuple is searched key by key, for each of a result line's twenty fields.
+_ATTEMPT_DROPS: Final = frozenset({"v", "event", "ts", "run_id"})
+_RESULT_DROPS: Final = _ATTEMPT_DROPS | {"started_at", "finished_at"}
 
 #: Result fields a compact line leaves out when null (``http_status``: see :class:`Expander`).
 _NULL_DEFAULT: Final = frozenset(

@@ -130,10 +130,12 @@ class LedgerRecorder:
 
     def _attempt_line(self, task: ReplicationTask, number: int) -> dict[str, Any]:
         now = time.time()
+        compactor = self._compactor
         line = {
             "v": SCHEMA_VERSION,
             "event": LedgerEvent.ATTEMPT,
-            "ts": timestamp(now),
+            # A compact line has no ts (it keeps t): not formatted for nothing.
+            "ts": timestamp(now) if compactor is None else None,
             "run_id": self.run_id,
             "project_id": task.project_id,
             "checkpoint_item_id": task.checkpoint_item_id,
@@ -143,13 +145,15 @@ class LedgerRecorder:
         }
         if task.destination_vault_id is not None:
             line = _as_cbr(line, task)
-        compactor = self._compactor
         return line if compactor is None else compactor.attempt(line, micros(now))
 
     def result(self, task: ReplicationTask, outcome: Outcome, started: float) -> None:
         finished = time.time()
-        finished_at = timestamp(finished)
         finished_us = micros(finished)
+        compactor = self._compactor
+        # A compact line has none of the three timestamps (t and duration_s give them back):
+        # they are formatted for a verbose line only.
+        finished_at = None if compactor is not None else timestamp(finished)
         line = {
             "v": SCHEMA_VERSION,
             "event": LedgerEvent.RESULT,
@@ -166,7 +170,7 @@ class LedgerRecorder:
             "error_code": outcome.error_code,
             "error_msg": outcome.error_msg,
             "attempts": outcome.attempts,
-            "started_at": timestamp(started),
+            "started_at": None if compactor is not None else timestamp(started),
             "finished_at": finished_at,
             # finished_at - started_at exactly (a compact line keeps only this and ts)
             "duration_s": (finished_us - micros(started)) / 1e6,
@@ -176,7 +180,6 @@ class LedgerRecorder:
             line.update(_UNKNOWN)
         if task.destination_vault_id is not None:
             line = _as_cbr(line, task)
-        compactor = self._compactor
         self._sink.write(line if compactor is None else compactor.result(line, finished_us))
 
     def rejected(

@@ -3,11 +3,13 @@
 Cheap timestamps write the very string ``datetime.isoformat`` writes; the global slots end
 a wait on a stop and never lose a slot; a retry controller built after a failed first
 attempt counts its time from that attempt; the garbage-collector tuning of a run is undone
-after it; ``last_record`` finds what a fold of the whole ledger finds.
+after it; ``last_record`` finds what a fold of the whole ledger finds; the run's clock is the
+one ``anyio.current_time`` reads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import random
 from datetime import UTC, datetime
@@ -18,6 +20,7 @@ import orjson
 import pytest
 
 import orchestrator.ledger.last_record as last_record_module
+from orchestrator.engine.admission import loop_clock
 from orchestrator.engine.job import _collector_tuned
 from orchestrator.engine.limiters import Slots, Stopped
 from orchestrator.engine.retry import RetryPolicy, retrying
@@ -151,3 +154,15 @@ def test_last_record_of_a_ledger_without_one(tmp_path: Path) -> None:
     assert last_record(path, "run_started") is None
     path.write_bytes(_line(event="attempt", error_msg="run_started") + b"not json run_started\n")
     assert last_record(path, "run_started") is None
+
+
+@pytest.mark.anyio
+async def test_the_run_clock_is_the_one_anyio_reads() -> None:
+    clock = loop_clock()
+    assert clock == asyncio.get_running_loop().time
+    before = anyio.current_time()
+    assert before <= clock() <= anyio.current_time()
+
+
+def test_outside_a_loop_the_run_clock_is_anyios() -> None:
+    assert loop_clock() is anyio.current_time

@@ -221,3 +221,38 @@ async def test_waiters_go_in_order_at_the_rate_of_when_their_turn_comes() -> Non
     # The rate a waiter meets is read when its turn comes: a cut applies to the next slot.
     controller.on_answer(0.15, throttled=True)
     assert controller.rate < 10.0
+
+
+@pytest.mark.anyio
+async def test_a_due_request_passes_unless_the_head_sleeps_for_its_slot() -> None:
+    """Waiters handed the lock but not yet run do not make a due request queue (every
+    request of a run went through the lock that way, a loop trip each); the head asleep
+    for its slot is never overtaken."""
+    clock = FakeClock()
+    gate = PaceGate(
+        RateController(PaceSettings(), clock, initial=10.0), sleep=lambda _: woken.wait()
+    )
+    woken = anyio.Event()
+    went: list[tuple[str, float]] = []
+
+    async def send(name: str) -> None:
+        await gate.wait()
+        went.append((name, round(clock.now, 6)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(send, "a")  # the slot at 0
+        tg.start_soon(send, "b")  # asleep for the slot at 0.1...
+        tg.start_soon(send, "c")  # ...and queued behind it
+        await anyio.wait_all_tasks_blocked()
+        clock.now = 0.1
+        assert not gate.try_pass()  # due, but b sleeps for it
+        woken.set()
+        await anyio.lowlevel.checkpoint()  # b takes its slot, hands the lock to c
+        assert went == [("a", 0.0), ("b", 0.1)]
+        clock.now = 0.2
+        assert gate.try_pass()  # c has not run yet: the free slot goes at once
+        woken = anyio.Event()
+        await anyio.wait_all_tasks_blocked()  # c, asleep for the next slot (0.3)
+        clock.now = 0.35
+        woken.set()
+    assert went[2:] == [("c", 0.35)]
