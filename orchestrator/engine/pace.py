@@ -43,6 +43,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+from orchestrator.config.settings import RunSettings
 from orchestrator.models import ReplicationTask
 
 __all__ = [
@@ -120,6 +121,12 @@ class PaceSettings:
     start_double_s: float = 0.05
     #: The gateway's window when its message does not say (s).
     window_s: float = 1.0
+
+    @classmethod
+    def from_settings(cls, settings: RunSettings) -> PaceSettings | None:
+        """``--rate`` is the ceiling, under which the pace is learned; ``--pace false``: None
+        (not paced). One projection for the pool's replicates and the look-ups' wrapper."""
+        return cls(ceiling=settings.limits.rate) if settings.limits.pace else None
 
 
 class RateController:

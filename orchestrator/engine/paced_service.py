@@ -87,7 +87,7 @@ class Pacing:
     ) -> Pacing:
         """``--rate`` the ceiling, ``--pace false`` off, the ``--state-file``'s rates to start."""
         return cls(
-            PaceSettings(ceiling=settings.limits.rate) if settings.limits.pace else None,
+            PaceSettings.from_settings(settings),
             initial=load_learned_rates(settings.limits.state_file),
             clock=clock,
             sleep=sleep,

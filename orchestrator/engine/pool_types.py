@@ -98,8 +98,7 @@ class PoolSettings:
             max_duration=settings.run.max_duration,
             initial_limits=initial_limits,
             reconcile_skew_s=settings.retry.reconcile_skew,
-            # --rate is the ceiling; under it the pace is learned from the service's answers.
-            pace=PaceSettings(ceiling=settings.limits.rate) if settings.limits.pace else None,
+            pace=PaceSettings.from_settings(settings),
             initial_rates=initial_rates or {},
             # A pair gives up after the retry time anyway; a service never reached, sooner.
             unreachable_after_s=settings.retry.unreachable_s,

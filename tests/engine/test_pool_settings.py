@@ -63,3 +63,13 @@ def test_discovery_lists_the_connections_project_when_the_file_names_no_source()
     assert config.service == "csbs"
     assert DiscoverConfig.from_settings(RunSettings.of(service="cbr"), {}).sources == ()
     assert DiscoverConfig.from_settings(RunSettings.of(service="cbr"), {}).service == "cbr"
+
+
+def test_the_pool_and_the_look_ups_pace_from_one_projection() -> None:
+    from orchestrator.engine.paced_service import Pacing
+
+    assert PaceSettings.from_settings(RunSettings.of(rate=7.0)) == PaceSettings(ceiling=7.0)
+    assert PaceSettings.from_settings(RunSettings.of(pace=False)) is None
+    paced = Pacing.from_settings(RunSettings.of(rate=7.0))
+    assert paced.enabled
+    assert not Pacing.from_settings(RunSettings.of(pace=False)).enabled
