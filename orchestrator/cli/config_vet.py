@@ -1,0 +1,86 @@
+"""``config check`` refuses what a command would refuse (exit 2, as its --help says).
+
+The settings table checks every key and value it knows, but some parts of the file are only
+read, and so only checked, by their own command: ``[discover]`` (keys, sources, rules),
+``[simulator]`` (knobs), ``[schedule]`` (the cron expression and time zone), and the endpoint
+URLs (checked at the first request). Without this, ``config check`` passes a file that the
+nightly ``schedule`` or a ``run`` then refuses. Each check here is the command's own; nothing
+is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from orchestrator.cli.coverage import parse_duration
+from orchestrator.cli.simulated import simulator_config
+from orchestrator.config.schedule_settings import ScheduleSettings
+from orchestrator.config.settings import RunSettings
+from orchestrator.discovery.rules import DiscoverConfig
+from orchestrator.errors import ConfigError
+from orchestrator.scheduling.cron import CronSchedule
+from orchestrator.service.settings import ClientSettings
+
+__all__ = ["refuse_what_commands_would"]
+
+
+def refuse_what_commands_would(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    config: Mapping[str, Any],
+    settings: RunSettings,
+    sources: Mapping[str, str],
+) -> None:
+    """Raise :class:`ConfigError` for the first part a command would refuse. ``sources``:
+    each setting's source as ``config check`` shows it ("file prod.toml [connection.region]"),
+    to say where a refused value came from."""
+    path = getattr(args, "config", None)
+    _endpoints(settings, sources, path)
+    if "discover" in config:
+        DiscoverConfig.from_config(config, path=path, service=settings.service)
+    if "simulator" in config:
+        simulator_config(args, config)
+    _schedule(args, env, config, sources, path)
+
+
+def _endpoints(settings: RunSettings, sources: Mapping[str, str], path: str | None) -> None:
+    insecure = not settings.verify_tls
+
+    def check(source: str, **where: Any) -> None:
+        _said(source, lambda: ClientSettings(allow_plain_http=insecure, **where).endpoint_for(None))
+
+    if settings.endpoint:
+        check(sources.get("endpoint", "default"), endpoint=settings.endpoint)
+    elif settings.region:
+        # No endpoint: the region names the default one (https://csbs.{region}...).
+        check(sources.get("region", "default"), region=settings.region)
+    if settings.iam_endpoint:
+        check(sources.get("iam_endpoint", "default"), endpoint=settings.iam_endpoint)
+    for region, url in settings.endpoints.items():
+        check(f"file {path} [connection.endpoints] {region!r}", endpoint=url)
+
+
+def _schedule(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    config: Mapping[str, Any],
+    sources: Mapping[str, str],
+    path: str | None,
+) -> None:
+    s = ScheduleSettings.resolve(vars(args), env, config, config_path=path)
+    if s.tz:
+        _said(sources.get("tz", "default"), lambda: CronSchedule("@daily", str(s.tz)))
+    if s.cron:
+        _said(sources.get("cron", "default"), lambda: CronSchedule(str(s.cron), "UTC"))
+    if s.coverage:
+        _said(sources.get("rpo", "default"), lambda: parse_duration(s.rpo, what="rpo"))
+
+
+def _said(source: str, check: Callable[[], object]) -> None:
+    """Run ``check``; a refusal says where the refused value came from."""
+    try:
+        check()
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} ({source})") from None
