@@ -319,7 +319,8 @@ _RUN_TABLES: tuple[Option, ...] = (
         None,
         as_is,
         None,
-        "error code = class: how an answer's error code is treated (docs/errors.md)",
+        "error code = class: how an answer's error code is treated "
+        "(docs/service-fidelity.md#errors)",
         config="errors.codes",
     ),
 )
