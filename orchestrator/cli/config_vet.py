@@ -14,6 +14,8 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import yarl
+
 from orchestrator.cli.coverage import parse_duration
 from orchestrator.cli.simulated import simulator_config
 from orchestrator.config.schedule_settings import ScheduleSettings
@@ -22,6 +24,7 @@ from orchestrator.discovery.rules import DiscoverConfig
 from orchestrator.errors import ConfigError
 from orchestrator.scheduling.cron import CronSchedule
 from orchestrator.service.settings import ClientSettings
+from orchestrator.service.transport_policy import check_endpoint
 
 __all__ = ["refuse_what_commands_would"]
 
@@ -57,9 +60,20 @@ def _endpoints(settings: RunSettings, sources: Mapping[str, str], path: str | No
         # No endpoint: the region names the default one (https://csbs.{region}...).
         check(sources.get("region", "default"), region=settings.region)
     if settings.iam_endpoint:
-        check(sources.get("iam_endpoint", "default"), endpoint=settings.iam_endpoint)
+        # Checked as the client checks it: a scheme and a host, plain HTTP only to loopback.
+        # (A path is not refused: IAM behind a proxy may have one; a wrong one is a 404 that
+        # the token call explains.)
+        iam = settings.iam_endpoint
+        _said(sources.get("iam_endpoint", "default"), lambda: _iam_url(iam, insecure))
     for region, url in settings.endpoints.items():
         check(f"file {path} [connection.endpoints] {region!r}", endpoint=url)
+
+
+def _iam_url(url: str, insecure: bool) -> None:
+    parsed = yarl.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(f"invalid IAM endpoint URL {url!r}: need http(s)://host[:port]")
+    check_endpoint(url, insecure=insecure, what="IAM endpoint")
 
 
 def _schedule(

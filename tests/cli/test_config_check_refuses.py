@@ -22,6 +22,11 @@ _REFUSED = [
         '[connection.endpoints]\n"cn-north-1" = "https://127.0.0.1:1/v1"\n',
         ["no path allowed", "cn-north-1"],
     ),
+    (
+        '[auth]\niam_endpoint = "iam.cn-north-1.example.com"\n',
+        ["IAM endpoint", "[auth.iam_endpoint]"],
+    ),
+    ('[auth]\niam_endpoint = "http://iam.example.com"\n', ["plain HTTP", "[auth.iam_endpoint]"]),
     ('[schedule]\ncron = "0 2 * *"\ntimezone = "UTC"\n', ["0 2 * *", "[schedule.cron]"]),
     ('[schedule]\ncron = "0 2 * * *"\ntimezone = "Europe/Berln"\n', ["Europe/Berln"]),
 ]
@@ -53,6 +58,7 @@ def test_config_check_still_accepts_a_good_config_of_every_section(
     config = tmp_path / "good.toml"
     config.write_text(
         '[connection]\nregion = "cn-north-1"\nendpoint = "http://127.0.0.1:8080"\n'
+        '[auth]\niam_endpoint = "https://iam.example.com/proxied/iam"\n'
         '[schedule]\ncron = "0 2 * * *"\ntimezone = "Europe/Berlin"\n'
         '[discover]\nstatus = "available"\n'
         '[[discover.rules]]\nto = [{ region = "cn-east-2", project_id = "' + "ab" * 16 + '" }]\n'
