@@ -2,10 +2,10 @@
 
 The settings table checks every key and value it knows, but some parts of the file are only
 read, and so only checked, by their own command: ``[discover]`` (keys, sources, rules),
-``[simulator]`` (knobs), ``[schedule]`` (the cron expression and time zone), and the endpoint
-URLs (checked at the first request). Without this, ``config check`` passes a file that the
-nightly ``schedule`` or a ``run`` then refuses. Each check here is the command's own; nothing
-is sent.
+``[simulator]`` (knobs), ``[schedule]`` (the cron expression and time zone),
+``[errors.codes]`` and the endpoint URLs (checked when the client is built). Without this,
+``config check`` passes a file that the nightly ``schedule`` or a ``run`` then refuses. Each
+check here is the command's own; nothing is sent.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from orchestrator.cli.simulated import simulator_config
 from orchestrator.config.schedule_settings import ScheduleSettings
 from orchestrator.config.settings import RunSettings
 from orchestrator.discovery.rules import DiscoverConfig
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, ErrorTable
 from orchestrator.scheduling.cron import CronSchedule
 from orchestrator.service.settings import ClientSettings
 from orchestrator.service.transport_policy import check_endpoint
@@ -41,6 +41,8 @@ def refuse_what_commands_would(
     to say where a refused value came from."""
     path = getattr(args, "config", None)
     _endpoints(settings, sources, path)
+    # Built by each command's client: an unknown class would be refused there.
+    _said(f"file {path} [errors.codes]", lambda: ErrorTable.with_overrides(settings.error_codes))
     if "discover" in config:
         DiscoverConfig.from_config(config, path=path, service=settings.service)
     if "simulator" in config:

@@ -27,6 +27,7 @@ _REFUSED = [
         ["IAM endpoint", "[auth.iam_endpoint]"],
     ),
     ('[auth]\niam_endpoint = "http://iam.example.com"\n', ["plain HTTP", "[auth.iam_endpoint]"]),
+    ('[errors.codes]\n"CSBS.9999" = "transiant"\n', ["'transiant'", "[errors.codes]"]),
     ('[schedule]\ncron = "0 2 * *"\ntimezone = "UTC"\n', ["0 2 * *", "[schedule.cron]"]),
     ('[schedule]\ncron = "0 2 * * *"\ntimezone = "Europe/Berln"\n', ["Europe/Berln"]),
 ]
