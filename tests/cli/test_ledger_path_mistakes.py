@@ -54,3 +54,15 @@ def test_run_on_a_ledger_that_is_a_directory_says_so(
     err = capsys.readouterr().err
     assert f"{ledger}: cannot open the ledger: a directory, not a regular file" in err
     assert sim.counters.requests_for(REPLICATE, 200) == 0
+
+
+def test_run_on_a_ledger_in_a_missing_folder_names_the_folder(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "no-such-folder"
+    ledger = folder / "ledger.jsonl"
+    assert main(_run(sim, tmp_path, ledger)) == ExitCode.LEDGER
+    err = capsys.readouterr().err
+    assert f"{ledger}: cannot open the ledger: the folder {folder} does not exist" in err
+    assert sim.counters.requests_for(REPLICATE, 200) == 0
+    assert not folder.exists()
