@@ -42,3 +42,19 @@ def test_every_docs_page_a_help_text_names_exists(capsys: pytest.CaptureFixture[
         assert (REPO / page).is_file(), f"help names {link}: no such page"
         if anchor:
             assert anchor in _anchors(REPO / page), f"help names {link}: no such section"
+
+
+def test_the_help_of_max_duration_says_in_flight_requests_get_the_grace_period() -> None:
+    # A stop at --max-duration is like the first signal: requests in flight have
+    # --grace-period to finish, then they are cancelled (docs/running.md); not "they finish".
+    run = next(
+        sub
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name, sub in action.choices.items()
+        if name == "run"
+    )
+    text = " ".join(run.format_help().split())
+    start = text.rindex("--max-duration MAX_DURATION")  # the option's entry, not the usage
+    said = text[start : text.index("--grace-period GRACE", start)]
+    assert "--grace-period" in said
