@@ -90,6 +90,8 @@ def _open(path: str | os.PathLike[str], flags: int, mode: int, follow: bool) -> 
             raise _refusal("a symbolic link") from None
         if exc.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
             raise _refusal("a FIFO (named pipe)") from None
+        if exc.errno == errno.EISDIR:  # opened for writing: say it as a read-only open does
+            raise _refusal("a directory") from None
         raise
 
 

@@ -82,11 +82,15 @@ def _explain(as_json: bool) -> int:
 def _check(args: argparse.Namespace) -> int:
     import json
 
+    from orchestrator.cli.config_vet import refuse_what_commands_would
     from orchestrator.config.config_file import load_config
-    from orchestrator.config.settings import explain
+    from orchestrator.config.settings import explain, resolve
 
     config = load_config(args.config)  # the one reading of the file for this command
     rows = explain(vars(args), os.environ, config, config_path=args.config)
+    settings = resolve(vars(args), os.environ, config, config_path=args.config)
+    sources = {name: source for name, _, source in rows}
+    refuse_what_commands_would(args, os.environ, config, settings, sources)
     if args.json:
         doc = {name: {"value": value, "source": source} for name, value, source in rows}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")

@@ -71,10 +71,22 @@ def context_of(
     config = load_config(path)
     merged = _merge_recorded(dict(recorded), config) if recorded else config
     settings = resolve(vars(args), environ, merged, config_path=path)
+    _check_error_codes(settings, path)
     simulator = simulator_config(args, config) if getattr(args, "simulate", False) else None
     extra = [simulator.sk, simulator.password] if simulator is not None else []
     secrets = SecretSet(secrets_of(settings, environ, extra))
     return Context(args, environ, config, settings, secrets, simulator)
+
+
+def _check_error_codes(settings: RunSettings, path: str | None) -> None:
+    """``[errors.codes]`` is checked when the client is built, where the file is not known:
+    check it here, to name the file (and before any command does any work)."""
+    from orchestrator.errors import ConfigError, ErrorTable
+
+    try:
+        ErrorTable.with_overrides(settings.errors.error_codes)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: [errors.codes]: {exc}" if path else str(exc)) from None
 
 
 def secrets_of(settings: RunSettings, env: Mapping[str, str], extra: list[str]) -> list[str]:

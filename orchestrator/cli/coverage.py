@@ -47,6 +47,7 @@ from orchestrator.insight.coverage_render import (
 from orchestrator.insight.ledgers import several
 from orchestrator.insight.metrics import write_families
 from orchestrator.service.connect import Connection
+from orchestrator.service.preflight import patience, preflight
 from orchestrator.service.records import RecordReader
 
 __all__ = [
@@ -149,16 +150,24 @@ async def measure(
     retry: RetryPolicy | None = None,
     on_listed: Callable[[Source, int], None] | None = None,
     pacing: Pacing | None = None,
+    region_to: Sequence[str] = (),
 ) -> Coverage:
     """List every source once (streamed; only per-resource summaries are kept) and judge.
     ``on_listed(source, backups listed so far)`` is called every few hundred backups (a
-    terminal's progress line)."""
+    terminal's progress line). ``region_to``: the regions ``--region-to`` named, refused
+    when no source region replicates there."""
     fold = CoverageFold(facts)
     reader = RecordReader()  # one for the listing: an unknown copy word is logged once
     listed = 0
     pacing = pacing or Pacing.from_settings(conn.settings)
     async with conn.client() as opened:
         client = pacing.wrap(opened)  # each page at its endpoint and project's pace
+        if config.sources:  # unreachable, refused or not CSBS: one request, not a listing's retries
+            first = config.sources[0]
+            caps = await preflight(
+                client, first.project_id, region=first.region, give_up_after=patience(conn.settings)
+            )
+            _refuse_unreplicable(region_to, config.sources, caps)
         for source in dict.fromkeys(config.sources):
             async for item in list_source(
                 client, source, config, retry=retry or RetryPolicy.from_settings(conn.settings)
@@ -179,6 +188,23 @@ async def measure(
                     fold.add(seen)
     log.info("coverage.listed", items=listed, protected=fold.items)
     return fold.result(now=time.time() if now is None else now, rpo_s=rpo_s)
+
+
+def _refuse_unreplicable(
+    region_to: Sequence[str], sources: Sequence[Source], caps: Mapping[str, list[str]]
+) -> None:
+    """A ``--region-to`` that no listed source region replicates to would show every resource
+    as "never copied" there: a misspelt region is far likelier than that estate."""
+    regions = [s for s in dict.fromkeys(s.region for s in sources) if s in caps]
+    if not regions:  # a transient answer (no capabilities), or regions the service omits
+        return
+    reachable = {dest for region in regions for dest in caps[region]}
+    for wanted in region_to:
+        if wanted not in reachable:
+            said = "; ".join(
+                f"{r} replicates to {', '.join(caps[r]) or 'nothing'}" for r in regions
+            )
+            raise ConfigError(f"--region-to {wanted}: no source region replicates there ({said})")
 
 
 _RENDER = {"table": render_table, "json": render_json, "csv": render_csv}
@@ -252,7 +278,14 @@ def launch_coverage(ctx: Context) -> int:
                 )
                 pacing = Pacing.from_settings(conn.settings)
                 measured = await measure(
-                    conn, dconfig, facts, rpo_s=rpo_s, now=at, on_listed=show, pacing=pacing
+                    conn,
+                    dconfig,
+                    facts,
+                    rpo_s=rpo_s,
+                    now=at,
+                    on_listed=show,
+                    pacing=pacing,
+                    region_to=[_region(r) for r in args.region_to or ()],
                 )
                 pacing.save()
                 return measured

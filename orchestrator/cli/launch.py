@@ -133,7 +133,12 @@ def write_run_metrics(result: JobResult, spec: JobSpec, *, extra: Sequence[Famil
         return
     report = build_report(iter_records(spec.ledger), run=result.run_id)
     metrics = RunMetrics.from_report(report, finished_at=time.time())
-    write_textfile(path, replace(metrics, pace=result.stats.pace), extra=extra)
+    try:
+        write_textfile(path, replace(metrics, pace=result.stats.pace), extra=extra)
+    except OSError as exc:
+        # Metrics never stop a run (as the live rewrites): the run's exit code and summary
+        # stand; the operator learns which file could not be written, and why.
+        log.warning("metrics.failed", path=str(path), error=exc.strerror or str(exc))
 
 
 _VERDICT = {

@@ -56,6 +56,9 @@ class ScheduleOptions:
                 "schedule: --cron and --tz (or [schedule] cron and timezone) are required "
                 "unless --once"
             )
+        if s.once and (s.cron or s.tz):
+            # --once does not use them, but a typo must not wait for the day it does.
+            CronSchedule(s.cron or "@daily", s.tz or "UTC")
         policy = MissedRunPolicy.from_config(s.missed_runs, max_lateness_s=s.max_lateness)
         rpo = None
         if s.coverage:

@@ -274,7 +274,8 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "--max-duration",
         non_negative_float,
         0.0,
-        "seconds after which no new pair starts; in-flight ones finish (0 = no limit)",
+        "seconds after which no new pair starts; in-flight ones have --grace-period to "
+        "finish (0 = no limit)",
         config="run.max_duration",
     ),
     Option(
@@ -282,7 +283,8 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "--grace-period",
         non_negative_float,
         30.0,
-        "seconds in-flight requests may take to finish after the first SIGINT/SIGTERM",
+        "seconds in-flight requests may take to finish after the first SIGINT/SIGTERM "
+        "or --max-duration",
         config="run.grace_period",
     ),
     Option(
@@ -319,7 +321,8 @@ _RUN_TABLES: tuple[Option, ...] = (
         None,
         as_is,
         None,
-        "error code = class: how an answer's error code is treated (docs/errors.md)",
+        "error code = class: how an answer's error code is treated "
+        "(docs/service-fidelity.md#errors)",
         config="errors.codes",
     ),
 )

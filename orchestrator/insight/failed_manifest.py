@@ -64,5 +64,11 @@ def write_failed_manifest(
     # Ids and names come from the ledger, so from the service or a manifest: a spreadsheet
     # must not run them as formulas. (A neutralised id is no UUID: `run` then rejects it.)
     writer.writerows(csv_row(row) for row in rows)
-    replace_file(path, buffer.getvalue().encode())  # 0600, like every file the tool writes
+    try:
+        replace_file(path, buffer.getvalue().encode())  # 0600, like every file the tool writes
+    except OSError as exc:
+        # A missing folder or a directory in the way is the operator's to fix: say which file.
+        raise ConfigError(
+            f"{os.fspath(path)}: cannot write the failed manifest: {exc.strerror or exc}"
+        ) from None
     return len(rows)

@@ -53,6 +53,10 @@ def render_table(report: Report) -> str:
     if not report.runs:
         out.append("  (no runs in this ledger)")
         return "\n".join(out) + "\n"
+    if report.scope == "last" and not report.pairs:
+        # Typically a resume that found every pair done: its empty table would read as
+        # "nothing was ever replicated".
+        out.append("  (the last run has no pairs: `--run all` shows the pairs of every run)")
     out += _runs_table(report)
     out += _pairs_table(report)
     out += _errors_table(report)

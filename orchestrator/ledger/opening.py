@@ -68,6 +68,13 @@ def _open_and_lock(path: str) -> tuple[int, bool]:
         # Never through a symlink, never blocking on a FIFO, 0600 whatever the umask: a
         # ledger directory (the scheduler's above all) may be writable by others.
         fd, created = open_or_create(path, _OPEN_FLAGS, mode=PRIVATE)
+    except FileNotFoundError as exc:
+        # Only the folder can be missing (the file is created): say which, as a typo in it
+        # is the usual cause. It is not created for the operator: a wrong path stays wrong.
+        folder = os.path.dirname(path) or "."
+        raise LedgerError(
+            f"{path}: cannot open the ledger: the folder {folder} does not exist"
+        ) from exc
     except OSError as exc:
         raise LedgerError(f"{path}: cannot open the ledger: {exc.strerror or exc}") from exc
     try:

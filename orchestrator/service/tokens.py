@@ -11,7 +11,7 @@ import anyio
 import orjson
 import yarl
 
-from orchestrator.errors import AuthError, ConfigError
+from orchestrator.errors import AuthError, ConfigError, PermanentApiError
 from orchestrator.service.auth import (
     HEADER_SAFE,
     PROJECT_HEADER,
@@ -151,7 +151,18 @@ class IamPasswordToken:
 
     async def _fetch(self, post: PostJson, project_id: str) -> _Token:
         fetched_at = self._clock()
-        headers, body = await post(self._url, self._request_body(project_id))
+        try:
+            headers, body = await post(self._url, self._request_body(project_id))
+        except PermanentApiError as exc:
+            if exc.http_status != 404:
+                raise
+            # No token API at that URL: the IAM endpoint is wrong (often a ``/v3`` too many),
+            # not the CSBS one that the caller's 404 advice would otherwise point at.
+            raise ConfigError(
+                f"IAM has no token API there ({exc}): check --iam-endpoint (or [auth] "
+                "iam_endpoint): the IAM base URL without a path, e.g. "
+                "https://iam.cn-north-1.myhuaweicloud.com (the tool adds /v3/auth/tokens)"
+            ) from None
         value = headers.get("X-Subject-Token")
         if not value:
             raise AuthError("credentials refused: IAM answered without an X-Subject-Token header")
