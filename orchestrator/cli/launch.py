@@ -34,7 +34,7 @@ from orchestrator.exitcodes import ExitCode
 from orchestrator.insight.metrics import Family, RunMetrics, publish_live, write_textfile
 from orchestrator.insight.report import build_report
 from orchestrator.ledger.file import iter_records
-from orchestrator.ledger.format import StopReason
+from orchestrator.ledger.format import UNKNOWN, StopReason
 from orchestrator.safe_text import for_terminal
 from orchestrator.service.client import CsbsClient
 
@@ -192,6 +192,10 @@ def print_summary(result: JobResult, ledger: Path, out: TextIO) -> None:
     parts = [f"{status} {n}" for status, n in sorted(counts.items()) if n]
     if result.rejected:
         parts.append(f"rejected {result.rejected}")
+    unknown = result.stats.unknown
+    if unknown:
+        # As ``report`` counts them: sent, and the stop came before their answer.
+        parts.append(f"{UNKNOWN} {unknown} (in flight at the stop)")
     totals = result.plan.totals
     if totals.already_done:
         parts.append(f"already done earlier {totals.already_done}")
@@ -202,6 +206,11 @@ def print_summary(result: JobResult, ledger: Path, out: TextIO) -> None:
         f"{result.stats.requests} requests, {result.stats.retries} retries, "
         f"{result.duration_s:.1f}s; ledger {ledger} (run {result.run_id})",
     ]
+    if unknown:
+        lines.append(
+            f"{unknown} pair(s) were sent and the run stopped before their answer: the service "
+            "may have applied them; `resume` asks it about each before sending again"
+        )
     lines += pace_lines(result.stats.pace)
     if result.stats.auth_error:
         lines.append(f"credentials: {result.stats.auth_error}")

@@ -34,6 +34,9 @@ class Attempt:
     last_error: TransientApiError | None = None
     #: When this run first sent the pair's request (epoch seconds; None before).
     first_sent: float | None = None
+    #: The ledger holds an attempt line of this run for the pair and no result after it yet:
+    #: a pair left so when the run ends is in flight, ``unknown`` to ``report``.
+    unanswered: bool = False
 
 
 async def _next_item(receive: MemoryObjectReceiveStream[WorkItem]) -> WorkItem | None:
@@ -78,7 +81,9 @@ class Lane:
         except (anyio.WouldBlock, anyio.EndOfStream):
             return
         ahead = self._recorder.attempt_ahead(item.task)
-        self.ahead = Attempt(item.task, item.reconcile_first, ahead=ahead, lane=self)
+        self.ahead = Attempt(
+            item.task, item.reconcile_first, ahead=ahead, lane=self, unanswered=True
+        )
 
 
 def outcome_of(

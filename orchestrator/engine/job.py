@@ -54,7 +54,7 @@ from orchestrator.engine.pool_types import PoolSettings, PoolStats, Replicator
 from orchestrator.engine.progress import NullProgress, Progress, run_ticks
 from orchestrator.errors import ConfigError, ManifestChangedError, ManifestError
 from orchestrator.ledger.file import LedgerWriter
-from orchestrator.ledger.format import StopReason
+from orchestrator.ledger.format import UNKNOWN, StopReason
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.models import WorkItem
@@ -173,7 +173,7 @@ async def run_job(
         duration = time.monotonic() - started
         with anyio.CancelScope(shield=True):
             await recorder.run_finished(
-                counts={str(status): n for status, n in stats.counts.items()},
+                counts=finished_counts(stats),
                 rejected=rejected,
                 duplicates=plan.totals.duplicates,
                 conflicts=len(plan.conflicts),
@@ -193,6 +193,15 @@ async def run_job(
     save_learned_rates(spec.settings.limits.state_file, measured)
     pacing.adopt(measured)  # the command's next step (track, coverage) starts there
     return JobResult(run_id, code, stats, plan, duration, rejected, len(plan.conflicts))
+
+
+def finished_counts(stats: PoolStats) -> dict[str, int]:
+    """``run_finished``'s counts: pairs by result status, and the pairs in flight at the stop
+    as ``unknown`` (``report``'s word; absent when none), so that they add up as it counts."""
+    counts = {str(status): n for status, n in stats.counts.items()}
+    if stats.unknown:
+        counts[UNKNOWN] = stats.unknown
+    return counts
 
 
 async def _preflighted(

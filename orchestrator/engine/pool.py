@@ -220,6 +220,11 @@ class Pool:
                     self._finish(attempt, outcome, started)
             finally:
                 self._withdraw(attempt, lane.ahead)
+                if attempt is not None and attempt.unanswered:
+                    # Sent (or its line written) and cut off by the stop: its outcome is
+                    # unknown until resume asks the service; the summary counts it as
+                    # ``report`` does.
+                    self.stats.unknown += 1
 
     def _withdraw(self, *attempts: Attempt | None) -> None:
         """Give up, as not sent, the pairs whose attempt line was written ahead but whose
@@ -234,6 +239,7 @@ class Pool:
         self, attempt: Attempt, outcome: Outcome, started: float, *, quiet: bool = False
     ) -> None:
         attempt.ahead = None  # the pair has its result: nothing is left to withdraw
+        attempt.unanswered = False
         if outcome.status is ResultStatus.GAVE_UP and self._unreachable.gave_up():
             self._stop_unreachable()  # a pair ran out of time (or patience) without connecting
         task = attempt.task
@@ -379,6 +385,7 @@ class Pool:
             # Admitted as the stop came (refused credentials, say): not sent, so not in flight.
             raise Stopped
         if attempt.ahead is None:
+            attempt.unanswered = True  # the line is written before the first await
             await self._recorder.attempt(task, attempt.sent + 1)
         else:
             await attempt.ahead.durable()  # usually on disk since the last request went out

@@ -108,6 +108,9 @@ class PoolSettings:
 @dataclass(slots=True)
 class PoolStats:
     counts: Counter[str] = field(default_factory=Counter)
+    #: Pairs sent whose answer the stop cut off (an ``attempt`` line, no ``result``):
+    #: ``unknown`` in ``report``; ``resume`` asks the service about them before re-sending.
+    unknown: int = 0
     requests: int = 0
     retries: int = 0
     stop_reason: StopReason | None = None

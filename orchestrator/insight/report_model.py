@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from orchestrator.ledger.format import UNKNOWN
 from orchestrator.models import ResultStatus
 
 __all__ = [
@@ -21,7 +22,6 @@ __all__ = [
     "RunSelector",
 ]
 
-UNKNOWN = "unknown"
 #: Every status a report shows, in display order: the ledger's result statuses, then ``unknown``.
 STATUS_ORDER: tuple[str, ...] = (*(str(status) for status in ResultStatus), UNKNOWN)
 COPY_FAILED = "copy_failed"

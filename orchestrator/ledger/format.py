@@ -18,10 +18,21 @@ from typing import Any, Final
 
 from orchestrator.models import PairKey, ResultStatus
 
-__all__ = ["ROW_KEY_SIZE", "SCHEMA_VERSION", "LedgerEvent", "PairKeys", "StopReason", "pair_ids"]
+__all__ = [
+    "ROW_KEY_SIZE",
+    "SCHEMA_VERSION",
+    "UNKNOWN",
+    "LedgerEvent",
+    "PairKeys",
+    "StopReason",
+    "pair_ids",
+]
 
 #: The version every line is written with; a reader refuses a newer one.
 SCHEMA_VERSION: Final = 1
+#: The state of a pair with an ``attempt`` line and no ``result`` after it (sent, and the run
+#: stopped before its answer): ``report``'s status, and its key in ``run_finished``'s counts.
+UNKNOWN: Final = "unknown"
 
 
 class LedgerEvent(enum.StrEnum):

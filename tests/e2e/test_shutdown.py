@@ -148,6 +148,8 @@ def test_cancelling_leaves_a_consistent_resumable_ledger(
         assert run[-1]["interrupted"] is True
         in_flight = _attempts_without_result(run)
         assert len(in_flight) == 4  # --concurrency 4: every one was cut off, none answered
+        assert "unknown 4 (in flight at the stop)" in out  # the summary counts them as report
+        assert run[-1]["counts"] == {"unknown": 4}
         assert not [line for line in run if line["event"] == "result"]
         # (The simulator drops a request whose client went away before it answered; a real
         # service might apply it anyway, which is why resume asks before it resends.)
