@@ -30,13 +30,17 @@ async def connect(ctx: Context, settings: RunSettings | None = None) -> AsyncIte
 
     config = ctx.simulator
     async with Simulator(config) as sim:
+        # What is not given is the simulator's first project, in its region: `run --simulate
+        # --discover` lists it, as `run --discover` lists --project-id in --region.
+        first = sim.state.projects[0]
         simulated = replace(
             settings,
             connection=replace(
                 settings.connection,
                 endpoint=sim.base_url,
                 endpoints=sim.region_urls,
-                project_id=settings.connection.project_id or sim.state.projects[0].id,
+                project_id=settings.connection.project_id or first.id,
+                region=settings.connection.region or first.region,
             ),
         )
         yield Connection(simulated, AkSkSigner(config.ak, Secret(config.sk)), ctx.secrets)

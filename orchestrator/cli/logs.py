@@ -29,6 +29,7 @@ The other layouts (a log file, a rich console) are :mod:`~orchestrator.cli.log_s
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import IO, Any, BinaryIO, Literal, TextIO
@@ -47,9 +48,14 @@ from orchestrator.cli.log_sinks import (
     resolve_format,
 )
 from orchestrator.errors import ConfigError
+from orchestrator.safe_file import PRIVATE, open_or_create
 from orchestrator.secret_set import SecretSet
 
-__all__ = ["close_logging", "configure_logging"]
+__all__ = ["close_logging", "configure_logging", "write_final_event"]
+
+#: The redactor of the last configure_logging: the command's final event is written after
+#: close_logging, and must be scrubbed of the secrets the run learnt, as every line was.
+_last: dict[str, Redactor] = {"redactor": Redactor()}
 
 _LEVELS = frozenset({"debug", "info", "warning", "error", "critical"})
 
@@ -80,6 +86,7 @@ def configure_logging(
     else:
         stderr_format = resolve_format(fmt, out_stream)
     redactor = Redactor(secrets)
+    _last["redactor"] = redactor
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -124,3 +131,23 @@ def _json_renderer(redactor: Redactor) -> structlog.processors.JSONRenderer:
         return redactor.scrub_bytes(orjson.dumps(obj, **kw))
 
     return structlog.processors.JSONRenderer(serializer=dumps)
+
+
+def write_final_event(event: dict[str, Any], *, stderr: bool, log_file: str | None) -> None:
+    """Write why the command ended (``command.failed``) as one JSON line: to stderr when it
+    is a JSON stream, and to ``--log-file`` (always JSON), so that the file does not end
+    without the reason. Scrubbed as every log line is. A log file that cannot be opened (it
+    may be why the command failed) is skipped: stderr has said so."""
+    redactor = _last["redactor"]
+    line = redactor.scrub_bytes(orjson.dumps(redactor(None, "error", dict(event))))
+    if stderr:
+        sys.stderr.write(line.decode() + "\n")
+        sys.stderr.flush()
+    if log_file is None:
+        return
+    try:
+        fd, _ = open_or_create(log_file, os.O_WRONLY | os.O_APPEND, mode=PRIVATE, follow=True)
+        with os.fdopen(fd, "ab") as file:
+            file.write(line + b"\n")
+    except OSError:
+        pass

@@ -94,22 +94,24 @@ def _guarded(handler: Handler, args: argparse.Namespace) -> int:
         (errors.OrchestratorError, "", ExitCode.INTERNAL),
     )
     as_json = getattr(args, "log_format", None) == "json"
+    log_file: str | None = getattr(args, "log_file", None)
     try:
         return handler(args)
     except Exception as raised:
         exc = _ours_inside(raised, errors.OrchestratorError)
         for kind, prefix, code in known:
             if isinstance(exc, kind):
-                return _fail(f"{prefix}{exc}", code, as_json=as_json)
+                return _fail(f"{prefix}{exc}", code, as_json=as_json, log_file=log_file)
         if getattr(args, "debug", False):
             raise
         return _fail(
             f"internal error ({type(exc).__name__}); re-run with --debug for details",
             ExitCode.INTERNAL,
             as_json=as_json,
+            log_file=log_file,
         )
     except KeyboardInterrupt:
-        return _fail("interrupted", ExitCode.INTERRUPTED, as_json=as_json)
+        return _fail("interrupted", ExitCode.INTERRUPTED, as_json=as_json, log_file=log_file)
 
 
 def _ours_inside(exc: BaseException, ours: type[BaseException]) -> BaseException:
@@ -172,26 +174,29 @@ def _unknown_arguments(
     chosen.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
-def _fail(message: str, code: ExitCode, *, as_json: bool = False) -> int:
+def _fail(
+    message: str, code: ExitCode, *, as_json: bool = False, log_file: str | None = None
+) -> int:
     from orchestrator.safe_text import for_terminal
 
     # Messages may quote the service or a file: no escape codes through, and one screenful.
     # Our own messages may span lines (the credential chain's list): those newlines stay.
     shown = "\n".join(for_terminal(line, 2000) for line in message[:2000].split("\n"))
     cut = "..." if len(message) > 2000 else ""
-    if as_json:
-        # --log-format json: stderr is a stream of JSON events (jq, a log shipper); why the
-        # command ended is one more event of it, not a line of prose that breaks the stream.
-        _fail_event(f"{shown}{cut}", code)
-        return code
-    print(f"csbs-orchestrator: error: {shown}{cut}", file=sys.stderr)
+    # --log-format json: stderr is a stream of JSON events (jq, a log shipper); why the
+    # command ended is one more event of it, not a line of prose that breaks the stream.
+    # --log-file (always JSON) gets that event too, whatever stderr's format.
+    if as_json or log_file is not None:
+        _fail_event(f"{shown}{cut}", code, stderr=as_json, log_file=log_file)
+    if not as_json:
+        print(f"csbs-orchestrator: error: {shown}{cut}", file=sys.stderr)
     return code
 
 
-def _fail_event(error: str, code: ExitCode) -> None:
+def _fail_event(error: str, code: ExitCode, *, stderr: bool, log_file: str | None) -> None:
     from datetime import UTC, datetime
 
-    import orjson
+    from orchestrator.cli.logs import write_final_event
 
     event = {
         "error": error,
@@ -200,5 +205,4 @@ def _fail_event(error: str, code: ExitCode) -> None:
         "level": "error",
         "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
-    sys.stderr.write(orjson.dumps(event).decode() + "\n")
-    sys.stderr.flush()
+    write_final_event(event, stderr=stderr, log_file=log_file)

@@ -39,6 +39,7 @@ from orchestrator.cli.connection import connect
 from orchestrator.cli.context import Context
 from orchestrator.cli.vault_check import VaultCheck, check_vaults, vault_lines
 from orchestrator.config.settings import RunSettings
+from orchestrator.engine.endpoint_keys import plan_endpoints_note
 from orchestrator.engine.job import refuse_same_file
 from orchestrator.engine.paced_service import Pacing
 from orchestrator.engine.plan import Plan, require_rows
@@ -81,6 +82,8 @@ class PlanReport:
     vault_region_checked: bool | None = None
     vault_problems: list[dict[str, Any]] = field(default_factory=list)
     vaults_unchecked: list[dict[str, Any]] = field(default_factory=list)
+    #: What may be wrong without being a problem of a row (an endpoints key no row uses).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -214,6 +217,7 @@ def render_plan(report: PlanReport) -> str:
         for r in [header, *rows]
     ]
     lines += _problem_lines(report)
+    lines += [f"note: {note}" for note in report.notes]
     est = report.estimate
     seconds = est["seconds"]
     if seconds is None:
@@ -362,6 +366,10 @@ async def _plan(ctx: Context, manifest: Path) -> PlanReport:
     )
     if vaults is not None:
         report.add_vaults(vaults)
+    # The configured table (ctx's: --simulate replaces it with its own), as a run warns of it.
+    note = await anyio.to_thread.run_sync(plan_endpoints_note, ctx.settings, plan)
+    if note is not None:
+        report.notes.append(note)
     return report
 
 

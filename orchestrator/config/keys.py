@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator.errors import ConfigError
 
-__all__ = ["check_keys"]
+__all__ = ["check_keys", "did_you_mean"]
 
 
 def check_keys(
@@ -28,7 +28,7 @@ def check_keys(
     for section, values in config.items():
         if section not in known:
             raise ConfigError(
-                f"{path}: unknown section [{section}]{_did_you_mean(section, known)} "
+                f"{path}: unknown section [{section}]{did_you_mean(section, known)} "
                 f"(valid sections: {', '.join(sorted(known))})"
             )
         keys = known[section]
@@ -39,11 +39,12 @@ def check_keys(
         for key in values:
             if key not in keys:
                 raise ConfigError(
-                    f"{path}: [{section}] unknown key {key!r}{_did_you_mean(key, keys)} "
+                    f"{path}: [{section}] unknown key {key!r}{did_you_mean(key, keys)} "
                     f"(valid keys: {', '.join(sorted(keys))})"
                 )
 
 
-def _did_you_mean(word: str, choices: Collection[str]) -> str:
+def did_you_mean(word: str, choices: Collection[str]) -> str:
+    """``"; did you mean 'x'?"`` when one of ``choices`` is close to ``word``, else ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""

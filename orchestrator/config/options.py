@@ -16,9 +16,10 @@ from orchestrator.config.parsers import (
     as_is,
     boolean,
     non_negative_float,
+    non_negative_seconds,
     percent,
-    positive_float,
     positive_int,
+    positive_seconds,
     rate,
     service,
 )
@@ -137,9 +138,9 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option(
         "request_timeout",
         "--request-timeout",
-        positive_float,
+        positive_seconds,
         60.0,
-        "seconds for one HTTP request, connect to last byte",
+        "seconds (or 30m/6h) for one HTTP request, connect to last byte",
         config="connection.timeout",
         group=_CONN,
     ),
@@ -205,28 +206,29 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option(
         "retry_time",
         "--retry-time",
-        non_negative_float,
+        non_negative_seconds,
         600.0,
-        "seconds one pair may spend retrying before it gives up",
+        "seconds, or 30m/6h, one pair may spend retrying before it gives up",
         config="retry.max_elapsed",
     ),
     Option(
         "unreachable_after",
         "--unreachable-after",
-        non_negative_float,
+        non_negative_seconds,
         60.0,
         "before any answer, stop when no request has connected for this long "
-        "(0: retry as for any transient error)",
+        "(seconds, or 30m/6h; 0: retry as for any transient error)",
         config="retry.unreachable_after",
         group=_CONN,  # every command that talks to the service takes it
     ),
     Option(
         "reconcile_skew",
         "--reconcile-skew",
-        non_negative_float,
+        non_negative_seconds,
         300.0,
-        "reconcile: a record created more than this many seconds before the pair's first "
-        "attempt was there before it (already_replicated), not made by it (replicated)",
+        "reconcile: a record created more than this many seconds (or 30m/6h) before the "
+        "pair's first attempt was there before it (already_replicated), not made by it "
+        "(replicated)",
         config="retry.reconcile_skew",
     ),
     Option(
@@ -272,19 +274,19 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option(
         "max_duration",
         "--max-duration",
-        non_negative_float,
+        non_negative_seconds,
         0.0,
-        "seconds after which no new pair starts; in-flight ones have --grace-period to "
-        "finish (0 = no limit)",
+        "seconds, or 30m/6h, after which no new pair starts; in-flight ones have "
+        "--grace-period to finish (0 = no limit)",
         config="run.max_duration",
     ),
     Option(
         "grace_period",
         "--grace-period",
-        non_negative_float,
+        non_negative_seconds,
         30.0,
-        "seconds in-flight requests may take to finish after the first SIGINT/SIGTERM "
-        "or --max-duration",
+        "seconds, or 30m/6h, in-flight requests may take to finish after the first "
+        "SIGINT/SIGTERM or --max-duration",
         config="run.grace_period",
     ),
     Option(

@@ -4,6 +4,7 @@ turned to text) to a value, or a ``ValueError`` that says what a good value look
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 __all__ = [
@@ -12,9 +13,11 @@ __all__ = [
     "boolean",
     "finite_float",
     "non_negative_float",
+    "non_negative_seconds",
     "percent",
     "positive_float",
     "positive_int",
+    "positive_seconds",
     "rate",
     "service",
     "whole_number",
@@ -63,6 +66,42 @@ def non_negative_float(text: str) -> float:
 
 def positive_float(text: str) -> float:
     value = finite_float(text)
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+#: What a refused duration is told: a plain number is seconds, a unit may be given.
+SECONDS_HINT = "must be a number of seconds, or with a unit: 90s, 30m, 6h"
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def _seconds(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``6h``, ``1d`` or ``1h30m`` as seconds; a plain number is
+    seconds, so a value written before units were accepted reads as it did."""
+    value = text.strip().lower()
+    try:
+        seconds = float(value)
+    except ValueError:
+        parts = _DURATION_PART.findall(value)
+        if not parts or _DURATION_PART.sub("", value):
+            raise ValueError(SECONDS_HINT) from None
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if not math.isfinite(seconds):
+        raise ValueError("must be a finite number")
+    return seconds
+
+
+def non_negative_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = _seconds(text)
     if value <= 0:
         raise ValueError("must be more than 0")
     return value

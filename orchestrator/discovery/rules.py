@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from orchestrator.config.keys import did_you_mean
 from orchestrator.config.options import section_keys
 from orchestrator.config.settings import RunSettings
 from orchestrator.discovery.item import resource_name_of, resource_type_of, text_of
@@ -260,10 +261,13 @@ class DiscoverConfig:
 
 
 def _refuse_unknown(table: Mapping[str, Any], known: frozenset[str], where: str) -> None:
+    # Worded as the other sections' (config/keys.py): the first unknown key, the close one.
     unknown = sorted(set(table) - known)
     if unknown:
+        key = unknown[0]
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            f"{where}: unknown key {key!r}{did_you_mean(key, known)} "
+            f"(valid keys: {', '.join(sorted(known))})"
         )
 
 

@@ -31,6 +31,7 @@ import anyio
 import structlog
 
 from orchestrator import __version__
+from orchestrator.engine.endpoint_keys import warn_unused_endpoints
 from orchestrator.engine.job_ledger import (
     first_attempts_of,
     keep_snapshot,
@@ -84,13 +85,15 @@ def build_plan(spec: JobSpec, history: History) -> Plan:
     if spec.tasks is not None:
         return Plan.from_tasks(spec.tasks, history=history, retry_failed=spec.retry_failed)
     assert spec.manifest is not None  # noqa: S101 - the CLI guarantees one source
-    return Plan.from_manifest(
+    plan = Plan.from_manifest(
         spec.manifest,
         default_project_id=spec.settings.connection.project_id,
         history=history,
         retry_failed=spec.retry_failed,
         service=spec.settings.connection.service,
     )
+    warn_unused_endpoints(spec, plan)
+    return plan
 
 
 async def run_job(

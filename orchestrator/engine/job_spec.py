@@ -4,7 +4,7 @@ exit code of a finished run (the pool's settings are projected from the run's by
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +67,15 @@ class JobSpec:
     vet_plan: Callable[[Plan], Awaitable[None]] | None = None
     snapshot_after_bytes: int = SNAPSHOT_AFTER_BYTES
     snapshot_check_s: float = SNAPSHOT_CHECK_S
+    #: The ``[connection.endpoints]`` the operator configured, checked against the regions
+    #: the manifest names (engine/endpoint_keys.py). None: the table of the settings the spec
+    #: is made with, kept when a caller swaps in the connection's (--simulate's own table).
+    configured_endpoints: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.configured_endpoints is None:
+            endpoints = dict(self.settings.connection.endpoints)
+            object.__setattr__(self, "configured_endpoints", endpoints)
 
 
 @dataclass(slots=True)

@@ -226,6 +226,17 @@ class Plan:
             )
         return lines
 
+    def regions_named(self) -> set[str]:
+        """Every source and destination region a valid row names, done or not: one more pass
+        over the rows (for the ``[connection.endpoints]`` check, only when it has keys)."""
+        named: set[str] = set()
+        for row in self._rows():
+            if not isinstance(row, RowError):
+                named.add(row[2])
+                if row[4]:
+                    named.add(row[4])
+        return named
+
     def routes(self) -> dict[tuple[str | None, str], tuple[int, str]]:
         """Pairs to send per (row's source region or None, destination region), each with
         one source project of that route: one more pass over the rows.

@@ -65,3 +65,43 @@ def test_refused_credentials_are_a_json_event_without_the_secret(
     assert last["event"] == "command.failed"
     assert last["exit_code"] == ExitCode.AUTH
     assert "credentials refused" in str(last["error"])
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_the_log_file_ends_with_the_failure_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
+    """--log-file is JSON lines whatever stderr's format: it ends with why the command
+    ended, as stderr's JSON stream does, not with the last event before the error."""
+    missing = tmp_path / "missing.csv"
+    log = tmp_path / "run.log"
+    argv = ["run", "--simulate", "--manifest", str(missing), "--ledger", str(tmp_path / "l.jsonl"),
+            "--log-format", log_format, "--log-file", str(log)]  # fmt: skip
+    assert main(argv) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    last = _events(log.read_text())[-1]
+    assert last["event"] == "command.failed"
+    assert last["exit_code"] == ExitCode.USAGE
+    assert f"{missing}: cannot open" in str(last["error"])
+    if log_format == "json":
+        assert _events(err)[-1] == last
+    else:
+        assert f"csbs-orchestrator: error: manifest: {missing}: cannot open" in err
+
+
+def test_the_failure_in_the_log_file_is_scrubbed_of_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "not-the-simulators-secret-key"
+    # The manifest's path quotes the secret: the message naming it must not.
+    missing = tmp_path / f"{secret}.csv"
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", "AKEXAMPLE")
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", secret)
+    log = tmp_path / "run.log"
+    argv = ["run", "--simulate", "--manifest", str(missing), "--ledger", str(tmp_path / "l.jsonl"),
+            "--log-format", "json", "--log-file", str(log)]  # fmt: skip
+    assert main(argv) == ExitCode.USAGE
+    capsys.readouterr()
+    last = _events(log.read_text())[-1]
+    assert last["event"] == "command.failed"
+    assert secret not in log.read_text()

@@ -31,6 +31,13 @@ _BY_PARSER: dict[Callable[[str], Any], st.SearchStrategy[Any]] = {
     parsers.non_negative_float: st.floats(0, 1e6, allow_nan=False) | st.integers(0, 1000),
     parsers.percent: st.floats(0.5, 100, allow_nan=False),
     parsers.positive_float: st.floats(0.001, 1e6, allow_nan=False) | st.integers(1, 1000),
+    # Durations: seconds, or with a unit.
+    parsers.non_negative_seconds: st.floats(0, 1e6, allow_nan=False)
+    | st.integers(0, 1000)
+    | st.sampled_from(["90s", "30m", "6h", "1d"]),
+    parsers.positive_seconds: st.floats(0.001, 1e6, allow_nan=False)
+    | st.integers(1, 1000)
+    | st.sampled_from(["90s", "2m", "1h"]),
     # A ceiling, or auto (learn it).
     parsers.rate: st.floats(0, 1e6, allow_nan=False) | st.integers(0, 1000) | st.just("auto"),
     parsers.service: st.sampled_from(["csbs", "cbr", "CBR"]),

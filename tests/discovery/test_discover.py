@@ -468,7 +468,10 @@ def test_default_source_and_command_line_overrides() -> None:
 @pytest.mark.parametrize(
     ("section", "needle"),
     [
-        ({"rules": [{"source_regoin": "cn-north-1", "to": []}]}, "unknown key(s) source_regoin"),
+        (
+            {"rules": [{"source_regoin": "cn-north-1", "to": []}]},
+            "unknown key 'source_regoin'; did you mean 'source_region'?",
+        ),
         ({"rules": [{"name": "x"}]}, "to: a non-empty array"),
         ({"rules": [{"to": [{"region": "cn-east-2", "project_id": "B"}]}]}, "project id"),
         ({"rules": [{"to": [{"region": "East 2", "project_id": DEST_B}]}]}, "region name"),
@@ -493,7 +496,8 @@ def test_default_source_and_command_line_overrides() -> None:
         ({"page_size": 0}, "page_size"),
         ({"include_replicas": "yes"}, "include_replicas"),
         ({"created_since": "last week"}, "created since"),
-        ({"polcy_id": "x"}, "unknown key(s) polcy_id"),
+        ({"polcy_id": "x"}, "unknown key 'polcy_id'; did you mean 'policy_id'?"),
+        ({"sourcs": []}, "[discover]: unknown key 'sourcs'; did you mean 'sources'?"),
     ],
 )
 def test_config_errors_name_what_is_wrong(section: dict[str, Any], needle: str) -> None:
