@@ -57,18 +57,24 @@ def finite_float(text: str) -> float:
     return value
 
 
-def non_negative_float(text: str) -> float:
-    value = finite_float(text)
+def _not_negative(value: float) -> float:
     if value < 0:
         raise ValueError("must not be negative")
     return value
 
 
-def positive_float(text: str) -> float:
-    value = finite_float(text)
+def _more_than_zero(value: float) -> float:
     if value <= 0:
         raise ValueError("must be more than 0")
     return value
+
+
+def non_negative_float(text: str) -> float:
+    return _not_negative(finite_float(text))
+
+
+def positive_float(text: str) -> float:
+    return _more_than_zero(finite_float(text))
 
 
 #: What a refused duration is told: a plain number is seconds, a unit may be given.
@@ -94,17 +100,11 @@ def _seconds(text: str) -> float:
 
 
 def non_negative_seconds(text: str) -> float:
-    value = _seconds(text)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
+    return _not_negative(_seconds(text))
 
 
 def positive_seconds(text: str) -> float:
-    value = _seconds(text)
-    if value <= 0:
-        raise ValueError("must be more than 0")
-    return value
+    return _more_than_zero(_seconds(text))
 
 
 def rate(text: str) -> float:
