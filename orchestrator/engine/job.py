@@ -58,6 +58,7 @@ from orchestrator.ledger.file import LedgerWriter
 from orchestrator.ledger.format import UNKNOWN, StopReason
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
+from orchestrator.ledger.run_lines import RunFinished, RunStarted
 from orchestrator.models import WorkItem
 from orchestrator.service.preflight import HasCapabilities, patience, preflight
 
@@ -134,12 +135,14 @@ async def run_job(
             await spec.vet_plan(plan)
         recorder = LedgerRecorder(ledger, run_id, cbr=spec.settings.connection.service == "cbr")
         await recorder.run_started(
-            manifest=str(spec.manifest.resolve()) if spec.manifest else None,
-            **manifest_pin_fields(plan),
-            source=spec.source or ("manifest" if spec.manifest else "discover"),
-            settings=spec.settings.public(),
-            version=__version__,
-            retry_failed=spec.retry_failed,
+            RunStarted(
+                manifest=str(spec.manifest.resolve()) if spec.manifest else None,
+                pin=manifest_pin_fields(plan),
+                source=spec.source or ("manifest" if spec.manifest else "discover"),
+                settings=spec.settings.public(),
+                version=__version__,
+                retry_failed=spec.retry_failed,
+            )
         )
         rejected = record_rejections(recorder, plan, spec) + plan.rejected_dropped
         if rejected:
@@ -176,18 +179,20 @@ async def run_job(
         duration = time.monotonic() - started
         with anyio.CancelScope(shield=True):
             await recorder.run_finished(
-                counts=finished_counts(stats),
-                rejected=rejected,
-                duplicates=plan.totals.duplicates,
-                conflicts=len(plan.conflicts),
-                already_done=plan.totals.already_done,
-                interrupted=stats.stop_reason is not None and stats.stop_reason.interrupted,
-                reason=stats.stop_reason,
-                duration_s=round(duration, 3),
-                exit_code=int(code),
-                requests=stats.requests,
-                retries=stats.retries,
-                pace=stats.pace,
+                RunFinished(
+                    counts=finished_counts(stats),
+                    rejected=rejected,
+                    duplicates=plan.totals.duplicates,
+                    conflicts=len(plan.conflicts),
+                    already_done=plan.totals.already_done,
+                    interrupted=stats.stop_reason is not None and stats.stop_reason.interrupted,
+                    reason=stats.stop_reason,
+                    duration_s=round(duration, 3),
+                    exit_code=int(code),
+                    requests=stats.requests,
+                    retries=stats.retries,
+                    pace=stats.pace,
+                )
             )
         # Still under the ledger's lock: no other run appends while its lines are folded.
         await keep_snapshot(spec, history)

@@ -21,6 +21,7 @@ from orchestrator.ledger.file import iter_records
 from orchestrator.ledger.format import pair_ids
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
+from orchestrator.ledger.run_lines import ManifestPinFields
 from orchestrator.models import PairKey
 
 __all__ = [
@@ -119,11 +120,11 @@ def first_attempts_of(ledger: Path) -> dict[PairKey, float]:
     return since
 
 
-def manifest_pin_fields(plan: Plan) -> dict[str, Any]:
+def manifest_pin_fields(plan: Plan) -> ManifestPinFields | None:
     """What ``run_started`` records of the manifest's bytes, for ``resume`` to compare."""
     if plan.pin is None or not plan.pin.sealed:
-        return {}
-    return {"manifest_size": plan.pin.size, "manifest_sha256": plan.pin.sha256}
+        return None
+    return ManifestPinFields(size=plan.pin.size, sha256=plan.pin.sha256)
 
 
 def record_rejections(recorder: LedgerRecorder, plan: Plan, spec: JobSpec) -> int:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from orchestrator.ledger.compact import Compactor, micros
 from orchestrator.ledger.format import SCHEMA_VERSION, LedgerEvent
+from orchestrator.ledger.run_lines import RunFinished, RunStarted
 from orchestrator.models import Durable, Outcome, ReplicationTask, ResultStatus
 
 __all__ = ["LedgerRecorder", "LineSink", "timestamp"]
@@ -109,9 +110,9 @@ class LedgerRecorder:
             **fields,
         }
 
-    async def run_started(self, **fields: Any) -> None:
+    async def run_started(self, started: RunStarted) -> None:
         now = time.time()
-        line = self._line("run_started", **fields)
+        line = self._line("run_started", **started.fields())
         line["ts"] = timestamp(now)
         await self._sink.write_durable(line)
         if self._compact:
@@ -236,8 +237,8 @@ class LedgerRecorder:
             )
         )
 
-    async def run_finished(self, **fields: Any) -> None:
-        await self._sink.write_durable(self._line("run_finished", **fields))
+    async def run_finished(self, finished: RunFinished) -> None:
+        await self._sink.write_durable(self._line("run_finished", **finished.fields()))
 
 
 def _as_cbr(line: dict[str, Any], task: ReplicationTask) -> dict[str, Any]:

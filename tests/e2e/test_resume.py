@@ -19,6 +19,7 @@ from orchestrator.exitcodes import ExitCode
 from orchestrator.ledger.file import LedgerWriter
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
+from orchestrator.ledger.run_lines import RunStarted
 from orchestrator.ledger.snapshot import snapshot_path
 from orchestrator.models import ReplicationTask
 from orchestrator.simulator import Simulator
@@ -254,7 +255,15 @@ async def test_unknown_outcomes_are_reconciled_before_anything_is_resent(
         )
         async with LedgerWriter(ledger) as writer:
             crashed = LedgerRecorder(writer, "crashed-run")
-            await crashed.run_started(manifest=str(manifest), source="manifest", settings={})
+            await crashed.run_started(
+                RunStarted(
+                    manifest=str(manifest),
+                    source="manifest",
+                    settings={},
+                    version="t",
+                    retry_failed=False,
+                )
+            )
             await crashed.attempt(applied, 1)
             await crashed.attempt(lost, 1)
 

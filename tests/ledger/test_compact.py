@@ -30,6 +30,7 @@ from orchestrator.insight.report_render import report_dict
 from orchestrator.ledger.file import LedgerReader, LedgerWriter, iter_records
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
+from orchestrator.ledger.run_lines import RunFinished, RunStarted
 from orchestrator.models import Outcome, ReplicationTask, ResultStatus
 from tests.conftest import MakeSimulator
 from tests.helpers.runkit import estate_manifest, run_in_process
@@ -72,7 +73,11 @@ _OUTCOMES = (
 async def _write(path: Path, *, compact: bool, cbr: bool, pairs: int) -> None:
     async with LedgerWriter(path, fsync=False) as writer:
         recorder = LedgerRecorder(writer, "run-1", cbr=cbr, compact=compact)
-        await recorder.run_started(manifest="/m.csv", source="manifest", settings={})
+        await recorder.run_started(
+            RunStarted(
+                manifest="/m.csv", source="manifest", settings={}, version="t", retry_failed=False
+            )
+        )
         for n in range(pairs):
             task = _task(n, cbr=cbr)
             if n % 4 == 0:
@@ -89,7 +94,22 @@ async def _write(path: Path, *, compact: bool, cbr: bool, pairs: int) -> None:
             reason="bad",
             ids={"checkpoint_item_id": "x", "project_id": PROJECTS[0]},
         )
-        await recorder.run_finished(counts={}, exit_code=0)
+        await recorder.run_finished(
+            RunFinished(
+                counts={},
+                rejected=1,
+                duplicates=0,
+                conflicts=0,
+                already_done=0,
+                interrupted=False,
+                reason=None,
+                duration_s=1.0,
+                exit_code=0,
+                requests=pairs,
+                retries=0,
+                pace={},
+            )
+        )
 
 
 def _clock(monkeypatch: pytest.MonkeyPatch) -> None:
