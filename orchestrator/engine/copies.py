@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from orchestrator.errors import PermanentApiError
 from orchestrator.ledger.file import iter_records
-from orchestrator.ledger.format import pair_ids
+from orchestrator.ledger.format import LedgerEvent, pair_ids
 from orchestrator.ledger.history import History
 from orchestrator.models import FINAL_SUCCESS
 from orchestrator.service.protocol import ReplicationService
@@ -88,7 +88,7 @@ def pending_copies(path: str | os.PathLike[str]) -> list[PendingCopy]:
 def _pending_of(
     record: Mapping[str, Any], history: History, reader: RecordReader
 ) -> PendingCopy | None:
-    if record.get("event") != "result" or record.get("status") not in _SUCCESS_STATUSES:
+    if record.get("event") != LedgerEvent.RESULT or record.get("status") not in _SUCCESS_STATUSES:
         return None
     record_id = record.get("replication_record_id")
     key = pair_ids(record)

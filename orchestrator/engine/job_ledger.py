@@ -18,7 +18,7 @@ from orchestrator.engine.job_spec import JobSpec
 from orchestrator.engine.plan import Plan
 from orchestrator.errors import LedgerError
 from orchestrator.ledger.file import iter_records
-from orchestrator.ledger.format import pair_ids
+from orchestrator.ledger.format import PAIR_EVENTS, LedgerEvent, pair_ids
 from orchestrator.ledger.history import History
 from orchestrator.ledger.recorder import LedgerRecorder
 from orchestrator.ledger.run_lines import ManifestPinFields
@@ -105,12 +105,12 @@ def first_attempts_of(ledger: Path) -> dict[PairKey, float]:
     since: dict[PairKey, float] = {}
     for record in iter_records(ledger):
         event = record.get("event")
-        if event not in {"attempt", "result"}:
+        if event not in PAIR_EVENTS:
             continue
         key = pair_ids(record)  # a CBR line names its backup: the pair all folds know
         if key is None:
             continue
-        if event == "result":
+        if event == LedgerEvent.RESULT:
             since.pop(key, None)
         elif key not in since:
             try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from orchestrator.ledger.format import LedgerEvent
 from orchestrator.service.records import CopyState, RecordReader, ledger_line_state
 
 __all__ = ["CopySeen", "LedgerFact", "Observed", "day", "ledger_facts", "observe", "parse_time"]
@@ -84,7 +85,7 @@ def ledger_facts(
         previous = facts.get(key)
         if previous is not None and previous.at > at:
             continue
-        if event == "result":
+        if event == LedgerEvent.RESULT:
             status = str(record.get("status"))
             if status == "rejected":
                 continue

@@ -30,6 +30,7 @@ from orchestrator.insight.coverage import STATE_ORDER, Coverage, State, format_a
 from orchestrator.insight.coverage_input import parse_time
 from orchestrator.insight.report_model import Report
 from orchestrator.insight.report_render import report_dict
+from orchestrator.ledger.format import LedgerEvent
 
 __all__ = ["Timeline", "coverage_html", "report_html"]
 
@@ -65,7 +66,7 @@ class Timeline:
         if self._runs is not None and record.get("run_id") not in self._runs:
             return
         event = record.get("event")
-        if event == "attempt":
+        if event == LedgerEvent.ATTEMPT:
             at = parse_time(record.get("ts"))
             if at is not None:
                 tick = int(at * _TICKS)
@@ -73,7 +74,7 @@ class Timeline:
                 attempt = record.get("attempt")
                 if isinstance(attempt, int) and attempt > 1:
                     self.retries[tick] += 1
-        elif event == "result":
+        elif event == LedgerEvent.RESULT:
             self._result(record)
 
     def _result(self, record: Mapping[str, Any]) -> None:

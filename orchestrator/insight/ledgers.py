@@ -17,6 +17,7 @@ from typing import Any
 from orchestrator.errors import ConfigError
 from orchestrator.insight.report_model import Report
 from orchestrator.ledger.file import iter_records, last_record
+from orchestrator.ledger.format import LedgerEvent
 
 __all__ = ["html_report", "selected_records", "several"]
 
@@ -30,7 +31,7 @@ def several(paths: Sequence[Path]) -> Iterator[Mapping[str, Any]]:
 
 def _only(path: Path, run_id: str) -> Iterator[Mapping[str, Any]]:
     for record in iter_records(path):
-        if record.get("event") == "copy_status" or record.get("run_id") == run_id:
+        if record.get("event") == LedgerEvent.COPY_STATUS or record.get("run_id") == run_id:
             yield record
 
 

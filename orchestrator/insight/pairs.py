@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from orchestrator.atomic_file import replacing
 from orchestrator.errors import ConfigError
-from orchestrator.ledger.format import PairKeys
+from orchestrator.ledger.format import PAIR_EVENTS, LedgerEvent, PairKeys
 from orchestrator.safe_text import csv_row
 
 __all__ = ["PAIRS_HEADER", "write_pairs"]
@@ -49,7 +49,7 @@ PAIRS_HEADER: Final = (
     "backup_id",
     "destination_vault_id",
 )
-_PAIR_EVENTS: Final = frozenset({"attempt", "result"})
+_PAIR_EVENTS: Final = PAIR_EVENTS
 
 Records = Callable[[], Iterable[Mapping[str, Any]]]
 
@@ -62,7 +62,7 @@ def _selected_runs(records: Iterable[Mapping[str, Any]], run: str) -> Callable[[
         return lambda run_id: run_id == run
     last: str | None = None
     for record in records:
-        if record.get("event") == "run_started" or (
+        if record.get("event") == LedgerEvent.RUN_STARTED or (
             last is None and record.get("event") in _PAIR_EVENTS
         ):
             last = str(record.get("run_id"))
@@ -80,7 +80,7 @@ def _index(
             key = keys.counted(record)
             if key is not None:
                 latest[key] = number
-        elif event == "copy_status" and record.get("copy_status") is not None:
+        elif event == LedgerEvent.COPY_STATUS and record.get("copy_status") is not None:
             key = keys.of(record)
             if key is not None:
                 copies[key] = str(record["copy_status"])
@@ -100,7 +100,7 @@ def _rows(
         if key is None or latest.get(key) != number:
             continue
         row = {name: record.get(name) for name in PAIRS_HEADER}
-        if record.get("event") == "attempt":
+        if record.get("event") == LedgerEvent.ATTEMPT:
             row["status"] = "unknown"
         row["copy_status"] = copies.get(key)
         # Ids and messages come from the service or a manifest: no formulas for a spreadsheet.

@@ -9,7 +9,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from orchestrator.errors import ConfigError, LedgerError
 from orchestrator.insight.report_model import (
@@ -20,15 +20,21 @@ from orchestrator.insight.report_model import (
     RejectedRow,
     RunSelector,
 )
-from orchestrator.ledger.format import PairKeys
+from orchestrator.ledger.format import SCHEMA_VERSION, LedgerEvent, PairKeys
 from orchestrator.models import FINAL_SUCCESS, ResultStatus
 from orchestrator.service.records import CopyState, RecordReader, ledger_line_state
 
 __all__ = ["Scanner", "scan"]
 
+#: Read per line: plain strings (a str compared with a StrEnum member costs more).
+_ATTEMPT: Final = LedgerEvent.ATTEMPT.value
+_RESULT: Final = LedgerEvent.RESULT.value
+_RUN_STARTED: Final = LedgerEvent.RUN_STARTED.value
+_COPY_STATUS: Final = LedgerEvent.COPY_STATUS.value
+
 _SUCCESS = frozenset(str(status) for status in FINAL_SUCCESS)
 _REJECTED = str(ResultStatus.REJECTED)
-_RUN_EVENTS = frozenset({"run_started", "attempt", "result", "run_finished"})
+_RUN_EVENTS = frozenset({_RUN_STARTED, _ATTEMPT, _RESULT, LedgerEvent.RUN_FINISHED.value})
 _NO_REGION = "-"
 _Label = tuple[str, str, str | None]  # (destination region, status, source region)
 
@@ -197,10 +203,12 @@ class Scanner:
 
     def feed(self, record: Mapping[str, Any]) -> None:
         version = record.get("v", 1)
-        if version != 1:
-            raise LedgerError(f"ledger schema v={version!r} is newer than this reader (v=1)")
+        if version != SCHEMA_VERSION:
+            raise LedgerError(
+                f"ledger schema v={version!r} is newer than this reader (v={SCHEMA_VERSION})"
+            )
         event = record.get("event")
-        if event == "copy_status":
+        if event == _COPY_STATUS:
             self._copy_status(record)
             return
         if event not in _RUN_EVENTS:
@@ -210,16 +218,16 @@ class Scanner:
             self._enter(run_id)
         tally = self.tally
         if tally.closed:
-            if event == "result":
+            if event == _RESULT:
                 tally.later_result(record)
             return
         if not self._selected(run_id):
             return
-        if event == "result":
+        if event == _RESULT:
             tally.add_result(record)
-        elif event == "attempt":
+        elif event == _ATTEMPT:
             tally.add_attempt(record)
-        elif event == "run_started":
+        elif event == _RUN_STARTED:
             tally.run(run_id).update(
                 started_at=record.get("ts"),
                 manifest=record.get("manifest"),

@@ -31,8 +31,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from orchestrator.errors import LedgerError
+from orchestrator.ledger.format import PAIR_EVENTS, LedgerEvent
 
 __all__ = ["Compactor", "Expander", "micros"]
+
+#: Read once per compact line: a plain string (not an enum attribute lookup).
+_ATTEMPT: Final = LedgerEvent.ATTEMPT.value
 
 #: Fields of a pair's context: written when they change for a (project, destination region).
 _CONTEXT: Final = ("source_region", "destination_project_id", "destination_vault_id")
@@ -160,14 +164,15 @@ class Expander:
         self._iso = _Iso()
 
     def __call__(self, records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        pair_events = PAIR_EVENTS
         for record in records:
             if "run_id" in record:
-                if record.get("event") == "run_started":
+                if record.get("event") == LedgerEvent.RUN_STARTED:
                     self._run_id = record["run_id"]
                     self._base_us = _parse_micros(record.get("ts"))
                     self._context = {}
                 yield record
-            elif "t" in record and record.get("event") in ("attempt", "result"):
+            elif "t" in record and record.get("event") in pair_events:
                 yield self.expand(record)
             else:
                 yield record
@@ -190,7 +195,7 @@ class Expander:
         known = context.get(key)
         if known is None:
             known = context[key] = [None, None, _MISSING]
-        if record["event"] == "attempt":
+        if record["event"] == _ATTEMPT:
             if "attempt" not in record:
                 record["attempt"] = 1
             _fill_context(record, known, 1)

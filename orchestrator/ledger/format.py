@@ -19,6 +19,7 @@ from typing import Any, Final
 from orchestrator.models import PairKey, ResultStatus
 
 __all__ = [
+    "PAIR_EVENTS",
     "ROW_KEY_SIZE",
     "SCHEMA_VERSION",
     "UNKNOWN",
@@ -43,6 +44,11 @@ class LedgerEvent(enum.StrEnum):
     RESULT = "result"
     RUN_FINISHED = "run_finished"
     COPY_STATUS = "copy_status"
+
+
+#: The events of a pair's request: what every fold reads per line (plain strings: a str
+#: compared with a StrEnum member costs more, once per line).
+PAIR_EVENTS: Final = frozenset({LedgerEvent.ATTEMPT.value, LedgerEvent.RESULT.value})
 
 
 class StopReason(enum.StrEnum):

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
-from orchestrator.ledger.format import PairKeys
+from orchestrator.ledger.format import PAIR_EVENTS, LedgerEvent, PairKeys
 from orchestrator.ledger.reader import LedgerReader
 from orchestrator.ledger.snapshot import SavedFold, load_snapshot, save_snapshot
 from orchestrator.models import CopyWord, PairKey, ResultStatus
@@ -207,12 +207,13 @@ class History:
         new_combo = self.keys.combo
         status_code = _STATUS_CODE.get
         store_record_id = _hashed_record_id if self._hashed_ids else self._store_record_id
+        pair_events, result = PAIR_EVENTS, LedgerEvent.RESULT.value  # (locals: read per line)
         lines = 0
         for lines, record in enumerate(records, 1):  # noqa: B007 (kept after the loop)
             event = record.get("event")
-            if event in {"attempt", "result"}:
+            if event in pair_events:
                 code = status_code(record.get("status"), 0)  # type: ignore[arg-type]
-                if event == "result" and not code:
+                if event == result and not code:
                     self._fold_other_result(record)
                     continue
                 # format.pair_ids and PairKeys.__call__, inlined: this runs once per line.
@@ -302,12 +303,12 @@ class History:
     # --- the fold -------------------------------------------------------------------------
 
     def _fold_rare(self, event: object, record: dict[str, Any]) -> None:
-        if event == "copy_status":
+        if event == LedgerEvent.COPY_STATUS:
             self._fold_copy_status(record)
-        elif event == "run_started":
+        elif event == LedgerEvent.RUN_STARTED:
             self.last_run_started = record
             self.runs += 1
-        elif event == "run_finished":
+        elif event == LedgerEvent.RUN_FINISHED:
             self.last_run_finished = record
 
     def _fold_other_result(self, record: dict[str, Any]) -> None:
