@@ -64,6 +64,8 @@ class CbrClient(CsbsClient):
     """The CBR v3 calls of one run (``async with CbrClient(settings, auth) as c:``)."""
 
     api_version: ClassVar[str] = "v3"
+    items_path: ClassVar[str] = "/backups"
+    items_key: ClassVar[str] = "backups"
 
     def __init__(
         self,
@@ -114,30 +116,6 @@ class CbrClient(CsbsClient):
         if isinstance(embedded, list):
             backup = {**backup, "replication_records": [_from_record(r) for r in embedded]}
         return cast("dict[str, Any]", backup)
-
-    async def iter_items(
-        self,
-        project_id: str,
-        *,
-        region: str | None = None,
-        page_size: int = 1000,
-        marker: str | None = None,
-        **filters: str | int | bool,
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Every backup matching ``filters`` (``vault_id``, ``status``, ...), by ``marker``
-        (from after the backup ``marker``, when given); a marker that loops is refused as for
-        CSBS."""
-        listing = self._paged(
-            project_id,
-            region,
-            "/backups",
-            key="backups",
-            page_size=page_size,
-            filters=filters,
-            marker=marker,
-        )
-        async for backup in listing:
-            yield backup
 
     async def count_items(
         self, project_id: str, *, region: str | None = None, **filters: str | int | bool

@@ -39,6 +39,9 @@ class CsbsClient(HttpCore):
     a closed client cannot be reopened. ``auth=None`` sends no credentials (simulator)."""
 
     api_version: ClassVar[str] = "v1"
+    #: Where the backups are listed, and the answer's key holding a page of them.
+    items_path: ClassVar[str] = "/checkpoint_items"
+    items_key: ClassVar[str] = "checkpoint_items"
 
     async def replicate(self, task: ReplicationTask) -> str:
         """Start copying one item to its destination region; returns the replication record id.
@@ -85,12 +88,12 @@ class CsbsClient(HttpCore):
         **filters: str | int | bool,
     ) -> AsyncIterator[dict[str, Any]]:
         """Every item matching ``filters``, following ``marker`` until a short page (from
-        after the item ``marker``, when given)."""
+        after the item ``marker``, when given); a marker that loops is refused."""
         listing = self._paged(
             project_id,
             region,
-            "/checkpoint_items",
-            key="checkpoint_items",
+            self.items_path,
+            key=self.items_key,
             page_size=page_size,
             filters=filters,
             marker=marker,
